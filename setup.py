@@ -1,0 +1,37 @@
+"""gan_style: CycleGAN-style unpaired image translation for product catalogs."""
+
+import pathlib
+import re
+
+from setuptools import find_packages, setup
+
+HERE = pathlib.Path(__file__).parent
+VERSION = re.search(
+    r'^__version__ = "([^"]+)"', (HERE / "gan_style" / "__init__.py").read_text(), re.M
+).group(1)
+
+setup(
+    name="gan-style",
+    version=VERSION,
+    description="CycleGAN-style unpaired image translation with TensorFlow and Keras 3, "
+    "for converting product catalogs",
+    long_description=(HERE / "README.md").read_text(),
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["gan_style", "gan_style.*"]),
+    python_requires=">=3.10",
+    install_requires=[
+        "tensorflow>=2.21,<2.22",
+        "keras>=3.15,<4",
+        "tensorflow-datasets>=4.9",
+        "numpy>=1.26",
+        "pillow>=10",
+        "matplotlib>=3.8",
+        "absl-py>=2",
+        "ml-collections>=1.0",
+    ],
+    extras_require={
+        # torch is only for the tests that compare against the PyTorch reference;
+        # .ci/run installs the CPU build (torch==2.13.0) itself.
+        "test": ["pytest>=8", "pytest-timeout>=2.3", "scikit-image>=0.24"],
+    },
+)
