@@ -154,13 +154,10 @@ def _resnet_generator(
     seed: int | None = None,
     name: str | None = None,
 ) -> keras.Model:
-    b = _Builder(norm, init, init_gain, seed)
-    _choose("upsample", upsample, UPSAMPLES)
-    _choose("resize_interpolation", resize_interpolation, INTERPOLATIONS)
-    input_channels = _positive_int("input_channels", input_channels)
-    output_channels = _positive_int("output_channels", output_channels)
-    nf = _positive_int("base_filters", base_filters)
-    rate = _dropout_rate(dropout)
+    b, input_channels, output_channels, nf, rate = _generator_setup(
+        input_channels, output_channels, base_filters, norm, dropout, upsample,
+        resize_interpolation, init, init_gain, seed,
+    )
     network = f"resnet_{num_blocks}blocks"
 
     inputs = keras.Input((None, None, input_channels), name="image")
@@ -199,6 +196,22 @@ def _resnet_generator(
     return keras.Model(inputs, outputs, name=name or network)
 
 
+def _generator_setup(
+    input_channels, output_channels, base_filters, norm, dropout, upsample,
+    resize_interpolation, init, init_gain, seed,
+):
+    """Validates the options every generator shares."""
+    _choose("upsample", upsample, UPSAMPLES)
+    _choose("resize_interpolation", resize_interpolation, INTERPOLATIONS)
+    return (
+        _Builder(norm, init, init_gain, seed),
+        _positive_int("input_channels", input_channels),
+        _positive_int("output_channels", output_channels),
+        _positive_int("base_filters", base_filters),
+        _dropout_rate(dropout),
+    )
+
+
 def _dropout_rate(dropout) -> float:
     """``dropout=True`` means the reference's 0.5."""
     if dropout is True:
@@ -231,13 +244,10 @@ def _unet_generator(
     Level 1 is outermost (image in, tanh out); level ``num_downs`` is the
     innermost, at 1/2**num_downs of the input size.
     """
-    b = _Builder(norm, init, init_gain, seed)
-    _choose("upsample", upsample, UPSAMPLES)
-    _choose("resize_interpolation", resize_interpolation, INTERPOLATIONS)
-    input_channels = _positive_int("input_channels", input_channels)
-    output_channels = _positive_int("output_channels", output_channels)
-    nf = _positive_int("base_filters", base_filters)
-    rate = _dropout_rate(dropout)
+    b, input_channels, output_channels, nf, rate = _generator_setup(
+        input_channels, output_channels, base_filters, norm, dropout, upsample,
+        resize_interpolation, init, init_gain, seed,
+    )
     network = f"unet_{2**num_downs}"
 
     # Filters after the down conv of each level: nf, 2nf, 4nf, then 8nf.

@@ -1,0 +1,93 @@
+"""Exactness against the reference PyTorch networks (needs torch; skips without it)."""
+
+import numpy as np
+import pytest
+
+import gan_style
+from gan_style import import_reference
+
+torch = pytest.importorskip("torch", reason="torch is the test-only reference (pip install torch==2.13.0)")
+reference = pytest.importorskip("torch_reference")
+
+
+def _run_torch(module, x_nhwc):
+    module.eval()
+    with torch.no_grad():
+        y = module(torch.from_numpy(np.transpose(x_nhwc, (0, 3, 1, 2))))
+    return np.transpose(y.numpy(), (0, 2, 3, 1))
+
+
+def _state_dict(module):
+    return {k: v.numpy() for k, v in module.state_dict().items()}
+
+
+def _inputs(h, w, seed=0):
+    return np.random.default_rng(seed).uniform(-1, 1, (1, h, w, 3)).astype(np.float32)
+
+
+@pytest.mark.parametrize("norm", ["instance", "batch"])
+def test_resnet_6blocks_matches_pytorch(norm):
+    torch_net = reference.randomize(reference.ResnetGenerator(3, 3, ngf=8, norm=norm, n_blocks=6))
+    keras_net = gan_style.build_generator("resnet_6blocks", base_filters=8, norm=norm)
+    import_reference.load_state_dict(keras_net, _state_dict(torch_net))
+    x = _inputs(64, 96)
+    expected = _run_torch(torch_net, x)
+    got = keras_net(x, training=False).numpy()
+    assert got.shape == (1, 64, 96, 3)
+    np.testing.assert_allclose(got, expected, atol=1e-4, rtol=0)
+
+
+def test_unet_128_matches_pytorch():
+    torch_net = reference.randomize(reference.UnetGenerator(3, 3, 7, ngf=8))
+    keras_net = gan_style.build_generator("unet_128", base_filters=8)
+    import_reference.load_state_dict(keras_net, _state_dict(torch_net))
+    x = _inputs(128, 256, seed=1)
+    expected = _run_torch(torch_net, x)
+    got = keras_net(x, training=False).numpy()
+    assert got.shape == (1, 128, 256, 3)
+    np.testing.assert_allclose(got, expected, atol=1e-4, rtol=0)
+
+
+def test_basic_discriminator_matches_pytorch():
+    torch_net = reference.randomize(reference.NLayerDiscriminator(3, ndf=8))
+    keras_net = gan_style.build_discriminator("basic", base_filters=8)
+    import_reference.load_state_dict(keras_net, _state_dict(torch_net))
+    x = _inputs(64, 96, seed=2)
+    expected = _run_torch(torch_net, x)
+    got = keras_net(x, training=False).numpy()
+    assert got.shape == expected.shape == (1, 6, 10, 1)
+    np.testing.assert_allclose(got, expected, atol=1e-4, rtol=0)
+
+
+def test_full_size_resnet_9blocks_state_dict_fits():
+    """The published checkpoints' layout: 64 filters, 9 blocks, instance norm."""
+    state = _state_dict(reference.ResnetGenerator(3, 3, ngf=64, n_blocks=9))
+    options = import_reference.infer_generator_options(state)
+    assert options == {
+        "input_channels": 3, "output_channels": 3, "norm": "instance",
+        "base_filters": 64, "name": "resnet_9blocks", "dropout": False,
+    }
+    model = gan_style.build_generator(options.pop("name"), **options)
+    import_reference.load_state_dict(model, state)
+    assert model.count_params() == 11_378_179
+
+
+def test_command_line_converts_a_pth_file(tmp_path):
+    torch_net = reference.randomize(reference.UnetGenerator(1, 3, 7, ngf=4), seed=3)
+    pth = tmp_path / "latest_net_G_A.pth"
+    torch.save(torch_net.state_dict(), pth)
+    out = tmp_path / "gen_ab.keras"
+    assert import_reference.main([str(pth), str(out)]) == 0
+    loaded = __import__("keras").saving.load_model(out, safe_mode=True)
+    x = np.random.default_rng(4).uniform(-1, 1, (1, 128, 128, 1)).astype(np.float32)
+    np.testing.assert_allclose(loaded(x).numpy(), _run_torch(torch_net, x), atol=1e-4, rtol=0)
+
+
+def test_mismatched_architecture_is_named():
+    state = _state_dict(reference.ResnetGenerator(3, 3, ngf=8, n_blocks=6))
+    model = gan_style.build_generator("resnet_9blocks", base_filters=8)
+    with pytest.raises(ValueError, match="weighted modules"):
+        import_reference.load_state_dict(model, state)
+    model = gan_style.build_generator("resnet_6blocks", base_filters=16)
+    with pytest.raises(ValueError, match=r"model\.1: shapes"):
+        import_reference.load_state_dict(model, state)
