@@ -1,0 +1,532 @@
+"""One image decoder for every place where outputs are compared.
+
+Training, evaluation and catalog conversion all read pixels through
+:func:`read_image`, so a JPEG gives the same array wherever it is decoded.
+TensorFlow's ``tf.io.decode_image`` reads no TIFF and drops alpha instead of
+compositing it, so decoding is done with PIL and handed to ``tf.data`` as
+uint8 arrays (see ``gan_style.input_pipeline``).
+
+What :func:`read_image` guarantees:
+
+* EXIF orientation is applied (a phone photo stored sideways comes out
+  upright) and the returned EXIF has its orientation tag removed, so writing
+  it back does not rotate the image a second time.
+* Every mode becomes 8-bit RGB plus an optional 8-bit alpha: grayscale, 1-bit,
+  LA, palette with or without transparency, CMYK (through its embedded ICC
+  profile when it has one), YCbCr, 16-bit (``I;16*``, ``I``, 16-bit PNG/TIFF)
+  and 32-bit float.
+* Bad files raise :class:`ImageError` naming the file and the reason; a
+  truncated file is an error, never silently padded with grey.
+* ``max_pixels`` is checked from the header, before any pixel is decoded.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import os
+import pathlib
+import struct
+import zlib
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+from PIL import Image, ImageFile, UnidentifiedImageError
+
+IMAGE_EXTENSIONS = frozenset(
+    {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+)
+
+# Only these PIL plugins may open a file. PIL can also open EPS (through
+# Ghostscript), PSD, ICO and dozens of rarer formats; limiting the list keeps a
+# renamed file from reaching an unexpected (or external) decoder. The JPEG
+# plugin also opens camera JPEGs with embedded previews, as format "MPO".
+_ALLOWED_FORMATS = ("JPEG", "PNG", "BMP", "DIB", "GIF", "WEBP", "TIFF")
+Image.init()  # Image.open(formats=...) needs these plugins registered
+
+_EXIF_ORIENTATION = 0x0112
+
+# Rows per chunk when compositing, so a 100-megapixel image needs a few MB of
+# scratch space instead of a full-size integer copy.
+_COMPOSITE_ROWS = 512
+
+
+class ImageError(ValueError):
+    """An image file that cannot be decoded.
+
+    Attributes:
+      path: the file, as given.
+      reason: a short human-readable reason ("empty file (0 bytes)", ...).
+    """
+
+    def __init__(self, path: str | os.PathLike, reason: str):
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+    def __reduce__(self):  # keep the two-argument constructor picklable
+        return (type(self), (self.path, self.reason))
+
+
+@dataclasses.dataclass
+class DecodedImage:
+    """A decoded image and what is known about its source.
+
+    Attributes:
+      rgb: uint8 [H, W, 3], upright (EXIF orientation applied).
+      alpha: uint8 [H, W], or None when the source has no transparency (no
+        alpha channel and no transparent palette entry). A fully opaque alpha
+        channel in the source is kept as an all-255 array.
+      format: PIL format name of the source ("JPEG", "PNG", ...). Camera JPEGs
+        that PIL opens as "MPO" are reported as "JPEG".
+      icc_profile: the ICC profile that describes ``rgb``, or None (sRGB).
+        A CMYK source converted through its profile to sRGB reports None.
+      exif: raw EXIF bytes with the orientation tag removed, or None.
+      animated: True when the source has more than one frame (animated GIF,
+        WebP or PNG, multi-page TIFF); the first frame is decoded.
+      notes: human-readable remarks about what the conversion did.
+    """
+
+    rgb: np.ndarray
+    alpha: np.ndarray | None
+    format: str
+    icc_profile: bytes | None = None
+    exif: bytes | None = None
+    animated: bool = False
+    notes: list[str] = dataclasses.field(default_factory=list)
+
+    @property
+    def height(self) -> int:
+        return int(self.rgb.shape[0])
+
+    @property
+    def width(self) -> int:
+        return int(self.rgb.shape[1])
+
+
+def _check_file(path: pathlib.Path) -> None:
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise ImageError(path, "file not found") from None
+    except PermissionError:
+        raise ImageError(path, "permission denied (cannot stat file)") from None
+    except OSError as e:
+        raise ImageError(path, f"cannot access file ({e.strerror or e})") from None
+    if path.is_dir():
+        raise ImageError(path, "is a directory, not an image file")
+    if st.st_size == 0:
+        raise ImageError(path, "empty file (0 bytes)")
+
+
+def _source_bits(img: Image.Image) -> int:
+    """Bits per sample of the stored data, read from the undecoded tile list.
+
+    PIL decodes 16-bit RGB(A) PNG/TIFF straight into 8-bit modes (keeping the
+    high byte), so the mode alone does not tell that the source was 16-bit.
+    """
+    if img.mode.startswith("I;16") or img.mode in ("I", "F"):
+        return 16 if img.mode.startswith("I;16") else 32
+    for tile in getattr(img, "tile", None) or ():
+        args = tile[3] if len(tile) > 3 else None
+        rawmode = args[0] if isinstance(args, tuple) and args else args
+        if isinstance(rawmode, str) and ";16" in rawmode:
+            return 16
+    return 8
+
+
+def _wide_to_uint8(img: Image.Image, notes: list[str]) -> np.ndarray:
+    """Single-channel I;16*, I or F image -> uint8 [H, W]."""
+    if img.mode.startswith("I;16"):
+        data = np.asarray(img).astype(np.uint16)  # also fixes I;16B byte order
+        # Keep the high byte: the same rule PIL applies to 16-bit RGB PNG and
+        # TIFF, so 16-bit gray and 16-bit colour sources scale identically.
+        notes.append("16-bit image scaled to 8 bits")
+        return (data >> 8).astype(np.uint8)
+    data = np.asarray(img)
+    if img.mode == "I":
+        lo, hi = (int(data.min()), int(data.max())) if data.size else (0, 0)
+        if lo >= 0 and hi <= 65535:
+            notes.append("16-bit image scaled to 8 bits")
+            return (data.astype(np.uint32) >> 8).astype(np.uint8)
+        notes.append(
+            f"32-bit integer image with values {lo}..{hi} stretched to 0..255"
+        )
+    else:  # "F"
+        finite = data[np.isfinite(data)]
+        lo = float(finite.min()) if finite.size else 0.0
+        hi = float(finite.max()) if finite.size else 0.0
+        if lo >= 0.0 and hi <= 1.0:
+            notes.append("floating-point image (0..1) scaled to 8 bits")
+            out = np.nan_to_num(data, nan=0.0, posinf=1.0, neginf=0.0)
+            return np.clip(np.rint(out * 255.0), 0, 255).astype(np.uint8)
+        notes.append(
+            f"floating-point image with values {lo:g}..{hi:g} stretched to 0..255"
+        )
+    # Out-of-range data: stretch the observed range linearly onto 0..255.
+    data = np.nan_to_num(data.astype(np.float64), nan=lo, posinf=hi, neginf=lo)
+    scale = 255.0 / (hi - lo) if hi > lo else 0.0
+    return np.clip(np.rint((data - lo) * scale), 0, 255).astype(np.uint8)
+
+
+def _cmyk_to_rgb(img: Image.Image, icc: bytes | None, notes: list[str]):
+    """CMYK -> (RGB image, icc profile describing it)."""
+    if icc:
+        try:
+            from PIL import ImageCms
+
+            src = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+            dst = ImageCms.createProfile("sRGB")
+            out = ImageCms.profileToProfile(
+                img, src, dst, renderingIntent=0, outputMode="RGB"
+            )
+            notes.append("CMYK converted to sRGB through its ICC profile")
+            return out, None
+        except (ImportError, OSError, ValueError, TypeError) as e:
+            # ImageCms raises PyCMSError (an OSError) for unusable profiles;
+            # fall back to PIL's naive conversion and say so.
+            notes.append(
+                f"CMYK ICC profile unusable ({e}); converted without colour management"
+            )
+    else:
+        notes.append("CMYK converted to RGB without a colour profile (approximate)")
+    return img.convert("RGB"), None
+
+
+def _to_rgb_alpha(img: Image.Image, notes: list[str]):
+    """Any PIL mode -> (uint8 [H,W,3], uint8 [H,W] or None, icc or None)."""
+    icc = img.info.get("icc_profile") or None
+    mode = img.mode
+    has_transparency = "transparency" in img.info
+
+    if mode in ("I", "F") or mode.startswith("I;16"):
+        gray = _wide_to_uint8(img, notes)
+        return np.repeat(gray[:, :, None], 3, axis=2), None, icc
+    if mode == "CMYK":
+        rgb_img, icc = _cmyk_to_rgb(img, icc, notes)
+        return np.asarray(rgb_img, dtype=np.uint8), None, icc
+    if mode in ("L", "1") and not has_transparency:
+        gray = np.asarray(img.convert("L"), dtype=np.uint8)
+        return np.repeat(gray[:, :, None], 3, axis=2), None, icc
+    if mode in ("LA", "La"):
+        la = np.asarray(img.convert("LA"), dtype=np.uint8)
+        return np.repeat(la[:, :, :1], 3, axis=2), la[:, :, 1].copy(), icc
+    if mode == "RGB" and not has_transparency:
+        return np.asarray(img, dtype=np.uint8), None, icc
+
+    wants_alpha = has_transparency or mode in ("RGBA", "RGBa", "PA", "LA", "La")
+    if mode == "P":
+        # The palette decides: a palette with alpha or a transparent index
+        # becomes RGBA, anything else plain RGB.
+        wants_alpha = wants_alpha or img.palette is not None and (
+            img.palette.mode == "RGBA"
+        )
+    if wants_alpha:
+        rgba = np.asarray(img.convert("RGBA"), dtype=np.uint8)
+        return rgba[:, :, :3].copy(), rgba[:, :, 3].copy(), icc
+    # YCbCr, RGBX, LAB, HSV, P without transparency, ...
+    return np.asarray(img.convert("RGB"), dtype=np.uint8), None, icc
+
+
+def _orientation_and_exif(img: Image.Image) -> tuple[int, bytes | None]:
+    """EXIF orientation (1 when absent) and the EXIF bytes without it."""
+    raw = img.info.get("exif")
+    try:
+        exif = img.getexif()
+        orientation = int(exif.get(_EXIF_ORIENTATION, 1) or 1)
+    except (ValueError, TypeError, OSError, SyntaxError, KeyError):
+        # Broken EXIF must not cost the user the picture itself.
+        return 1, None
+    if raw and _EXIF_ORIENTATION in exif:
+        del exif[_EXIF_ORIENTATION]
+        raw = exif.tobytes()
+    if isinstance(raw, str):
+        raw = raw.encode("latin-1")
+    return orientation, (bytes(raw) if raw else None)
+
+
+_TRANSPOSE = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+
+
+def read_image(
+    path: str | os.PathLike, *, max_pixels: int | None = None
+) -> DecodedImage:
+    """Decodes one image file with PIL into 8-bit RGB plus optional alpha.
+
+    Args:
+      path: the image file.
+      max_pixels: refuse images with more than this many pixels (width x
+        height read from the header, before decoding). None: no limit of our
+        own; PIL's decompression-bomb guard (``2 * Image.MAX_IMAGE_PIXELS``,
+        about 179 megapixels by default) still applies.
+
+    Returns:
+      A :class:`DecodedImage`.
+
+    Raises:
+      ImageError: missing or unreadable file, empty file, not an image,
+        truncated or corrupt data, too many pixels, decompression bomb.
+    """
+    path = pathlib.Path(path)
+    _check_file(path)
+    return _decode(path, path, max_pixels)
+
+
+def read_image_bytes(
+    data: bytes, *, name: str = "<bytes>", max_pixels: int | None = None
+) -> DecodedImage:
+    """Like :func:`read_image` for an encoded image held in memory.
+
+    Args:
+      data: the encoded file contents (JPEG, PNG, ...).
+      name: what error messages call the image (``ImageError.path``).
+      max_pixels: as in :func:`read_image`.
+    """
+    if not data:
+        raise ImageError(name, "empty file (0 bytes)")
+    return _decode(io.BytesIO(bytes(data)), name, max_pixels)
+
+
+def _png_crc_error(source) -> str | None:
+    """Checks every PNG chunk's CRC; PIL skips the check for pixel data.
+
+    Without this, flipped bits inside IDAT often still inflate into a
+    plausible image, and damaged files would train as if they were fine.
+    """
+    fp = open(source, "rb") if isinstance(source, (str, os.PathLike)) else source
+    try:
+        fp.seek(8)  # past the signature
+        while True:
+            header = fp.read(8)
+            if len(header) < 8:
+                return None  # end reached; truncation is PIL's to report
+            length, kind = struct.unpack(">I4s", header)
+            payload = fp.read(length)
+            crc = fp.read(4)
+            if len(payload) < length or len(crc) < 4:
+                return None
+            if zlib.crc32(kind + payload) & 0xFFFFFFFF != struct.unpack(">I", crc)[0]:
+                name = kind.decode("latin-1")
+                return f"corrupt image data (PNG chunk {name} fails its CRC check)"
+            if kind == b"IEND":
+                return None
+    finally:
+        if fp is not source:
+            fp.close()
+
+
+def _decode(source, path, max_pixels: int | None) -> DecodedImage:
+    if ImageFile.LOAD_TRUNCATED_IMAGES:
+        # Someone flipped PIL's global switch; truncated files would then be
+        # padded with grey and pass as valid training data.
+        raise ImageError(
+            path,
+            "PIL.ImageFile.LOAD_TRUNCATED_IMAGES is True in this process; "
+            "refusing to decode because truncated files would pass silently",
+        )
+    notes: list[str] = []
+    try:
+        with Image.open(source, formats=_ALLOWED_FORMATS) as img:
+            width, height = img.size
+            if width <= 0 or height <= 0:
+                raise ImageError(path, f"invalid image size {width}x{height}")
+            if max_pixels is not None and width * height > max_pixels:
+                raise ImageError(
+                    path,
+                    f"too many pixels: {width}x{height} = {width * height:,} "
+                    f"exceeds max_pixels={max_pixels:,}",
+                )
+            fmt = img.format or "unknown"
+            n_frames = int(getattr(img, "n_frames", 1) or 1)
+            if fmt == "MPO":
+                # A camera JPEG with embedded previews, not an animation.
+                fmt = "JPEG"
+                animated = False
+            else:
+                animated = n_frames > 1
+            if animated:
+                img.seek(0)
+                kind = {"TIFF": "multi-page TIFF", "GIF": "animated GIF"}.get(
+                    fmt, f"animated {fmt}"
+                )
+                unit = "page" if fmt == "TIFF" else "frame"
+                notes.append(f"{kind}: first {unit} of {n_frames} converted")
+            if _source_bits(img) == 16 and not img.mode.startswith("I;16"):
+                notes.append("16-bit image scaled to 8 bits")
+            orientation, exif = _orientation_and_exif(img)
+            img.load()  # decode now: truncation and corruption raise here
+            if orientation in _TRANSPOSE:
+                img = img.transpose(_TRANSPOSE[orientation])
+                notes.append(f"EXIF orientation {orientation} applied")
+            rgb, alpha, icc = _to_rgb_alpha(img, notes)
+        if fmt == "PNG":
+            crc_error = _png_crc_error(source)
+            if crc_error:
+                raise ImageError(path, crc_error)
+    except ImageError:
+        raise
+    except UnidentifiedImageError:
+        raise ImageError(
+            path,
+            "not an image: contents are not a supported format "
+            f"({', '.join(f for f in _ALLOWED_FORMATS if f != 'DIB')})",
+        ) from None
+    except Image.DecompressionBombError as e:
+        raise ImageError(path, f"decompression bomb refused: {e}") from None
+    except FileNotFoundError:
+        raise ImageError(path, "file not found") from None
+    except PermissionError:
+        raise ImageError(path, "permission denied (file is not readable)") from None
+    except MemoryError:
+        raise ImageError(path, "out of memory while decoding") from None
+    except Exception as e:  # noqa: BLE001
+        # PIL's plugins raise a zoo of types on bad data (OSError "image file
+        # is truncated", SyntaxError "broken PNG file", ValueError, EOFError,
+        # struct.error, IndexError, ...). Every one means "this file cannot be
+        # decoded", and the caller must get an ImageError for it, not a crash.
+        msg = str(e) or type(e).__name__
+        if "truncated" in msg.lower():
+            reason = f"truncated image data ({msg})"
+        else:
+            reason = f"corrupt image data ({type(e).__name__}: {msg})"
+        raise ImageError(path, reason) from e
+    return DecodedImage(
+        rgb=np.ascontiguousarray(rgb),
+        alpha=None if alpha is None else np.ascontiguousarray(alpha),
+        format=fmt,
+        icc_profile=icc,
+        exif=exif,
+        animated=animated,
+        notes=notes,
+    )
+
+
+def composite(
+    rgb: np.ndarray,
+    alpha: np.ndarray | None,
+    background: Sequence[int] = (255, 255, 255),
+) -> np.ndarray:
+    """Alpha-composites ``rgb`` over a flat background colour.
+
+    ``out = round((rgb * a + background * (255 - a)) / 255)`` in exact integer
+    arithmetic, row chunk by row chunk so no full-size wide copy is made.
+
+    Args:
+      rgb: uint8 [H, W, 3] (straight, not premultiplied, colour).
+      alpha: uint8 [H, W], or None (returns ``rgb`` unchanged).
+      background: RGB colour, 0..255 each.
+
+    Returns:
+      uint8 [H, W, 3].
+    """
+    rgb = np.asarray(rgb)
+    if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise ValueError(f"rgb must be uint8 [H, W, 3], got {rgb.dtype} {rgb.shape}")
+    if alpha is None:
+        return rgb
+    alpha = np.asarray(alpha)
+    if alpha.dtype != np.uint8 or alpha.shape != rgb.shape[:2]:
+        raise ValueError(
+            f"alpha must be uint8 {rgb.shape[:2]}, got {alpha.dtype} {alpha.shape}"
+        )
+    bg = np.asarray(background, dtype=np.int64).reshape(-1)
+    if bg.shape != (3,) or bg.min() < 0 or bg.max() > 255:
+        raise ValueError(f"background must be 3 values in 0..255, got {background}")
+    bg = bg.astype(np.uint32)
+    out = np.empty_like(rgb)
+    for top in range(0, rgb.shape[0], _COMPOSITE_ROWS):
+        rows = slice(top, top + _COMPOSITE_ROWS)
+        a = alpha[rows].astype(np.uint32)[:, :, None]
+        mixed = rgb[rows].astype(np.uint32) * a + bg * (255 - a)
+        out[rows] = ((mixed + 127) // 255).astype(np.uint8)
+    return out
+
+
+def load_rgb(
+    path: str | os.PathLike,
+    *,
+    background: Sequence[int] = (255, 255, 255),
+    max_pixels: int | None = None,
+) -> np.ndarray:
+    """Reads an image as uint8 [H, W, 3], alpha composited on ``background``.
+
+    White by default: product cut-outs are shot for white pages.
+
+    Raises:
+      ImageError: see :func:`read_image`.
+    """
+    decoded = read_image(path, max_pixels=max_pixels)
+    return composite(decoded.rgb, decoded.alpha, background)
+
+
+def _as_dir_set(exclude) -> set[str]:
+    if exclude is None:
+        return set()
+    if isinstance(exclude, (str, os.PathLike)):
+        exclude = [exclude]
+    return {os.path.realpath(os.fspath(e)) for e in exclude}
+
+
+def list_images(
+    root: str | os.PathLike,
+    *,
+    recursive: bool = True,
+    exclude: str | os.PathLike | Iterable[str | os.PathLike] | None = None,
+) -> list[pathlib.Path]:
+    """Image files under ``root``, sorted, matched by extension.
+
+    Extensions are compared case-insensitively against
+    :data:`IMAGE_EXTENSIONS`. Hidden files and folders (name starting with
+    ".", which includes macOS "._x.jpg" resource forks) are skipped; symlinked
+    folders are not followed (no loops), symlinked files are listed.
+
+    Args:
+      root: the folder to walk.
+      recursive: walk sub-folders too.
+      exclude: a folder or folders not to walk, e.g. an output folder that
+        lives inside the input folder.
+
+    Returns:
+      Paths (``root`` joined with the relative path), sorted by their
+      relative path so the order is the same on every machine.
+
+    Raises:
+      FileNotFoundError: ``root`` does not exist.
+      NotADirectoryError: ``root`` is not a folder.
+    """
+    root = pathlib.Path(root)
+    if not root.exists():
+        raise FileNotFoundError(f"{root}: folder not found")
+    if not root.is_dir():
+        raise NotADirectoryError(f"{root}: not a folder")
+    excluded = _as_dir_set(exclude)
+    found: list[tuple[str, pathlib.Path]] = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        if not recursive:
+            dirnames[:] = []
+        else:
+            dirnames[:] = [
+                d
+                for d in dirnames
+                if not d.startswith(".")
+                and os.path.realpath(os.path.join(dirpath, d)) not in excluded
+            ]
+        if os.path.realpath(dirpath) in excluded:
+            dirnames[:] = []
+            continue
+        for name in filenames:
+            if name.startswith("."):
+                continue
+            if os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS:
+                full = pathlib.Path(dirpath, name)
+                found.append((full.relative_to(root).as_posix(), full))
+    found.sort(key=lambda item: item[0])
+    return [p for _, p in found]
