@@ -3,6 +3,12 @@
 from gan_style import losses
 from gan_style import image_io, input_pipeline
 from gan_style.networks import build_discriminator, build_generator, input_requirements
+from gan_style import personalize, tonal, translator
+from gan_style.personalize import fit_profile
+from gan_style.tonal import Profile, TonalAdjustment, load_profile
+from gan_style.translator import Translator, load_translator
 
-__all__ = ["build_generator", "build_discriminator", "input_requirements", "losses", "image_io", "input_pipeline"]
+__all__ = ["build_generator", "build_discriminator", "input_requirements", "losses", "image_io", "input_pipeline",
+           "TonalAdjustment", "Profile", "load_profile", "fit_profile", "Translator", "load_translator",
+           "tonal", "translator", "personalize"]
 __version__ = "0.1.0"

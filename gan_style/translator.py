@@ -1,0 +1,345 @@
+"""The reusable Translator: uint8 images of any size in, uint8 images out.
+
+A :class:`Translator` wraps a generator (float [-1, 1] in and out, sizes
+restricted) into an ordinary ``keras.Model`` for the people who reuse it:
+
+    images uint8 [B, H, W, 3]
+      -> generate(): scale to [-1, 1], mirror-pad to the generator's size
+         rule (gan_style.networks.input_requirements), generator, crop back
+      -> finish(): strength blend with the source, TonalAdjustment, uint8
+
+It saves to ``.keras`` (loaded back by :func:`load_translator` in safe mode)
+and exports a SavedModel for TF Serving (:meth:`Translator.export`).
+The tiled catalog converter and the tone studio call :meth:`generate` and
+:meth:`finish` separately; :meth:`call` is exactly ``finish(generate(x))``.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+from typing import Any
+
+import keras
+import tensorflow as tf
+
+from gan_style import tonal
+from gan_style.networks import input_requirements
+
+#: Names of the serving signatures written by :meth:`Translator.export`.
+SIGNATURE_IMAGES = "serving_default"
+SIGNATURE_IMAGES_WITH_TONE = "translate_with_tone"
+SIGNATURE_BYTES = "translate_bytes"
+
+DIRECTIONS = ("ab", "ba")
+
+
+def _padded_size(n, multiple: int, minimum: int):
+    """Smallest size >= max(n, minimum) that is a multiple of ``multiple``."""
+    rounded = (n + multiple - 1) // multiple * multiple
+    return tf.maximum(rounded, tf.constant(-(-minimum // multiple) * multiple, n.dtype))
+
+
+def _mirror_indices(n, target):
+    """Source indices that mirror-pad an axis of length ``n`` to ``target``.
+
+    Centred: ``(target - n) // 2`` before, the rest after. Reflect padding
+    (``c b | a b c | b a``, no repeated edge) when each side's pad is at most
+    ``n - 1``, which is what reflect can do; otherwise repeated symmetric
+    padding (``... c b a | a b c | c b a a b c ...``), which works for any
+    ``n >= 1`` (a 1-pixel axis becomes constant). Returns (indices, before).
+    """
+    before = (target - n) // 2
+    after = target - n - before
+    i = tf.range(target) - before
+    period = tf.maximum(2 * n - 2, 1)
+    j = tf.math.floormod(i, period)
+    reflect = tf.where(j >= n, period - j, j)
+    k = tf.math.floormod(i, 2 * n)
+    symmetric = tf.where(k >= n, 2 * n - 1 - k, k)
+    use_reflect = tf.logical_and(before <= n - 1, after <= n - 1)
+    return tf.where(use_reflect, reflect, symmetric), before
+
+
+@keras.saving.register_keras_serializable("gan_style")
+class Translator(keras.Model):
+    """A generator plus style strength and tone, for uint8 images of any size.
+
+    Call it as ``translator(images)`` with uint8 ``[batch, H, W, 3]`` (any H
+    and W >= 1), or ``translator(images, tone_params=t)`` with a float
+    ``[batch, 7]`` tensor of per-image profiles (columns
+    :data:`gan_style.tonal.PROFILE_VECTOR_NAMES`: six tonal parameters then
+    strength) or ``[batch, 6]`` (tonal only; strength from the translator).
+    Returns uint8 of the input's shape.
+
+    Attributes:
+      generator: the wrapped generator (float [-1, 1] -> float32 [-1, 1]).
+      tonal: the :class:`~gan_style.tonal.TonalAdjustment` layer (its weights
+        hold the default tone).
+      strength: default style strength in [0, 1] (a Python float, fixed into
+        any graph traced from the model; per-image strength goes through
+        ``tone_params``).
+    """
+
+    def __init__(
+        self,
+        generator: keras.Model,
+        tone: Any = None,
+        strength: float | None = None,
+        **kwargs,
+    ):
+        """Args:
+        generator: a gan_style generator (or its serialised config).
+        tone: anything :func:`gan_style.tonal.resolve_tone` takes: None
+          (neutral), a preset name, a profile JSON path, a dict, a Profile.
+        strength: style strength in [0, 1]; None takes the profile's (1.0 for
+          presets).
+        """
+        super().__init__(**kwargs)
+        if isinstance(generator, dict):
+            generator = keras.saving.deserialize_keras_object(generator)
+        if not isinstance(generator, keras.Model):
+            raise ValueError(
+                f"Translator needs a Keras generator model, got {type(generator).__name__}"
+            )
+        profile = tonal.resolve_tone(tone)
+        if strength is not None:
+            profile = profile.replace(strength=strength)  # validates the range
+        self.generator = generator
+        self.tonal = tonal.TonalAdjustment(**profile.tonal_params(), dtype="float32", name="tonal")
+        self.tonal.build()
+        self.strength = float(profile.strength)
+        self.multiple, self.minimum = input_requirements(generator)
+
+    # -- the two halves ----------------------------------------------------
+
+    def generate(self, images) -> tf.Tensor:
+        """Runs the generator on uint8 images of any size.
+
+        Scales to [-1, 1], mirror-pads H and W to the generator's multiple and
+        minimum, runs it, crops back. Returns float32 ``[B, H, W, 3]`` in
+        [-1, 1].
+        """
+        images = self._check_images(images)
+        x = tf.cast(images, tf.float32) / 127.5 - 1.0
+        shape = tf.shape(x)
+        height, width = shape[1], shape[2]
+        rows, top = _mirror_indices(height, _padded_size(height, self.multiple, self.minimum))
+        cols, left = _mirror_indices(width, _padded_size(width, self.multiple, self.minimum))
+        x = tf.gather(tf.gather(x, rows, axis=1), cols, axis=2)
+        y = self.generator(x, training=False)
+        y = y[:, top : top + height, left : left + width, :]
+        return tf.cast(y, tf.float32)
+
+    def finish(self, images, generated, tone_params=None, strength: float | None = None):
+        """Strength blend, tone and uint8 conversion of a generator output.
+
+        Args:
+          images: the uint8 source ``[B, H, W, 3]`` (or a tile of it).
+          generated: the generator's output for it, float in [-1, 1], same size.
+          tone_params: optional per-image ``[B, 7]`` (tone + strength) or
+            ``[B, 6]`` (tone only) float tensor; see the class docstring.
+          strength: overrides the default strength (ignored when
+            ``tone_params`` has a strength column).
+
+        Returns:
+          uint8 ``[B, H, W, 3]``: ``round(255 * tone(s * (g + 1) / 2 + (1 - s) * x / 255))``.
+        """
+        source = tf.cast(images, tf.float32) / 255.0
+        translated = (tf.cast(generated, tf.float32) + 1.0) * 0.5
+        params = None
+        s = tf.constant(self.strength if strength is None else float(strength), tf.float32)
+        if tone_params is not None:
+            tone_params = tf.cast(tone_params, tf.float32)
+            columns = tone_params.shape[-1]
+            if len(tone_params.shape) != 2 or columns not in (6, 7):
+                raise ValueError(
+                    "tone_params must be [batch, 7] (columns "
+                    f"{', '.join(tonal.PROFILE_VECTOR_NAMES)}) or [batch, 6]; got "
+                    f"{tone_params.shape}"
+                )
+            params = tone_params[:, :6]
+            if columns == 7:
+                s = tf.clip_by_value(tone_params[:, 6], 0.0, 1.0)[:, None, None, None]
+        # s * t + (1 - s) * x rather than x + s * (t - x): exact at s = 0 and 1.
+        blended = s * translated + (1.0 - s) * source
+        toned = self.tonal(blended, params)
+        return tf.cast(tf.round(tf.cast(toned, tf.float32) * 255.0), tf.uint8)
+
+    def call(self, images, tone_params=None):
+        return self.finish(images, self.generate(images), tone_params)
+
+    def _check_images(self, images):
+        images = tf.convert_to_tensor(images)
+        if images.dtype != tf.uint8:
+            raise ValueError(
+                f"Translator takes uint8 images [batch, H, W, 3]; got dtype {images.dtype.name} "
+                "(for float images in [0, 1] use tf.image.convert_image_dtype(x, tf.uint8))"
+            )
+        if images.shape.rank != 4 or images.shape[-1] not in (None, 3):
+            raise ValueError(
+                f"Translator takes uint8 images [batch, H, W, 3]; got shape {images.shape}"
+            )
+        return images
+
+    def compute_output_spec(self, images, tone_params=None):
+        return keras.KerasTensor(images.shape, dtype="uint8")
+
+    def build(self, input_shape=None):
+        self.tonal.build()
+        self.built = True
+
+    # -- tone ---------------------------------------------------------------
+
+    @property
+    def profile(self) -> tonal.Profile:
+        """The default tone and strength as a Profile."""
+        return tonal.Profile(**self.tonal.get_params(), strength=self.strength)
+
+    def set_tone(self, tone: Any = None, strength: float | None = None) -> None:
+        """Replaces the default tone (and strength, if given).
+
+        The tone lives in a weight, so graphs traced earlier see the change;
+        the strength is a Python float, so they keep the old strength.
+        """
+        profile = tonal.resolve_tone(tone)
+        if strength is not None:
+            profile = profile.replace(strength=strength)
+        self.tonal.set_params(profile)
+        self.strength = profile.strength
+
+    # -- saving ---------------------------------------------------------------
+
+    def get_config(self):
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            "generator": keras.saving.serialize_keras_object(self.generator),
+            "tone": self.tonal.get_params(),
+            "strength": self.strength,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["generator"] = keras.saving.deserialize_keras_object(config["generator"])
+        return cls(**config)
+
+    @property
+    def _default_save_signature(self):
+        # Keras would trace a float-input signature here while saving; the
+        # export below writes the uint8 and bytes signatures explicitly.
+        return None
+
+    def export(self, filepath: str | os.PathLike, format: str | None = None, verbose: bool = False):
+        """Writes the translator for reuse.
+
+        Args:
+          filepath: ``*.keras`` writes a Keras archive (load it with
+            :func:`load_translator`); anything else is a SavedModel directory.
+          format: ``"keras"`` or ``"tf_saved_model"``; inferred from the path.
+
+        The SavedModel's signatures (all batch and image sizes):
+
+        * ``serving_default``: ``images`` uint8 ``[B, H, W, 3]`` ->
+          ``{"images": uint8 [B, H, W, 3]}``.
+        * ``translate_with_tone``: ``images`` and ``tone`` float32 ``[B, 7]``
+          (per-image profiles, columns ``PROFILE_VECTOR_NAMES``) ->
+          ``{"images": ...}``.
+        * ``translate_bytes``: ``image_bytes`` string ``[B]`` of encoded
+          JPEG/PNG/GIF/BMP -> ``{"png_bytes": string [B]}`` (RGB PNGs; alpha
+          is dropped). The ``_bytes`` suffixes make TF Serving's REST API
+          take and return ``{"b64": ...}``.
+        """
+        filepath = os.fspath(filepath)
+        if format is None:
+            format = "keras" if filepath.endswith(".keras") else "tf_saved_model"
+        if format == "keras":
+            self.save(filepath)
+            return filepath
+        if format != "tf_saved_model":
+            raise ValueError(f"unknown export format {format!r}; use 'keras' or 'tf_saved_model'")
+        images_spec = tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")
+        tone_spec = tf.TensorSpec([None, len(tonal.PROFILE_VECTOR_NAMES)], tf.float32, name="tone")
+        bytes_spec = tf.TensorSpec([None], tf.string, name="image_bytes")
+
+        def translate_one(encoded):
+            image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
+            image.set_shape([None, None, 3])
+            return tf.io.encode_png(self(image[None])[0])
+
+        archive = keras.export.ExportArchive()
+        archive.track(self)
+        archive.add_endpoint(
+            SIGNATURE_IMAGES, lambda images: {"images": self(images)}, input_signature=[images_spec]
+        )
+        archive.add_endpoint(
+            SIGNATURE_IMAGES_WITH_TONE,
+            lambda images, tone: {"images": self(images, tone_params=tone)},
+            input_signature=[images_spec, tone_spec],
+        )
+        archive.add_endpoint(
+            SIGNATURE_BYTES,
+            lambda image_bytes: {
+                "png_bytes": tf.map_fn(
+                    translate_one, image_bytes, fn_output_signature=tf.TensorSpec([], tf.string)
+                )
+            },
+            input_signature=[bytes_spec],
+        )
+        archive.write_out(filepath, verbose=verbose)
+        return filepath
+
+
+def load_translator(
+    path: str | os.PathLike, tone: Any = None, strength: float | None = None
+) -> Translator:
+    """Loads a Translator from ``.keras`` (safe mode).
+
+    A bare generator ``.keras`` (as training exports it) is wrapped in a new
+    Translator. ``tone``/``strength``, when given, replace the saved ones.
+
+    Raises:
+      FileNotFoundError: no such file.
+      ValueError: a SavedModel directory or a file that holds neither a
+        Translator nor a generator.
+    """
+    path = pathlib.Path(path)
+    if path.is_dir():
+        raise ValueError(
+            f"{path} is a directory (a SavedModel?): load_translator reads .keras files; "
+            "serve a SavedModel with TF Serving or tf.saved_model.load"
+        )
+    if not path.exists():
+        raise FileNotFoundError(f"translator model {str(path)!r} not found")
+    if path.suffix != ".keras":
+        raise ValueError(f"{path}: expected a .keras file")
+    model = keras.saving.load_model(path, safe_mode=True, compile=False)
+    if isinstance(model, Translator):
+        if tone is not None or strength is not None:
+            model.set_tone(tone if tone is not None else model.profile, strength)
+        return model
+    if not isinstance(model, keras.Model):
+        raise ValueError(f"{path} holds a {type(model).__name__}, not a Translator or generator")
+    return Translator(model, tone=tone, strength=strength)
+
+
+def from_workdir(
+    workdir: str | os.PathLike, direction: str = "ab", **kwargs
+) -> Translator:
+    """A Translator from a training workdir's ``export/gen_<direction>.keras``.
+
+    Args:
+      workdir: the training run's folder.
+      direction: ``"ab"`` (A -> B, ``gen_ab``) or ``"ba"``.
+      **kwargs: ``tone``, ``strength`` for the Translator.
+    """
+    if direction not in DIRECTIONS:
+        raise ValueError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
+    path = pathlib.Path(workdir) / "export" / f"gen_{direction}.keras"
+    if not path.exists():
+        raise FileNotFoundError(
+            f"{path} not found: is {str(workdir)!r} a training workdir that finished exporting?"
+        )
+    generator = keras.saving.load_model(path, safe_mode=True, compile=False)
+    return Translator(generator, **kwargs)
