@@ -329,11 +329,10 @@ def train_geometry(
         return _resize(rgb, load_size, load_size)
     if mode == "crop":
         h, w = rgb.shape[:2]
-        if min(h, w) < crop_size:
-            scale = crop_size / min(h, w)
-            return _resize(
-                rgb, max(crop_size, int(np.ceil(w * scale))), max(crop_size, int(np.ceil(h * scale)))
-            )
+        short = min(h, w)
+        if short < crop_size:
+            # Ceiling division in integers: float scaling could give 65 for 64.
+            return _resize(rgb, -(-w * crop_size // short), -(-h * crop_size // short))
         return rgb
     if mode == "scale_width":
         return _crop_to_multiple(_scale_width(rgb, load_size, crop_size))
@@ -590,7 +589,11 @@ def eval_dataset(
     if eval_size == 0:
         batch_size = 1
     source = _source(data, split)
-    loader = _Loader(source, lambda rgb: eval_geometry(rgb, eval_size), None)
+    loader = _Loader(
+        source,
+        lambda rgb: eval_geometry(rgb, eval_size),
+        ("eval", eval_size) if _get(data, "cache", False) else None,
+    )
     names = tf.constant(source.names)
     calls = _parallel_calls(data)
 
@@ -612,8 +615,6 @@ def eval_dataset(
         ds = ds.map(lambda image, ok, name: (to_float(image), name))
     else:
         ds = ds.map(lambda image, ok, name: to_float(image))
-    if bool(_get(data, "cache", False)):
-        ds = ds.cache()
     return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 

@@ -101,6 +101,17 @@ def test_animated_gif_gives_first_frame_and_says_so(tmp_path):
     assert "animated GIF: first frame of 3 converted" in decoded.notes
 
 
+@pytest.mark.parametrize("ext,fmt", [("webp", "WEBP"), ("png", "PNG")])
+def test_animated_webp_and_apng_give_first_frame(tmp_path, ext, fmt):
+    frames = [Image.new("RGB", (10, 6), c) for c in [(255, 0, 0), (0, 255, 0)]]
+    path = tmp_path / f"anim.{ext}"
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=50, lossless=True)
+    decoded = read_image(path)
+    assert decoded.animated and decoded.format == fmt
+    assert tuple(decoded.rgb[3, 5]) == (255, 0, 0)
+    assert f"animated {fmt}: first frame of 2 converted" in decoded.notes
+
+
 def test_multipage_tiff_is_first_page(tmp_path):
     pages = [Image.new("RGB", (5, 4), (10 * i, 20, 30)) for i in range(1, 3)]
     path = tmp_path / "pages.tif"

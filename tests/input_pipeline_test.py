@@ -132,17 +132,16 @@ def test_unpaired_epoch_covers_larger_domain_and_cycles_smaller(constant_root):
 def test_order_depends_only_on_seed_and_epoch(textured_root):
     data = _config(root=str(textured_root))
 
-    def run(seed, epoch):
-        return np.stack([a for a, _ in _collect(ip.train_dataset(data, batch_size=1, seed=seed, epoch=epoch))])
+    def run(seed, epoch, config=data):
+        ds = ip.train_dataset(config, batch_size=1, seed=seed, epoch=epoch)
+        return np.stack([a for a, _ in _collect(ds)])
 
     first, again = run(7, 0), run(7, 0)
     np.testing.assert_array_equal(first, again)
     assert not np.array_equal(first, run(7, 1))
     assert not np.array_equal(first, run(8, 0))
     # Different parallelism, same stream.
-    serial = np.stack(
-        [a for a, _ in _collect(ip.train_dataset(_config(root=str(textured_root), num_parallel_calls=1), batch_size=1, seed=7, epoch=0))]
-    )
+    serial = run(7, 0, _config(root=str(textured_root), num_parallel_calls=1))
     np.testing.assert_array_equal(first, serial)
 
 
@@ -279,7 +278,8 @@ def test_eval_dataset(constant_root):
 
 
 def test_cache_gives_identical_batches(textured_root):
-    plain = _collect(ip.train_dataset(_config(root=str(textured_root)), batch_size=2, seed=1, epoch=0))
+    plain_cfg = _config(root=str(textured_root))
+    plain = _collect(ip.train_dataset(plain_cfg, batch_size=2, seed=1, epoch=0))
     cached_cfg = _config(root=str(textured_root), cache=True)
     for _ in range(2):  # second pass is served from the cache
         cached = _collect(ip.train_dataset(cached_cfg, batch_size=2, seed=1, epoch=0))
@@ -378,3 +378,26 @@ def test_real_horse2zebra(shared_data):
     assert ip.steps_per_epoch(full, 1) == 1334  # max(1067, 1334)
     test = list(ip.eval_dataset(data, "a", batch_size=3))
     assert [tuple(t.shape) for t in test] == [(3, 64, 64, 3), (1, 64, 64, 3)]
+
+
+def test_works_under_mirrored_strategy(textured_root):
+    """Both ways of feeding tf.distribute: whole dataset, or one per pipeline."""
+    data = _config(root=str(textured_root))
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    dist = strategy.experimental_distribute_dataset(
+        ip.train_dataset(data, batch_size=2, seed=0, epoch=0)
+    )
+    per_replica = [strategy.experimental_local_results(a) for a, _ in dist]
+    assert len(per_replica) == ip.steps_per_epoch(data, 2) == 3
+    assert all(len(r) == 2 and r[0].shape == (1, 32, 32, 3) for r in per_replica)
+    single = _collect(ip.train_dataset(data, batch_size=2, seed=0, epoch=0))
+    for replicas, (a, _) in zip(per_replica, single):  # same samples, split by replica
+        np.testing.assert_array_equal(np.concatenate([r.numpy() for r in replicas]), a)
+
+    from_fn = strategy.distribute_datasets_from_function(
+        lambda ctx: ip.train_dataset(data, batch_size=2, seed=0, epoch=0, input_context=ctx)
+    )
+    shapes = [
+        [r.shape for r in strategy.experimental_local_results(a)] for a, _ in from_fn
+    ]
+    assert len(shapes) == 3 and all(s == [(1, 32, 32, 3)] * 2 for s in shapes)
