@@ -1,0 +1,428 @@
+"""Tiled generation that matches untiled output, for images of any size.
+
+A CycleGAN generator normalises every feature map by its own per-image
+statistics (non-affine instance norm). Run naively on tiles, each tile is
+normalised by *its* statistics, and a gradient image comes out 12.5 dB away
+from the untiled result, with visible steps between tiles. Two things make
+tiles agree with the whole image here:
+
+1. **Shared statistics** (Thumbnail Instance Normalization, Chen et al. 2022):
+   the whole image, downscaled to at most ``stats_size`` pixels on its long
+   side, runs through the generator once while the mean and variance entering
+   every normalisation layer are recorded. Every tile then runs through the
+   same layers and weights with those statistics frozen. For images no larger
+   than ``stats_size`` the "thumbnail" is the image itself, so the statistics
+   are exact and tiling only has to deal with the receptive field.
+2. **Overlap and a smooth window**: neighbouring tiles overlap by ``overlap``
+   pixels. A quarter of the overlap at each tile edge (where the tile lacks
+   context its untiled counterpart had) gets weight 0, and the middle half is
+   a raised-cosine cross-fade whose weights sum to exactly 1, so there is no
+   seam and no normalisation step.
+
+Memory: the caller's uint8 image and uint8 output, plus per tile a constant
+(the tile batch, the thumbnail pass, and float carries of one overlap strip);
+the whole image is never held as float.
+
+The frozen-statistics network is not a new model: :class:`FrozenStatsRunner`
+re-runs the generator's own functional graph (the same layer objects, so the
+same weights) with every ``GroupNormalization`` call swapped for a version
+that takes its statistics from outside. That works for any functional
+generator from :func:`gan_style.build_generator` (ResNet and U-Net); batch norm
+at inference already uses fixed statistics and runs unchanged.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Callable, Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from gan_style.networks import input_requirements
+
+#: Default tile edge (pixels, the generator's input size for one tile).
+DEFAULT_TILE = 512
+#: Default overlap between neighbouring tiles (pixels).
+DEFAULT_OVERLAP = 32
+#: Long side of the thumbnail whose statistics the tiles share; images up to
+#: this size get exact statistics.
+DEFAULT_STATS_SIZE = 1024
+
+
+def _is_group_norm(operation) -> bool:
+    return isinstance(operation, keras.layers.GroupNormalization)
+
+
+def _group_view(layer: keras.layers.GroupNormalization, x):
+    """``x`` as ``[B, H, W, groups, C // groups]`` (channels-last only)."""
+    if layer.axis not in (-1, len(x.shape) - 1):
+        raise ValueError(
+            f"tiling supports channels-last GroupNormalization only; layer {layer.name!r} "
+            f"normalises axis {layer.axis}"
+        )
+    channels = x.shape[-1]
+    shape = tf.concat([tf.shape(x)[:-1], [layer.groups, channels // layer.groups]], axis=0)
+    return tf.reshape(x, shape)
+
+
+def _moments(layer, x):
+    """Per-example, per-group mean and variance, shape ``[B, 1, 1, groups, 1]``."""
+    xg = tf.cast(_group_view(layer, x), tf.float32)
+    axes = list(range(1, len(xg.shape) - 2)) + [len(xg.shape) - 1]
+    return tf.nn.moments(xg, axes=axes, keepdims=True)
+
+
+def _normalize(layer, x, mean, variance):
+    """GroupNormalization's own formula, with the given statistics."""
+    xg = tf.cast(_group_view(layer, x), tf.float32)
+    inv = tf.math.rsqrt(variance + layer.epsilon)
+    y = (xg - mean) * inv
+    y = tf.reshape(y, tf.shape(x))
+    if layer.scale:
+        y = y * tf.cast(layer.gamma, tf.float32)
+    if layer.center:
+        y = y + tf.cast(layer.beta, tf.float32)
+    return tf.cast(y, layer.compute_dtype)
+
+
+def _run_graph(model: keras.Model, inputs, norm_fn: Callable):
+    """Runs ``model``'s functional graph, calling ``norm_fn(layer, x)`` for each
+    GroupNormalization (including inside nested functional models)."""
+    if not hasattr(model, "_run_through_graph"):
+        raise TypeError(
+            f"tiled generation needs a functional Keras model; {model.name!r} is a "
+            f"{type(model).__name__}"
+        )
+
+    def operation_fn(operation):
+        if _is_group_norm(operation):
+            return lambda x, **kwargs: norm_fn(operation, x)
+        if isinstance(operation, keras.Model) and hasattr(operation, "_run_through_graph"):
+            return lambda x, **kwargs: _run_graph(operation, x, norm_fn)
+        return operation
+
+    return model._run_through_graph(inputs, operation_fn=operation_fn)
+
+
+def _norm_layers(model: keras.Model) -> list:
+    """GroupNormalization layers in the order ``_run_graph`` visits them."""
+    found = []
+
+    def record(layer, x):
+        found.append(layer)
+        return x
+
+    # A symbolic pass: cheap, and gives exactly the call order of a real run.
+    channels = model.inputs[0].shape[-1]
+    multiple, minimum = input_requirements(model)
+    size = max(minimum, multiple)
+    _run_graph(model, keras.KerasTensor((1, size, size, channels)), record)
+    return found
+
+
+class FrozenStatsRunner:
+    """Runs a generator on tiles with instance-norm statistics from elsewhere.
+
+    Args:
+      generator: a functional Keras generator (``[B, H, W, C]`` in [-1, 1]).
+
+    ``statistics(x)`` returns the per-layer ``(mean, variance)`` of image(s)
+    ``x``; ``frozen(tiles, stats)`` runs tiles with those statistics (one
+    image's statistics broadcast over the tile batch). Both are
+    ``tf.function``s with unknown batch and spatial sizes, traced once.
+    """
+
+    def __init__(self, generator: keras.Model):
+        self.generator = generator
+        self.norm_layers = _norm_layers(generator)
+        self._index = {id(layer): i for i, layer in enumerate(self.norm_layers)}
+        channels = generator.inputs[0].shape[-1]
+        image_spec = tf.TensorSpec([None, None, None, channels], tf.float32)
+        stats_spec = [
+            (tf.TensorSpec([1, 1, 1, None, 1], tf.float32),) * 2 for _ in self.norm_layers
+        ]
+        self.statistics = tf.function(self._statistics, input_signature=[image_spec])
+        self.frozen = tf.function(self._frozen, input_signature=[image_spec, stats_spec])
+
+    def _statistics(self, images):
+        recorded = [None] * len(self.norm_layers)
+
+        def record(layer, x):
+            mean, variance = _moments(layer, x)
+            recorded[self._index[id(layer)]] = (mean, variance)
+            return _normalize(layer, x, mean, variance)
+
+        _run_graph(self.generator, images, record)
+        return recorded
+
+    def _frozen(self, tiles, stats):
+        def frozen(layer, x):
+            mean, variance = stats[self._index[id(layer)]]
+            return _normalize(layer, x, mean, variance)
+
+        return tf.cast(_run_graph(self.generator, tiles, frozen), tf.float32)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Window:
+    """One tile position along one axis.
+
+    ``indices`` are the image rows (or columns) fed to the generator (mirrored
+    beyond the image when the axis is shorter than the generator needs);
+    ``lo:hi`` is the image range this tile contributes to (nonzero weight),
+    found in the generator output at ``offset:offset + hi - lo``; ``weight``
+    holds its blend weights over ``lo:hi``.
+    """
+
+    indices: np.ndarray
+    lo: int
+    hi: int
+    offset: int
+    weight: np.ndarray
+
+
+def mirror_indices(length: int, before: int, after: int) -> np.ndarray:
+    """Source indices that mirror-pad an axis by ``before``/``after`` pixels.
+
+    The same rule as the Translator's padding: reflect (``c b | a b c | b a``,
+    edge not repeated) when each pad is at most ``length - 1``, otherwise
+    repeated symmetric padding, which is defined for any pad (a 1-pixel axis
+    becomes constant).
+    """
+    i = np.arange(-before, length + after)
+    if before <= length - 1 and after <= length - 1:
+        period = max(2 * length - 2, 1)
+        j = np.mod(i, period)
+        return np.where(j >= length, period - j, j)
+    k = np.mod(i, 2 * length)
+    return np.where(k >= length, 2 * length - 1 - k, k)
+
+
+def padded_size(length: int, multiple: int, minimum: int) -> int:
+    """Smallest size >= ``length`` and ``minimum`` that is a multiple of ``multiple``."""
+    return max(-(-length // multiple) * multiple, -(-minimum // multiple) * multiple)
+
+
+def _ramp(n: int) -> np.ndarray:
+    """Raised-cosine fade-in over ``n`` pixels; ``ramp + ramp[::-1] == 1``."""
+    t = (np.arange(n) + 0.5) / n
+    return np.sin(0.5 * np.pi * t) ** 2
+
+
+def plan_axis(length: int, tile: int, overlap: int, multiple: int, minimum: int) -> list[_Window]:
+    """Tile positions and blend weights along one axis of ``length`` pixels.
+
+    The axis is first mirror-padded (virtually: only indices) to the size the
+    generator needs, centred exactly as the Translator pads, so every tile
+    samples the same stride-2 grid as the untiled generator would. ``tile``
+    must already be a valid generator size. Tiles start at multiples of
+    ``multiple`` of that padded axis, neighbours overlap by at least
+    ``overlap``, and each pixel gets weight from at most two tiles.
+    """
+    size = padded_size(length, multiple, minimum)
+    before = (size - length) // 2
+    mirror = mirror_indices(length, before, size - length - before)
+    if size <= tile:
+        return [_Window(mirror, 0, length, before, np.ones(length, np.float32))]
+    step = (tile - overlap) // multiple * multiple
+    if step < multiple:
+        raise ValueError(f"overlap {overlap} is too large for tile {tile}")
+    count = 1 + math.ceil((size - tile) / step)
+    starts = [
+        int(round(k * (size - tile) / (count - 1) / multiple)) * multiple for k in range(count)
+    ]
+    # Cross-fades a quarter of the nominal overlap wide, centred in each actual
+    # overlap: 3/8 of the overlap at each tile edge gets weight 0, because a
+    # tile's output is least like the untiled one near its edges (missing
+    # context; zero padding of the strided convs), while a short fade already
+    # hides the small difference left in the middle of the overlap.
+    fades = []
+    for a, b in zip(starts[:-1], starts[1:]):
+        width = min(a + tile - b, overlap // 4 if overlap >= 4 else 0)
+        centre = (b + a + tile) // 2
+        fades.append((centre - width // 2, centre - width // 2 + width))
+    windows = []
+    for k, start in enumerate(starts):
+        # In padded coordinates first, then clipped to the real pixels.
+        lo = fades[k - 1][0] if k > 0 else 0
+        hi = fades[k][1] if k < count - 1 else size
+        weight = np.ones(hi - lo, np.float32)
+        if k > 0:
+            f0, f1 = fades[k - 1]
+            weight[: f1 - f0] = _ramp(f1 - f0)
+        if k < count - 1:
+            f0, f1 = fades[k]
+            weight[f0 - lo :] = _ramp(f1 - f0)[::-1]
+        real_lo, real_hi = max(lo, before), min(hi, before + length)
+        if real_hi <= real_lo:
+            continue  # a tile over padding only
+        windows.append(
+            _Window(
+                mirror[start : start + tile],
+                real_lo - before,
+                real_hi - before,
+                real_lo - start,
+                weight[real_lo - lo : real_hi - lo].astype(np.float32),
+            )
+        )
+    for prev, nxt in zip(windows[:-2], windows[2:]):
+        if prev.hi > nxt.lo:  # a pixel would need three tiles
+            raise ValueError(
+                f"overlap {overlap} is too large for tile {tile}: keep it under about half the tile"
+            )
+    return windows
+
+
+def tile_size(tile: int, multiple: int, minimum: int) -> int:
+    """``tile`` rounded down to a size the generator takes."""
+    size = tile // multiple * multiple
+    if size < minimum:
+        raise ValueError(
+            f"tile {tile} is too small for this generator: it needs at least {minimum} "
+            f"pixels, a multiple of {multiple}"
+        )
+    return size
+
+
+def needs_tiling(height: int, width: int, tile: int | None) -> bool:
+    """Whether an image of this size is converted in tiles (``tile`` 0/None: never)."""
+    return bool(tile) and (height > tile or width > tile)
+
+
+def thumbnail(image: np.ndarray, max_side: int) -> np.ndarray:
+    """``image`` (uint8 HxWx3) area-downscaled to at most ``max_side`` per side."""
+    height, width = image.shape[:2]
+    scale = max_side / max(height, width)
+    if scale >= 1:
+        return image
+    size = (max(1, round(height * scale)), max(1, round(width * scale)))
+    small = tf.image.resize(image[None], size, method="area", antialias=True)[0]
+    return tf.cast(tf.clip_by_value(tf.round(small), 0, 255), tf.uint8).numpy()
+
+
+def to_float(images: np.ndarray) -> np.ndarray:
+    """uint8 -> float32 in [-1, 1], as the Translator scales."""
+    return images.astype(np.float32) / np.float32(127.5) - np.float32(1.0)
+
+
+class TiledTranslator:
+    """Converts images of any size in overlapping tiles with shared statistics.
+
+    Args:
+      translator: a :class:`gan_style.Translator`; its ``generator`` runs the
+        tiles and its ``finish`` (strength blend + tone, pointwise) finishes
+        each blended region.
+      tile: tile edge in pixels (rounded down to what the generator takes).
+      overlap: overlap between neighbouring tiles in pixels.
+      stats_size: long side of the statistics thumbnail.
+      batch_size: tiles per generator call.
+    """
+
+    def __init__(
+        self,
+        translator,
+        *,
+        tile: int = DEFAULT_TILE,
+        overlap: int = DEFAULT_OVERLAP,
+        stats_size: int = DEFAULT_STATS_SIZE,
+        batch_size: int = 4,
+    ):
+        self.translator = translator
+        self.runner = FrozenStatsRunner(translator.generator)
+        self.multiple, self.minimum = input_requirements(translator.generator)
+        self.tile = tile_size(int(tile), self.multiple, self.minimum)
+        if overlap < 0:
+            raise ValueError(f"overlap must be >= 0, got {overlap}")
+        self.overlap = int(overlap)
+        self.stats_size = int(stats_size)
+        self.batch_size = max(1, int(batch_size))
+
+    def statistics(self, image: np.ndarray):
+        """Per-norm-layer statistics of ``image`` from its thumbnail."""
+        small = thumbnail(image, self.stats_size)
+        h, w = small.shape[:2]
+        ph, pw = padded_size(h, self.multiple, self.minimum), padded_size(w, self.multiple, self.minimum)
+        rows = mirror_indices(h, (ph - h) // 2, ph - h - (ph - h) // 2)
+        cols = mirror_indices(w, (pw - w) // 2, pw - w - (pw - w) // 2)
+        x = to_float(small[np.ix_(rows, cols)])[None]
+        return self.runner.statistics(tf.constant(x))
+
+    def generate(self, image: np.ndarray, finish: Callable | None = None, out: np.ndarray | None = None):
+        """Translates one uint8 ``[H, W, 3]`` image tile by tile.
+
+        Args:
+          image: the source, uint8 ``[H, W, C]``.
+          finish: ``finish(source_region, generated_region) -> uint8 region``;
+            defaults to the translator's strength blend and tone.
+          out: optional uint8 array of the image's shape to write into.
+
+        Returns:
+          ``out``, the translated uint8 image of the same size.
+        """
+        if finish is None:
+            finish = self._finish
+        height, width = image.shape[:2]
+        out = np.empty(image.shape[:2] + (3,), np.uint8) if out is None else out
+        stats = self.statistics(image)
+        rows = plan_axis(height, self.tile, self.overlap, self.multiple, self.minimum)
+        cols = plan_axis(width, self.tile, self.overlap, self.multiple, self.minimum)
+        positions = [(r, c) for r in range(len(rows)) for c in range(len(cols))]
+        blender = _Blender(rows, cols, width, lambda y0, y1, x0, x1, g: self._write(
+            image, out, finish, y0, y1, x0, x1, g))
+        for first in range(0, len(positions), self.batch_size):
+            batch = positions[first : first + self.batch_size]
+            tiles = np.stack([to_float(image[np.ix_(rows[r].indices, cols[c].indices)]) for r, c in batch])
+            generated = self.runner.frozen(tf.constant(tiles), stats).numpy()
+            del tiles
+            for (r, c), g in zip(batch, generated):
+                blender.add(r, c, g)
+        return out
+
+    def _finish(self, source, generated):
+        result = self.translator.finish(source[None], generated[None])
+        return np.asarray(result)[0]
+
+    @staticmethod
+    def _write(image, out, finish, y0, y1, x0, x1, generated):
+        if y1 > y0 and x1 > x0:
+            out[y0:y1, x0:x1] = finish(image[y0:y1, x0:x1, :3], generated)
+
+
+class _Blender:
+    """Streams weighted tile outputs (raster order) into final regions.
+
+    Each pixel gets weight from at most two tiles per axis, so only two float
+    carries are pending at any time: the columns a tile shares with the next
+    tile of its row, and the rows a band of tiles shares with the next band.
+    """
+
+    def __init__(self, rows: Sequence[_Window], cols: Sequence[_Window], width: int, emit):
+        self.rows, self.cols, self.width, self.emit = rows, cols, width, emit
+        self.row_carry = None  # rows [rows[r].lo, rows[r-1].hi) x full width
+        self.next_row_carry = None
+        self.col_carry = None
+
+    def add(self, r: int, c: int, generated: np.ndarray) -> None:
+        wy, wx = self.rows[r], self.cols[c]
+        part = generated[wy.offset : wy.offset + wy.hi - wy.lo, wx.offset : wx.offset + wx.hi - wx.lo]
+        part = part * wy.weight[:, None, None] * wx.weight[None, :, None]
+        if c == 0:
+            self.col_carry = None
+            rows_next = self.rows[r + 1].lo if r + 1 < len(self.rows) else wy.hi
+            self.next_row_carry = np.zeros((wy.hi - rows_next, self.width, part.shape[-1]), np.float32)
+        if self.col_carry is not None:
+            part[:, : self.col_carry.shape[1]] += self.col_carry
+        cols_final = (self.cols[c + 1].lo if c + 1 < len(self.cols) else wx.hi) - wx.lo
+        self.col_carry = part[:, cols_final:].copy()
+        final = part[:, :cols_final]
+        x0, x1 = wx.lo, wx.lo + cols_final
+        if self.row_carry is not None:
+            final[: self.row_carry.shape[0]] += self.row_carry[:, x0:x1]
+        rows_final = (self.rows[r + 1].lo if r + 1 < len(self.rows) else wy.hi) - wy.lo
+        self.next_row_carry[:, x0:x1] = final[rows_final:]
+        self.emit(wy.lo, wy.lo + rows_final, x0, x1, final[:rows_final])
+        if c == len(self.cols) - 1:
+            self.row_carry, self.next_row_carry = self.next_row_carry, None
