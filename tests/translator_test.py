@@ -1,0 +1,298 @@
+"""Tests of gan_style.translator: any-size uint8 translation, saving, export, reuse."""
+
+import io
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+import gan_style
+from gan_style import tonal
+from gan_style.layers import InputCheck
+from gan_style.translator import Translator, _mirror_indices, from_workdir, load_translator
+
+
+def tiny_generator(seed=1):
+    return gan_style.build_generator("resnet_6blocks", base_filters=4, seed=seed)
+
+
+def images(seed, shape):
+    return np.random.default_rng(seed).integers(0, 256, shape, dtype=np.uint8)
+
+
+def level_diff(a, b):
+    return np.abs(np.asarray(a).astype(int) - np.asarray(b).astype(int))
+
+
+def assert_within_one_level(got, expected, max_fraction=0.001):
+    diff = level_diff(got, expected)
+    assert diff.max() <= 1, diff.max()
+    assert (diff > 0).mean() < max_fraction, (diff > 0).mean()
+
+
+@pytest.fixture(scope="module")
+def translator():
+    return Translator(tiny_generator(), tone="warm", strength=0.8)
+
+
+@pytest.fixture(scope="module")
+def saved_model_path(translator, tmp_path_factory):
+    path = tmp_path_factory.mktemp("export") / "translator_savedmodel"
+    assert translator.export(path) == str(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def saved_model(saved_model_path):
+    return tf.saved_model.load(str(saved_model_path))
+
+
+def identity_generator(multiple=4, minimum=8):
+    """A 'generator' returning its input: shows exactly what generate() crops."""
+    inputs = keras.Input((None, None, 3))
+    checked = InputCheck("identity", 3, multiple=multiple, minimum=minimum)(inputs)
+    return keras.Model(inputs, keras.layers.Identity()(checked))
+
+
+def blur_generator():
+    """3x3 mean filter (valid conv on reflect padding): output sees padded pixels."""
+    inputs = keras.Input((None, None, 3))
+    x = InputCheck("blur", 3, multiple=4, minimum=8)(inputs)
+    x = keras.layers.DepthwiseConv2D(
+        3, padding="same", use_bias=False, depthwise_initializer=keras.initializers.Constant(1 / 9)
+    )(x)
+    return keras.Model(inputs, x)
+
+
+# -- padding ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("n, target", [(5, 8), (8, 8), (7, 12), (255, 256), (6, 11)])
+def test_mirror_indices_are_reflect_padding(n, target):
+    indices, before = _mirror_indices(tf.constant(n), tf.constant(target))
+    before = int(before)
+    expected = np.pad(np.arange(n), (before, target - n - before), mode="reflect")
+    np.testing.assert_array_equal(indices.numpy(), expected)
+
+
+@pytest.mark.parametrize("n, target", [(1, 8), (2, 8), (3, 8), (3, 20)])
+def test_mirror_indices_tiny_axes_repeat_symmetric_padding(n, target):
+    indices, before = _mirror_indices(tf.constant(n), tf.constant(target))
+    before, after = int(before), target - n - int(before)
+    # Repeated symmetric padding: np.pad "symmetric" one image length at a time.
+    expected = np.arange(n)
+    left, right = before, after
+    while left or right:
+        step_l, step_r = min(left, len(expected)), min(right, len(expected))
+        expected = np.pad(expected, (step_l, step_r), mode="symmetric")
+        left, right = left - step_l, right - step_r
+    np.testing.assert_array_equal(indices.numpy(), expected)
+    assert indices.numpy().min() >= 0 and indices.numpy().max() < n
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (3, 5), (9, 14), (16, 16)])
+def test_generate_crops_back_to_the_source_pixels(shape):
+    model = Translator(identity_generator())
+    x = images(0, (2, *shape, 3))
+    generated = model.generate(x).numpy()
+    np.testing.assert_allclose(generated, x / 127.5 - 1.0, atol=1e-6)
+    # Neutral tone, full strength, identity generator: the image comes back.
+    assert np.array_equal(model(x).numpy(), x)
+
+
+def test_generate_pads_with_the_mirror_image():
+    # A blur sees the padding: compare with blurring np.pad(reflect) by hand.
+    model = Translator(blur_generator())
+    x = images(1, (1, 6, 7, 3))  # padded to 8x8: rows 1 + 1, columns 0 + 1
+    got = model.generate(x).numpy()[0]
+    frame = np.pad(x[0] / 127.5 - 1.0, ((1, 1), (0, 1), (0, 0)), mode="reflect")
+    zeros = np.pad(frame, ((1, 1), (1, 1), (0, 0)))  # the conv's own "same" zeros
+    blurred = sum(zeros[i : i + 8, j : j + 8] for i in range(3) for j in range(3)) / 9
+    np.testing.assert_allclose(got, blurred[1:7, 0:7], atol=1e-5)
+
+
+# -- the model ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (3, 5), (255, 257), (512, 384)])
+def test_any_size_keeps_the_size(translator, shape):
+    batch = 2 if shape[0] < 100 else 1
+    x = images(2, (batch, *shape, 3))
+    y = translator(x)
+    assert y.dtype == tf.uint8 and tuple(y.shape) == x.shape
+
+
+def test_call_is_finish_of_generate(translator):
+    x = images(3, (2, 13, 10, 3))
+    generated = translator.generate(x)
+    assert generated.dtype == tf.float32 and generated.shape == x.shape
+    assert np.abs(generated.numpy()).max() <= 1.0
+    assert np.array_equal(translator.finish(x, generated).numpy(), translator(x).numpy())
+
+
+def test_strength_blend_and_tone_formula():
+    generator = tiny_generator()
+    x = images(4, (2, 12, 12, 3))
+    for strength in (0.0, 0.35, 1.0):
+        model = Translator(generator, tone="vivid", strength=strength)
+        g = (model.generate(x).numpy().astype(np.float64) + 1) / 2
+        blended = strength * g + (1 - strength) * x / 255.0
+        toned = tonal.TonalAdjustment(**tonal.PRESETS["vivid"].tonal_params())(
+            blended.astype(np.float32)
+        ).numpy()
+        assert level_diff(model(x), np.round(toned * 255)).max() <= 1
+    # Strength 0 with a neutral tone gives the source back exactly.
+    assert np.array_equal(Translator(generator, strength=0.0)(x).numpy(), x)
+    with pytest.raises(ValueError, match="'strength'"):
+        Translator(generator, strength=1.5)
+
+
+def test_per_image_tone_params(translator):
+    x = images(5, (2, 9, 11, 3))
+    warm = tonal.PRESETS["warm"].replace(strength=0.5)
+    muted = tonal.PRESETS["muted"]
+    both = translator(x, tone_params=np.array([warm.to_vector(), muted.to_vector()], np.float32))
+    for i, profile in enumerate((warm, muted)):
+        alone = Translator(translator.generator, tone=profile)(x[i : i + 1])
+        assert np.array_equal(both[i : i + 1].numpy(), alone.numpy())
+    # Six columns: tone per image, the translator's own strength.
+    six = translator(x, tone_params=np.array([muted.to_vector(False)] * 2, np.float32))
+    expected = Translator(translator.generator, tone=muted, strength=translator.strength)(x)
+    assert np.array_equal(six.numpy(), expected.numpy())
+    with pytest.raises(ValueError, match="tone_params"):
+        translator(x, tone_params=np.zeros((2, 3), np.float32))
+
+
+def test_rejects_non_uint8_and_bad_shapes(translator):
+    with pytest.raises(ValueError, match="uint8"):
+        translator(np.zeros((1, 8, 8, 3), np.float32))
+    with pytest.raises(ValueError, match=r"\[batch, H, W, 3\]"):
+        translator(np.zeros((1, 8, 8, 4), np.uint8))
+
+
+def test_profile_and_set_tone(translator):
+    model = Translator(translator.generator, tone={"contrast": 1.2}, strength=0.6)
+    assert model.profile.contrast == pytest.approx(1.2) and model.profile.strength == 0.6
+    x = images(6, (1, 8, 8, 3))
+    traced = tf.function(lambda a: model(a))
+    before = traced(x).numpy()
+    model.set_tone("cool")
+    assert model.profile.temperature == pytest.approx(-0.3) and model.strength == 1.0
+    # The tone lives in a weight, so an already traced graph sees the change.
+    assert not np.array_equal(traced(x).numpy(), before)
+
+
+# -- saving and loading --------------------------------------------------------
+
+
+def test_keras_round_trip_is_bit_identical(translator, tmp_path):
+    path = translator.export(tmp_path / "translator.keras")
+    loaded = load_translator(path)
+    assert isinstance(loaded, Translator)
+    assert loaded.profile == translator.profile and loaded.strength == translator.strength
+    x = images(7, (2, 21, 30, 3))
+    assert np.array_equal(loaded(x).numpy(), translator(x).numpy())
+    # Overrides at load time.
+    muted = load_translator(path, tone="muted", strength=0.3)
+    assert muted.profile.saturation == pytest.approx(0.6) and muted.strength == 0.3
+
+
+def test_load_translator_errors(tmp_path, saved_model_path):
+    with pytest.raises(FileNotFoundError, match="nope.keras"):
+        load_translator(tmp_path / "nope.keras")
+    with pytest.raises(ValueError, match="translator_savedmodel is a directory"):
+        load_translator(saved_model_path)
+    other = tmp_path / "weights.h5"
+    other.write_bytes(b"")
+    with pytest.raises(ValueError, match="expected a .keras file"):
+        load_translator(other)
+
+
+def test_generator_file_and_workdir_load_into_a_translator(tmp_path):
+    generator = tiny_generator(seed=3)
+    export = tmp_path / "run" / "export"
+    export.mkdir(parents=True)
+    generator.save(export / "gen_ab.keras")
+    tiny_generator(seed=4).save(export / "gen_ba.keras")
+    x = images(8, (1, 10, 14, 3))
+    direct = Translator(generator, tone="bright")(x).numpy()
+    assert np.array_equal(from_workdir(tmp_path / "run", tone="bright")(x).numpy(), direct)
+    assert np.array_equal(load_translator(export / "gen_ab.keras", tone="bright")(x).numpy(), direct)
+    assert not np.array_equal(from_workdir(tmp_path / "run", "ba", tone="bright")(x).numpy(), direct)
+    with pytest.raises(ValueError, match="direction"):
+        from_workdir(tmp_path / "run", "ac")
+    with pytest.raises(FileNotFoundError, match="gen_ab.keras"):
+        from_workdir(tmp_path / "elsewhere")
+
+
+# -- SavedModel and reuse in other TF code ----------------------------------------
+
+
+def test_saved_model_signatures(translator, saved_model):
+    assert {"serving_default", "translate_with_tone", "translate_bytes"} <= set(
+        saved_model.signatures
+    )
+    serve = saved_model.signatures["serving_default"]
+    assert serve.structured_input_signature[1]["images"].dtype == tf.uint8
+    bytes_fn = saved_model.signatures["translate_bytes"]
+    (input_name,) = bytes_fn.structured_input_signature[1]
+    (output_name,) = bytes_fn.structured_outputs
+    # TF Serving's REST API base64-codes tensors whose names end in _bytes.
+    assert input_name.endswith("_bytes") and output_name.endswith("_bytes")
+    for shape in [(1, 1, 1, 3), (2, 3, 5, 3), (1, 37, 50, 3)]:
+        x = images(9, shape)
+        out = serve(images=tf.constant(x))["images"]
+        assert out.dtype == tf.uint8 and out.shape == x.shape
+        assert_within_one_level(out, translator(x))
+    x = images(10, (2, 12, 16, 3))
+    tone = np.array([tonal.PRESETS["vivid"].replace(strength=0.4).to_vector()] * 2, np.float32)
+    out = saved_model.signatures["translate_with_tone"](images=tf.constant(x), tone=tf.constant(tone))
+    assert_within_one_level(out["images"], translator(x, tone_params=tone))
+
+
+def test_saved_model_bytes_signature(translator, saved_model):
+    sources = [images(11, (17, 23, 3)), images(12, (8, 8, 3))]
+    encoded = []
+    buffer = io.BytesIO()
+    Image.fromarray(sources[0]).save(buffer, format="PNG")
+    encoded.append(buffer.getvalue())
+    buffer = io.BytesIO()
+    Image.fromarray(sources[1]).save(buffer, format="JPEG", quality=95)
+    encoded.append(buffer.getvalue())
+    out = saved_model.signatures["translate_bytes"](image_bytes=tf.constant(encoded))["png_bytes"]
+    assert out.shape == (2,)
+    for data, source, source_bytes in zip(out.numpy(), sources, encoded):
+        result = np.asarray(Image.open(io.BytesIO(data)))
+        assert result.shape == source.shape
+        # Compare with the translation of what TF decoded (exact for the
+        # PNG; for the JPEG, TF's decoder is what the signature runs).
+        decoded = tf.io.decode_image(source_bytes, channels=3)[None]
+        assert_within_one_level(result, translator(decoded)[0])
+
+
+def test_reuse_in_tf_data_tf_function_and_keras_model(translator, tmp_path):
+    path = translator.export(tmp_path / "t.keras")
+    loaded = load_translator(path)
+    x = images(13, (4, 24, 20, 3))
+    direct = translator(x).numpy()
+
+    dataset = tf.data.Dataset.from_tensor_slices(x).batch(2).map(loaded)
+    via_data = np.concatenate([batch.numpy() for batch in dataset])
+    assert_within_one_level(via_data, direct)
+
+    via_function = tf.function(lambda a: loaded(a))(tf.constant(x)).numpy()
+    assert_within_one_level(via_function, direct)
+
+    inputs = keras.Input((None, None, 3), dtype="uint8")
+    outer = keras.Model(inputs, loaded(inputs))
+    assert_within_one_level(outer(x).numpy(), direct)
+    assert_within_one_level(outer.predict(x, verbose=0), direct)
+    assert_within_one_level(loaded.predict(x, batch_size=2, verbose=0), direct)
+
+    # Per-image tone as a second input of a functional model.
+    tones = keras.Input((len(tonal.PROFILE_VECTOR_NAMES),))
+    toned_model = keras.Model([inputs, tones], loaded(inputs, tone_params=tones))
+    vectors = np.array([p.to_vector() for p in tonal.PRESETS.values()][:4], np.float32)
+    assert_within_one_level(toned_model([x, vectors]).numpy(), translator(x, tone_params=vectors))
