@@ -27,7 +27,7 @@ difference too; pass sources of similar content for a pure tone.
 from __future__ import annotations
 
 import os
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -85,10 +85,14 @@ def _as_image_list(images, what: str) -> list[np.ndarray]:
                 with Image.open(image) as opened:
                     image = np.asarray(ImageOps.exif_transpose(opened).convert("RGB"))
             except OSError as error:
-                raise ValueError(f"{what}: cannot read image {os.fspath(image)!r}: {error}") from None
+                raise ValueError(
+                    f"{what}: cannot read image {os.fspath(image)!r}: {error}"
+                ) from None
         image = np.asarray(image)
         if image.ndim != 3 or image.shape[-1] != 3:
-            raise ValueError(f"{what}[{i}]: expected an RGB image [H, W, 3], got shape {image.shape}")
+            raise ValueError(
+                f"{what}[{i}]: expected an RGB image [H, W, 3], got shape {image.shape}"
+            )
         if image.dtype == np.uint8:
             image = image.astype(np.float32) / 255.0
         elif np.issubdtype(image.dtype, np.floating):

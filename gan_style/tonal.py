@@ -23,7 +23,8 @@ import json
 import math
 import os
 import pathlib
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import keras
 from keras import ops
@@ -173,7 +174,7 @@ class TonalAdjustment(keras.layers.Layer):
         # str() of a float32 is its shortest round-trip form: 1.05, not 1.0499999523.
         return {name: float(str(v)) for name, v in zip(PARAM_NAMES, values)}
 
-    def set_params(self, values: Mapping[str, float] | "Profile") -> None:
+    def set_params(self, values: Mapping[str, float] | Profile) -> None:
         """Replaces the layer's parameters (missing names keep their value).
 
         Tonal parameters only; a Profile's ``strength`` is ignored here.
@@ -324,10 +325,12 @@ class Profile:
                 raise ValueError(f"{source}: {key!r} must be a string")
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], source: str = "profile") -> "Profile":
+    def from_dict(cls, data: Mapping[str, Any], source: str = "profile") -> Profile:
         """Builds a validated profile; errors name ``source`` and the key."""
         if not isinstance(data, Mapping):
-            raise ValueError(f"{source}: a profile must be a JSON object, got {type(data).__name__}")
+            raise ValueError(
+                f"{source}: a profile must be a JSON object, got {type(data).__name__}"
+            )
         for key in data:
             if key not in PROFILE_KEYS:
                 raise ValueError(
@@ -353,7 +356,7 @@ class Profile:
         names = PROFILE_VECTOR_NAMES if with_strength else PARAM_NAMES
         return [getattr(self, name) for name in names]
 
-    def replace(self, **changes) -> "Profile":
+    def replace(self, **changes) -> Profile:
         """A copy with some fields changed (validated)."""
         return dataclasses.replace(self, **changes)
 
@@ -419,7 +422,7 @@ PRESETS: dict[str, Profile] = {
 }
 
 
-def resolve_tone(tone: "str | os.PathLike | Mapping[str, Any] | Profile | None") -> Profile:
+def resolve_tone(tone: str | os.PathLike | Mapping[str, Any] | Profile | None) -> Profile:
     """Turns a ``--tone`` value into a :class:`Profile`.
 
     Args:

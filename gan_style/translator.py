@@ -324,9 +324,7 @@ def load_translator(
     return Translator(model, tone=tone, strength=strength)
 
 
-def from_workdir(
-    workdir: str | os.PathLike, direction: str = "ab", **kwargs
-) -> Translator:
+def from_workdir(workdir: str | os.PathLike, direction: str = "ab", **kwargs) -> Translator:
     """A Translator from a training workdir's ``export/gen_<direction>.keras``.
 
     Args:

@@ -166,8 +166,12 @@ def test_gradients_reach_every_parameter():
     x = tf.constant(random_images(9, low=0.1, high=0.9))
     layer = tonal.TonalAdjustment()
     # At neutral (where the exact identity is selected) and away from it.
-    for point in (params_vector(), params_vector(brightness=0.05, contrast=1.2, saturation=1.3,
-                                                 gamma=0.8, temperature=0.2, tint=-0.1)):
+    for point in (
+        params_vector(),
+        params_vector(
+            brightness=0.05, contrast=1.2, saturation=1.3, gamma=0.8, temperature=0.2, tint=-0.1
+        ),
+    ):
         p = tf.Variable([point, point], dtype=tf.float32)
         with tf.GradientTape(persistent=True) as tape:
             tape.watch(x)
@@ -182,8 +186,11 @@ def test_gradients_reach_every_parameter():
             up, down = np.array(point), np.array(point)
             up[i] += h
             down[i] -= h
-            f = lambda v: float(tf.reduce_sum(layer(x, np.array([v, point], np.float32))  # noqa: E731
-                                              * tf.constant([0.3, 1.0, 2.0])))
+
+            def f(v, other=point):
+                out = layer(x, np.array([v, other], np.float32))
+                return float(tf.reduce_sum(out * tf.constant([0.3, 1.0, 2.0])))
+
             numeric = (f(up) - f(down)) / (2 * h)
             assert grad_p.numpy()[0, i] == pytest.approx(numeric, rel=0.03, abs=0.05), NAMES[i]
     # The constructor parameters are a weight that gets gradients too.
@@ -271,7 +278,10 @@ def test_presets_are_valid_and_distinct():
     r, b = 0, 2
     assert outputs["warm"][..., r].mean() > x[..., r].mean() > outputs["cool"][..., r].mean()
     assert outputs["cool"][..., b].mean() > x[..., b].mean()
-    chroma = lambda y: np.abs(y - y.mean(-1, keepdims=True)).mean()  # noqa: E731
+
+    def chroma(y):
+        return np.abs(y - y.mean(-1, keepdims=True)).mean()
+
     assert chroma(outputs["vivid"]) > chroma(x) > chroma(outputs["muted"])
     assert outputs["bright"].mean() > x.mean()
     assert outputs["high_contrast"].std() > x.std()

@@ -219,8 +219,12 @@ def test_generator_file_and_workdir_load_into_a_translator(tmp_path):
     x = images(8, (1, 10, 14, 3))
     direct = Translator(generator, tone="bright")(x).numpy()
     assert np.array_equal(from_workdir(tmp_path / "run", tone="bright")(x).numpy(), direct)
-    assert np.array_equal(load_translator(export / "gen_ab.keras", tone="bright")(x).numpy(), direct)
-    assert not np.array_equal(from_workdir(tmp_path / "run", "ba", tone="bright")(x).numpy(), direct)
+    assert np.array_equal(
+        load_translator(export / "gen_ab.keras", tone="bright")(x).numpy(), direct
+    )
+    assert not np.array_equal(
+        from_workdir(tmp_path / "run", "ba", tone="bright")(x).numpy(), direct
+    )
     with pytest.raises(ValueError, match="direction"):
         from_workdir(tmp_path / "run", "ac")
     with pytest.raises(FileNotFoundError, match="gen_ab.keras"):
@@ -248,7 +252,9 @@ def test_saved_model_signatures(translator, saved_model):
         assert_within_one_level(out, translator(x))
     x = images(10, (2, 12, 16, 3))
     tone = np.array([tonal.PRESETS["vivid"].replace(strength=0.4).to_vector()] * 2, np.float32)
-    out = saved_model.signatures["translate_with_tone"](images=tf.constant(x), tone=tf.constant(tone))
+    out = saved_model.signatures["translate_with_tone"](
+        images=tf.constant(x), tone=tf.constant(tone)
+    )
     assert_within_one_level(out["images"], translator(x, tone_params=tone))
 
 
@@ -296,3 +302,25 @@ def test_reuse_in_tf_data_tf_function_and_keras_model(translator, tmp_path):
     toned_model = keras.Model([inputs, tones], loaded(inputs, tone_params=tones))
     vectors = np.array([p.to_vector() for p in tonal.PRESETS.values()][:4], np.float32)
     assert_within_one_level(toned_model([x, vectors]).numpy(), translator(x, tone_params=vectors))
+
+
+def test_finish_under_xla_and_translator_in_mixed_precision(translator):
+    x = images(14, (2, 15, 9, 3))
+    direct = translator(x).numpy()
+    generated = translator.generate(x)
+    vectors = np.array([translator.profile.to_vector()] * 2, np.float32)
+    finish_xla = tf.function(lambda a, g, t: translator.finish(a, g, t), jit_compile=True)
+    assert_within_one_level(finish_xla(x, generated, vectors), direct)
+
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_float16")
+    try:
+        generator = tiny_generator()  # same seed: same weights, float16 maths
+        half = Translator(generator, tone="warm", strength=0.8)
+        out = half(x)
+    finally:
+        keras.config.set_dtype_policy(previous)
+    assert out.dtype == tf.uint8 and out.shape == x.shape
+    # float16 activations: a level here and there (measured ~4% of values).
+    diff = level_diff(out, direct)
+    assert diff.max() <= 2 and (diff > 0).mean() < 0.2
