@@ -61,6 +61,23 @@ def _mirror_indices(n, target):
     return tf.where(use_reflect, reflect, symmetric), before
 
 
+def _check_rgb_generator(generator: keras.Model) -> None:
+    """Rejects models that do not map RGB images to RGB images (e.g. a discriminator)."""
+    try:
+        in_shape, out_shape = generator.input_shape, generator.output_shape
+    except (AttributeError, ValueError):  # a subclassed model not built yet: trust it
+        return
+    if isinstance(in_shape, list) or isinstance(out_shape, list):
+        raise ValueError(
+            f"Translator needs a one-input, one-output generator; {generator.name!r} is not"
+        )
+    if len(in_shape) != 4 or in_shape[-1] != 3 or len(out_shape) != 4 or out_shape[-1] != 3:
+        raise ValueError(
+            f"Translator needs a generator from [batch, H, W, 3] to [batch, H, W, 3]; "
+            f"{generator.name!r} maps {in_shape} to {out_shape}"
+        )
+
+
 @keras.saving.register_keras_serializable("gan_style")
 class Translator(keras.Model):
     """A generator plus style strength and tone, for uint8 images of any size.
@@ -102,6 +119,7 @@ class Translator(keras.Model):
             raise ValueError(
                 f"Translator needs a Keras generator model, got {type(generator).__name__}"
             )
+        _check_rgb_generator(generator)
         profile = tonal.resolve_tone(tone)
         if strength is not None:
             profile = profile.replace(strength=strength)  # validates the range

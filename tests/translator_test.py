@@ -165,6 +165,17 @@ def test_per_image_tone_params(translator):
         translator(x, tone_params=np.zeros((2, 3), np.float32))
 
 
+def test_rejects_models_that_are_not_rgb_generators(tmp_path):
+    with pytest.raises(ValueError, match="maps"):
+        Translator(gan_style.build_discriminator("basic", base_filters=4))
+    with pytest.raises(ValueError, match="Keras generator model"):
+        Translator("gen_ab.keras")
+    gray = gan_style.build_generator("resnet_6blocks", base_filters=4, output_channels=1)
+    gray.save(tmp_path / "gray.keras")
+    with pytest.raises(ValueError, match="maps"):
+        load_translator(tmp_path / "gray.keras")
+
+
 def test_rejects_non_uint8_and_bad_shapes(translator):
     with pytest.raises(ValueError, match="uint8"):
         translator(np.zeros((1, 8, 8, 3), np.float32))
