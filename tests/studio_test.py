@@ -1,0 +1,545 @@
+"""API-level tests of the tone studio (gan_style.studio), through Flask's test client.
+
+A tiny random translator (resnet_6blocks, 4 filters) stands in for a trained
+one: what is tested is that the studio shows exactly what the Translator (and
+so infer.py) computes, re-runs only the cheap half on a slider change, and
+answers every bad input with a message while it keeps serving.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import pathlib
+import re
+import statistics
+import threading
+import time
+import urllib.request
+
+import numpy as np
+import pytest
+from PIL import Image
+
+pytest.importorskip("flask", reason="the studio's optional extra (Flask) is not installed")
+
+import gan_style
+from gan_style import tonal
+from gan_style.studio import __main__ as studio_main
+from gan_style.studio import create_app, host_warning, make_server, server
+from gan_style.studio.app import STATIC_DIR
+from gan_style.translator import Translator, load_translator
+
+
+def product_image(height: int, width: int, seed: int = 0) -> np.ndarray:
+    """A smooth synthetic 'product shot': a shaded blob on a light background."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    cy, cx = height * rng.uniform(0.4, 0.6), width * rng.uniform(0.4, 0.6)
+    r = np.hypot((y - cy) / (0.35 * height), (x - cx) / (0.3 * width))
+    colour = rng.uniform(0.2, 0.8, size=3)
+    shade = np.clip(1.0 - 0.5 * (x / width) - 0.2 * (y / height), 0.0, 1.0)
+    inside = (r < 1.0)[..., None]
+    image = np.where(inside, colour * shade[..., None], 0.92 + 0.05 * (y / height)[..., None])
+    return np.clip(np.round(image * 255), 0, 255).astype(np.uint8)
+
+
+def png_bytes(rgb: np.ndarray, alpha: np.ndarray | None = None) -> bytes:
+    image = Image.fromarray(rgb, "RGB")
+    if alpha is not None:
+        image.putalpha(Image.fromarray(alpha, "L"))
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def decode_png(data: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(data)))
+
+
+def upload(client, data: bytes, name: str = "shot.png"):
+    return client.post(
+        "/api/images",
+        data={"image": (io.BytesIO(data), name)},
+        content_type="multipart/form-data",
+    )
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory) -> pathlib.Path:
+    generator = gan_style.build_generator("resnet_6blocks", base_filters=4, seed=1)
+    path = tmp_path_factory.mktemp("studio_model") / "tiny_translator.keras"
+    translator = Translator(generator)
+    translator(np.zeros((1, 8, 8, 3), np.uint8))  # built, so the archive holds its weights
+    translator.save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def translator(model_path):
+    return load_translator(model_path)
+
+
+@pytest.fixture(scope="module")
+def app(translator, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("studio_images")
+    (folder / "sub").mkdir()
+    Image.fromarray(product_image(40, 52, seed=3)).save(folder / "sub" / "mug.png")
+    app = create_app(translator, model_name="tiny_translator.keras", image_dir=str(folder))
+    app.config["TESTING"] = False  # errors go through the error handlers, as when served
+    return app
+
+
+@pytest.fixture(scope="module")
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture(scope="module")
+def source() -> np.ndarray:
+    return product_image(47, 61)  # odd sizes: the Translator mirror-pads them
+
+
+@pytest.fixture(scope="module")
+def image_id(client, source) -> str:
+    response = upload(client, png_bytes(source))
+    assert response.status_code == 200, response.get_json()
+    return response.get_json()["id"]
+
+
+def query(**values) -> str:
+    return "&".join(f"{k}={v}" for k, v in values.items())
+
+
+def assert_within_one_level(a: np.ndarray, b: np.ndarray):
+    assert a.shape == b.shape
+    diff = np.abs(a.astype(int) - b.astype(int))
+    assert diff.max() <= 1, f"max difference {diff.max()} levels"
+    # XLA (the studio's preview) and eager TF may round a uint8 conversion
+    # differently on rare pixels; not on many.
+    assert (diff > 0).mean() < 0.01
+
+
+# -- page and config ---------------------------------------------------------------
+
+
+def test_page_and_static_files_are_served_and_fetch_nothing_external(client):
+    page = client.get("/")
+    assert page.status_code == 200 and b"tone studio" in page.data
+    for name in ("studio.js", "studio.css"):
+        assert client.get(f"/static/{name}").status_code == 200
+    # Offline: no file of the page refers to anything outside the server.
+    for path in STATIC_DIR.iterdir():
+        text = path.read_text(encoding="utf-8")
+        assert not re.search(r"(https?:)?//[a-z0-9.-]+\.[a-z]{2,}", text, re.IGNORECASE), path.name
+        assert "@import" not in text and "url(http" not in text
+
+
+def test_config_sliders_come_from_the_library_ranges(client, translator):
+    config = client.get("/api/config").get_json()
+    sliders = {row["name"]: row for row in config["parameters"]}
+    assert list(sliders) == list(tonal.PROFILE_VECTOR_NAMES)
+    for name, row in sliders.items():
+        assert (row["min"], row["max"]) == tonal.RANGES[name]
+        lo, step = row["min"], row["step"]
+        # The neutral value and every preset value sit on the slider's grid.
+        values = [row["neutral"]] + [getattr(p, name) for p in tonal.PRESETS.values()]
+        for value in values:
+            assert abs((value - lo) / step - round((value - lo) / step)) < 1e-6, (name, value)
+    for name in tonal.PARAM_NAMES:
+        assert sliders[name]["neutral"] == tonal.NEUTRAL[name]
+    assert set(config["presets"]) == set(tonal.PRESETS)
+    assert config["model_profile"] == translator.profile.to_dict()
+    assert config["images"] == ["sub/mug.png"]
+    assert config["model"] == "tiny_translator.keras"
+
+
+# -- images and previews --------------------------------------------------------------
+
+
+def test_source_png_is_the_uploaded_pixels(client, image_id, source):
+    response = client.get(f"/api/images/{image_id}/source.png")
+    assert response.status_code == 200
+    np.testing.assert_array_equal(decode_png(response.data), source)
+
+
+def test_neutral_preview_equals_the_translator(client, image_id, source, translator):
+    response = client.get(f"/api/images/{image_id}/preview.png")
+    assert response.status_code == 200 and response.mimetype == "image/png"
+    preview = decode_png(response.data)
+    expected = translator(source[None]).numpy()[0]
+    assert_within_one_level(preview, expected)
+
+
+def test_toned_preview_equals_a_translator_with_that_profile(client, image_id, source, model_path):
+    profile = tonal.Profile(
+        brightness=0.1,
+        contrast=1.3,
+        saturation=0.7,
+        gamma=1.2,
+        temperature=0.4,
+        tint=-0.2,
+        strength=0.6,
+    )
+    response = client.get(f"/api/images/{image_id}/preview.png?" + query(**profile.to_dict()))
+    assert response.status_code == 200, response.get_json()
+    expected = load_translator(model_path, tone=profile)(source[None]).numpy()[0]
+    assert_within_one_level(decode_png(response.data), expected)
+
+
+def test_brightness_raises_the_preview_mean_by_the_documented_amount(client, image_id):
+    base = decode_png(client.get(f"/api/images/{image_id}/preview.png").data).astype(float)
+    bright = decode_png(
+        client.get(f"/api/images/{image_id}/preview.png?brightness=0.1").data
+    ).astype(float)
+    # Brightness adds B to every channel before clipping: +25.5 levels where
+    # nothing clips.
+    unclipped = base <= 255 - 26
+    shift = (bright - base)[unclipped]
+    assert np.all(np.abs(shift - 25.5) <= 1.0), (shift.min(), shift.max())
+
+
+def test_slider_changes_never_rerun_the_generator(translator, monkeypatch, source):
+    calls = []
+    original = translator.generate
+
+    def counting_generate(images):
+        calls.append(images.shape)
+        return original(images)
+
+    monkeypatch.setattr(translator, "generate", counting_generate)
+    client = create_app(translator).test_client()
+    image_id = upload(client, png_bytes(source)).get_json()["id"]
+    assert len(calls) == 1
+    means = []
+    for brightness in (-0.2, -0.1, 0.0, 0.1, 0.2):
+        response = client.get(f"/api/images/{image_id}/preview.png?brightness={brightness}")
+        assert response.status_code == 200
+        means.append(decode_png(response.data).mean())
+    converted = client.get(f"/api/images/{image_id}/converted.png?strength=0.5")
+    assert converted.status_code == 200
+    assert len(calls) == 1, "a tone change ran the generator again"
+    assert means == sorted(means) and means[0] < means[-1]
+
+
+def test_converted_download_is_the_preview_with_alpha_kept(client):
+    rgb = product_image(36, 44, seed=5)
+    alpha = np.zeros((36, 44), np.uint8)
+    alpha[6:30, 8:36] = 255
+    alpha[10:12, :] = 128
+    response = upload(client, png_bytes(rgb, alpha), name="cut out.png")
+    assert response.get_json()["has_alpha"] is True
+    image_id = response.get_json()["id"]
+    q = query(brightness=0.05, temperature=0.3, strength=0.7)
+    preview = decode_png(client.get(f"/api/images/{image_id}/preview.png?{q}").data)
+    converted = client.get(f"/api/images/{image_id}/converted.png?{q}")
+    assert converted.status_code == 200
+    assert (
+        converted.headers["Content-Disposition"] == 'attachment; filename="cut_out_converted.png"'
+    )
+    pixels = decode_png(converted.data)
+    assert pixels.shape == (36, 44, 4)
+    np.testing.assert_array_equal(pixels, preview)
+    np.testing.assert_array_equal(pixels[..., 3], alpha)
+
+
+def test_large_images_are_reduced_for_the_studio(translator):
+    client = create_app(translator, preview_size=32).test_client()
+    response = upload(client, png_bytes(product_image(48, 64)))
+    body = response.get_json()
+    assert (body["width"], body["height"]) == (32, 24)
+    assert (body["original_width"], body["original_height"]) == (64, 48)
+    assert any("reduced from 64x48 to 32x24" in note for note in body["notes"])
+    preview = decode_png(client.get(f"/api/images/{body['id']}/preview.png").data)
+    assert preview.shape == (24, 32, 3)
+
+
+def test_pick_an_image_from_the_folder(client):
+    response = client.post("/api/images/pick", json={"name": "sub/mug.png"})
+    assert response.status_code == 200
+    body = response.get_json()
+    assert (body["width"], body["height"]) == (52, 40)
+    source = decode_png(client.get(f"/api/images/{body['id']}/source.png").data)
+    np.testing.assert_array_equal(source, product_image(40, 52, seed=3))
+    for bad in ("../studio_model/tiny_translator.keras", "/etc/passwd", "nope.png"):
+        response = client.post("/api/images/pick", json={"name": bad})
+        assert response.status_code == 404
+        assert "no image" in response.get_json()["error"]
+
+
+def test_old_images_are_dropped_with_a_message(translator, source):
+    client = create_app(translator, max_images=2).test_client()
+    ids = [upload(client, png_bytes(source)).get_json()["id"] for _ in range(3)]
+    response = client.get(f"/api/images/{ids[0]}/preview.png")
+    assert response.status_code == 404
+    assert "upload it again" in response.get_json()["error"]
+    assert client.get(f"/api/images/{ids[2]}/preview.png").status_code == 200
+
+
+# -- profiles --------------------------------------------------------------------
+
+
+def test_profile_download_round_trips_through_load_profile(client, tmp_path):
+    values = {
+        "brightness": 0.12,
+        "contrast": 1.25,
+        "saturation": 0.8,
+        "gamma": 0.9,
+        "temperature": -0.3,
+        "tint": 0.05,
+        "strength": 0.75,
+    }
+    response = client.get("/api/profile.json?" + query(**values, name="brand-x"))
+    assert response.status_code == 200
+    assert response.headers["Content-Disposition"] == 'attachment; filename="brand-x.json"'
+    path = tmp_path / "brand-x.json"
+    path.write_bytes(response.data)
+    profile = gan_style.tonal.load_profile(path)
+    assert profile == tonal.Profile(name="brand-x", **values)
+    # ... and that is the tone infer.py applies: resolve_tone reads the same file.
+    assert tonal.resolve_tone(str(path)) == profile
+
+
+def test_profile_upload_returns_the_validated_profile(client):
+    data = json.dumps({"name": "warmish", "temperature": 0.25, "strength": 0.5}).encode()
+    response = client.post(
+        "/api/profile",
+        data={"profile": (io.BytesIO(data), "warmish.json")},
+        content_type="multipart/form-data",
+    )
+    assert response.status_code == 200
+    profile = response.get_json()["profile"]
+    assert profile["temperature"] == 0.25 and profile["strength"] == 0.5
+    assert profile["brightness"] == tonal.NEUTRAL["brightness"]
+
+
+@pytest.mark.parametrize(
+    "content, expected",
+    [
+        (b'{"brightness": 0.1, "sparkle": 2}', "unknown key 'sparkle'"),
+        (b'{"gamma": 12}', "'gamma' = 12.0 is out of range [0.25, 4.0]"),
+        (b'{"strength": -0.5}', "'strength' = -0.5 is out of range [0.0, 1.0]"),
+        (b'{"contrast": "high"}', "'contrast' must be a number"),
+        (b'{"brightness": 0.1', "not valid JSON"),
+        (b"[1, 2]", "must be a JSON object"),
+        (b"\xff\xfe\x00", "not a UTF-8 JSON profile"),
+    ],
+)
+def test_bad_profile_uploads_name_the_problem(client, content, expected):
+    response = client.post(
+        "/api/profile",
+        data={"profile": (io.BytesIO(content), "brand.json")},
+        content_type="multipart/form-data",
+    )
+    assert response.status_code == 400
+    message = response.get_json()["error"]
+    assert expected in message and "brand.json" in message
+
+
+@pytest.mark.parametrize(
+    "params, expected",
+    [
+        ("sparkle=1", "unknown key 'sparkle'"),
+        ("brightness=2", "'brightness' = 2.0 is out of range [-1.0, 1.0]"),
+        ("saturation=lots", "'saturation' must be a number, got 'lots'"),
+        ("gamma=nan", "'gamma' = nan is out of range"),
+    ],
+)
+def test_bad_preview_parameters_name_the_problem(client, image_id, params, expected):
+    for url in (f"/api/images/{image_id}/preview.png?{params}", f"/api/profile.json?{params}"):
+        response = client.get(url)
+        assert response.status_code == 400
+        assert expected in response.get_json()["error"]
+
+
+# -- bad uploads --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "content, name, expected",
+    [
+        (b"this is not an image", "notes.png", "not an image"),
+        (b"", "empty.jpg", "empty file"),
+        (png_bytes(product_image(30, 30))[:200], "cut.png", "truncated"),
+    ],
+)
+def test_bad_image_uploads_get_a_message_and_the_server_keeps_serving(
+    client, image_id, content, name, expected
+):
+    response = upload(client, content, name=name)
+    assert response.status_code == 400
+    message = response.get_json()["error"]
+    assert name in message and expected in message
+    assert client.get(f"/api/images/{image_id}/preview.png").status_code == 200
+
+
+def test_upload_without_a_file_field(client):
+    response = client.post("/api/images", data={}, content_type="multipart/form-data")
+    assert response.status_code == 400
+    assert "multipart field 'image'" in response.get_json()["error"]
+
+
+def test_oversized_upload_gets_413_with_the_limit(translator, source):
+    app = create_app(translator, max_upload_bytes=2048)
+    client = app.test_client()
+    big = png_bytes(np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8))
+    assert len(big) > 2048
+    response = upload(client, big, name="big.png")
+    assert response.status_code == 413
+    assert "limit is" in response.get_json()["error"]
+    small = png_bytes(source[:8, :8])
+    assert upload(client, small).status_code == 200  # still serving
+
+
+def test_too_many_pixels_is_refused_before_decoding(translator):
+    client = create_app(translator, max_pixels=1000).test_client()
+    response = upload(client, png_bytes(product_image(40, 40)), name="huge.png")
+    assert response.status_code == 400
+    assert "too many pixels: 40x40 = 1,600 exceeds max_pixels=1,000" in response.get_json()["error"]
+
+
+def test_unknown_image_and_unknown_route(client):
+    response = client.get("/api/images/img999/preview.png")
+    assert response.status_code == 404 and "unknown image 'img999'" in response.get_json()["error"]
+    response = client.get("/api/nothing")
+    assert response.status_code == 404 and "error" in response.get_json()
+
+
+# -- match a reference -------------------------------------------------------------
+
+
+def test_fit_to_references_moves_the_tone_towards_them(client, image_id):
+    config = client.get("/api/config").get_json()
+    if not config["fit_available"]:
+        response = client.post("/api/fit", data={}, content_type="multipart/form-data")
+        assert response.status_code == 501
+        pytest.skip("gan_style.fit_profile is not in this version of the library")
+    strength = 0.8
+    untoned = decode_png(client.get(f"/api/images/{image_id}/preview.png?strength={strength}").data)
+    target = tonal.Profile(brightness=0.08, temperature=0.35, strength=strength)
+    references = decode_png(
+        client.get(f"/api/images/{image_id}/preview.png?" + query(**target.to_dict())).data
+    )
+    response = client.post(
+        "/api/fit",
+        data={
+            "references": [(io.BytesIO(png_bytes(references)), "brand.png")],
+            "image_id": image_id,
+            "strength": str(strength),
+        },
+        content_type="multipart/form-data",
+    )
+    assert response.status_code == 200, response.get_json()
+    fitted = tonal.Profile.from_dict(response.get_json()["profile"])
+    assert fitted.strength == strength
+    # The references were made from this very translation, so the fit should
+    # land close to the tone that made them (fit_profile's own tests bound it).
+    assert abs(fitted.temperature - target.temperature) < 0.1
+    assert abs(fitted.brightness - target.brightness) < 0.1
+    fitted_preview = decode_png(
+        client.get(f"/api/images/{image_id}/preview.png?" + query(**fitted.to_dict())).data
+    ).astype(float)
+    # Closer to the references than the untoned translation was.
+    error_before = np.abs(untoned.astype(float) - references).mean()
+    error_after = np.abs(fitted_preview - references).mean()
+    assert error_after < 0.5 * error_before
+
+
+def test_fit_with_bad_references(client):
+    if not client.get("/api/config").get_json()["fit_available"]:
+        pytest.skip("gan_style.fit_profile is not in this version of the library")
+    response = client.post("/api/fit", data={}, content_type="multipart/form-data")
+    assert response.status_code == 400 and "choose one or more" in response.get_json()["error"]
+    response = client.post(
+        "/api/fit",
+        data={"references": [(io.BytesIO(b"<html>"), "logo.png")]},
+        content_type="multipart/form-data",
+    )
+    assert response.status_code == 400
+    assert "reference logo.png: not an image" in response.get_json()["error"]
+    response = client.post(
+        "/api/fit",
+        data={
+            "references": [(io.BytesIO(png_bytes(product_image(20, 20))), "a.png")],
+            "strength": "3",
+        },
+        content_type="multipart/form-data",
+    )
+    assert (
+        response.status_code == 400
+        and "'strength' = 3.0 is out of range" in response.get_json()["error"]
+    )
+
+
+# -- responsiveness -----------------------------------------------------------------
+
+
+def test_a_slider_change_on_a_512px_image_takes_well_under_a_second(client):
+    image = product_image(512, 512, seed=7)
+    body = upload(client, png_bytes(image), name="big-shot.png").get_json()
+    times, render_ms = [], []
+    for i in range(5):
+        start = time.perf_counter()
+        response = client.get(f"/api/images/{body['id']}/preview.png?brightness={0.01 * i}")
+        times.append(time.perf_counter() - start)
+        assert response.status_code == 200
+        render_ms.append(float(response.headers["X-Render-Ms"]))
+    median = statistics.median(times)
+    print(
+        f"\n512x512 preview update: median {median * 1000:.0f} ms per request "
+        f"(tone {statistics.median(render_ms):.0f} ms; generator once: {body['generate_seconds']} s)"
+    )
+    # The target is "well under a second"; the machine is shared, so the
+    # bound leaves room, but a generator rerun (seconds) would still fail it.
+    assert median < 1.0
+
+
+# -- the server and the command line --------------------------------------------------
+
+
+def test_real_http_server_on_a_free_port(app):
+    httpd = make_server(app, "127.0.0.1", 0)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{httpd.server_port}/api/config"
+        with urllib.request.urlopen(url, timeout=30) as response:
+            assert json.load(response)["model"] == "tiny_translator.keras"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(timeout=10)
+    assert not thread.is_alive()
+
+
+def test_host_warning_only_beyond_this_machine():
+    for host in ("127.0.0.1", "127.0.0.2", "localhost", "::1"):
+        assert host_warning(host) is None
+    for host in ("0.0.0.0", "192.168.1.20", "::", "studio.example"):
+        warning = host_warning(host)
+        assert warning and host in warning and "no login" in warning
+
+
+def test_no_model_and_no_bundled_model_is_a_clear_error(monkeypatch, tmp_path, capsys):
+    missing = tmp_path / "assets" / "default_translator.keras"
+    monkeypatch.setattr(server, "default_model_path", lambda: missing)
+    assert studio_main.main(["--port=0"]) == 1
+    message = capsys.readouterr().err
+    assert "no --model given" in message and str(missing) in message and "--model=" in message
+
+
+def test_bad_model_and_bad_flags(tmp_path, capsys):
+    bad = tmp_path / "model.keras"
+    bad.write_text("not a model")
+    assert studio_main.main([f"--model={bad}", "--port=0"]) == 1
+    assert "cannot load --model" in capsys.readouterr().err
+    assert studio_main.main([f"--model={tmp_path / 'nope.keras'}", "--port=0"]) == 1
+    assert "not found" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        studio_main.parse_args(["--port=70000"])
+    assert exit_info.value.code == 2
+
+
+def test_default_model_path_is_the_converters(monkeypatch):
+    convert = pytest.importorskip("gan_style.convert")
+    assert server.default_model_path() == pathlib.Path(convert.DEFAULT_MODEL_PATH)
