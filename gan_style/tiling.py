@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import weakref
 from typing import Callable, Sequence
 
 import keras
@@ -308,6 +309,17 @@ def to_float(images: np.ndarray) -> np.ndarray:
     return images.astype(np.float32) / np.float32(127.5) - np.float32(1.0)
 
 
+_RUNNERS: "weakref.WeakKeyDictionary[keras.Model, FrozenStatsRunner]" = weakref.WeakKeyDictionary()
+
+
+def frozen_stats_runner(generator: keras.Model) -> FrozenStatsRunner:
+    """One :class:`FrozenStatsRunner` per generator, so its graphs are traced once."""
+    runner = _RUNNERS.get(generator)
+    if runner is None:
+        runner = _RUNNERS[generator] = FrozenStatsRunner(generator)
+    return runner
+
+
 class TiledTranslator:
     """Converts images of any size in overlapping tiles with shared statistics.
 
@@ -331,7 +343,7 @@ class TiledTranslator:
         batch_size: int = 4,
     ):
         self.translator = translator
-        self.runner = FrozenStatsRunner(translator.generator)
+        self.runner = frozen_stats_runner(translator.generator)
         self.multiple, self.minimum = input_requirements(translator.generator)
         self.tile = tile_size(int(tile), self.multiple, self.minimum)
         if overlap < 0:

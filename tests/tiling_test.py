@@ -1,6 +1,7 @@
 """Tiled generation: shared instance-norm statistics, blending, memory."""
 
 import tracemalloc
+import types
 
 import numpy as np
 import pytest
@@ -42,7 +43,10 @@ class _NaiveTiles(tiling.TiledTranslator):
 
     def __init__(self, translator, **kwargs):
         super().__init__(translator, **kwargs)
-        self.runner.frozen = lambda tiles, stats: translator.generator(tiles, training=False)
+        # A stand-in runner (not the shared, cached one) that ignores statistics.
+        self.runner = types.SimpleNamespace(
+            frozen=lambda tiles, stats: translator.generator(tiles, training=False)
+        )
 
     def statistics(self, image):
         return None
@@ -159,8 +163,11 @@ def test_tiling_allocates_no_float_copy_of_the_image(translator):
     large = peak_numpy_bytes(512, 384)
     # Twice the rows: a float copy of the image would add 3 * 4 bytes for
     # each new pixel; the scratch (tile batches, overlap carries) stays put.
+    # (Python's own garbage from the tile loop grows a little with the tile
+    # count, hence the margin.)
     extra_float_copy = (512 - 256) * 384 * 3 * 4
-    assert large - medium < extra_float_copy / 8, (medium, large)
+    assert large - medium < extra_float_copy / 2, (medium, large)
+    assert large < 512 * 384 * 3 * 4 / 2, large
 
 
 def test_bad_overlap_and_tile(translator):

@@ -1,0 +1,685 @@
+"""Catalog conversion: every image under a folder, glob or list, translated.
+
+:func:`convert_catalog` is what ``infer.py`` runs. For each source it
+decodes (any format and size, EXIF orientation applied, alpha kept), runs the
+:class:`~gan_style.Translator` (batched by size; large images in tiles that
+share instance-norm statistics, see :mod:`gan_style.tiling`), encodes, writes
+atomically, and appends one JSON line to ``DST/manifest.jsonl``:
+
+    {"source": ..., "output": ..., "status": "converted" | "skipped" | "failed",
+     "reason": ..., "seconds": ..., "rel": ..., "source_size": ...,
+     "source_mtime_ns": ..., "output_size": ..., "width": ..., "height": ...,
+     "tiled": ..., "settings": ..., "time": ...}
+
+Resuming: a source is skipped when its last record says it was converted (or
+skipped) with the same settings, its size and mtime are unchanged and its
+output still has the recorded size; a source with no record whose output
+already exists is skipped too (outputs are written atomically, so an existing
+one is complete: this covers a kill between the rename and the manifest
+line). ``overwrite=True`` converts everything again.
+
+Decoding and encoding run in a thread pool while the model runs, so the two
+CPU-bound halves overlap; the model is one ``tf.function`` with unknown batch
+and spatial sizes, traced once for the whole catalog.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import datetime
+import glob
+import hashlib
+import json
+import os
+import pathlib
+import re
+import sys
+import threading
+import time
+from concurrent import futures
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+from gan_style import image_io, image_writer, tiling
+from gan_style.translator import Translator, load_translator
+
+#: Exit status of ``infer.py`` when some files failed (the rest converted).
+EXIT_SOME_FAILED = 3
+#: Where infer.py looks for the bundled default model when ``--model`` is not given.
+DEFAULT_MODEL_PATH = pathlib.Path(__file__).resolve().parents[1] / "assets" / "default_translator.keras"
+MANIFEST_NAME = "manifest.jsonl"
+CONVERTED, SKIPPED, FAILED = "converted", "skipped", "failed"
+_WHITE = (255, 255, 255)
+
+
+@dataclasses.dataclass
+class ConversionSummary:
+    """Counts of one :func:`convert_catalog` run."""
+
+    converted: int = 0
+    skipped: int = 0
+    failed: int = 0
+    seconds: float = 0.0
+    manifest: str = ""
+
+    @property
+    def total(self) -> int:
+        return self.converted + self.skipped + self.failed
+
+    @property
+    def exit_code(self) -> int:
+        """0 when nothing failed, :data:`EXIT_SOME_FAILED` otherwise."""
+        return EXIT_SOME_FAILED if self.failed else 0
+
+    def __str__(self) -> str:
+        rate = self.converted / self.seconds if self.seconds > 0 else 0.0
+        return (
+            f"converted {self.converted}, skipped {self.skipped}, failed {self.failed} "
+            f"in {self.seconds:.1f} s ({rate:.2f} images/s converted); manifest: {self.manifest}"
+        )
+
+
+@dataclasses.dataclass
+class Source:
+    """One catalog entry: the file to read and its path relative to the input root."""
+
+    path: pathlib.Path
+    rel: str
+    refused: str | None = None  # why it must not be read (path safety)
+    output: pathlib.Path | None = None
+    stat: os.stat_result | None = None
+
+
+# -- finding the sources ------------------------------------------------------
+
+
+def _inside(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+
+
+def _glob_root(pattern: str) -> pathlib.Path:
+    """The folder part of a glob before its first wildcard."""
+    parts = pathlib.PurePath(pattern).parts
+    fixed = []
+    for part in parts:
+        if glob.has_magic(part):
+            break
+        fixed.append(part)
+    return pathlib.Path(*fixed) if fixed else pathlib.Path(".")
+
+
+def _list_file_entries(list_path: pathlib.Path) -> list[Source]:
+    root = list_path.parent
+    entries, seen = [], set()
+    try:
+        lines = list_path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError:
+        raise ValueError(
+            f"--input {list_path}: not a UTF-8 text list of paths (and not an image by its extension)"
+        ) from None
+    for number, line in enumerate(lines, 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        pure = pathlib.PurePath(line)
+        if pure.is_absolute() or line.startswith(("/", "\\")):
+            entries.append(Source(pathlib.Path(line), line, f"absolute path refused (line {number} of {list_path}); list paths relative to the list file"))
+            continue
+        if ".." in pure.parts:
+            entries.append(Source(pathlib.Path(line), line, f"'..' refused in a listed path (line {number} of {list_path})"))
+            continue
+        rel = pathlib.PurePosixPath(*pure.parts).as_posix()
+        if rel in seen:
+            continue
+        seen.add(rel)
+        entries.append(Source(root / rel, rel))
+    return entries
+
+
+def collect_sources(source: str | os.PathLike, output: str | os.PathLike) -> tuple[pathlib.Path, list[Source]]:
+    """Resolves ``--input`` to ``(root, sources)`` with path-safety checks.
+
+    ``source`` is a folder (walked recursively, the output folder excluded),
+    a glob (``catalog/**/*.jpg``; root = the part before the first wildcard),
+    one image file, or a text file listing paths relative to its own folder.
+    Entries that would escape the root (absolute or ``..`` in a list, a
+    symlink leading outside) are returned with ``refused`` set.
+
+    Raises:
+      FileNotFoundError: nothing at ``source``.
+      ValueError: the output folder would overwrite inputs.
+    """
+    text = os.fspath(source)
+    output_real = os.path.realpath(output)
+    if os.path.isdir(text):
+        root = pathlib.Path(text)
+        entries = [Source(p, p.relative_to(root).as_posix()) for p in image_io.list_images(root, exclude=[output])]
+    elif glob.has_magic(text) and not os.path.exists(text):
+        root = _glob_root(text)
+        entries = []
+        for match in sorted(glob.glob(text, recursive=True)):
+            p = pathlib.Path(match)
+            if p.suffix.lower() in image_io.IMAGE_EXTENSIONS and p.is_file():
+                entries.append(Source(p, p.relative_to(root).as_posix()))
+        entries.sort(key=lambda s: s.rel)
+    elif os.path.isfile(text):
+        p = pathlib.Path(text)
+        root = p.parent
+        if p.suffix.lower() in image_io.IMAGE_EXTENSIONS:
+            entries = [Source(p, p.name)]
+        else:
+            entries = _list_file_entries(p)
+    else:
+        raise FileNotFoundError(f"--input {text!r}: no such folder, file, or glob match")
+    root_real = os.path.realpath(root)
+    if output_real == root_real:
+        raise ValueError(f"--output {os.fspath(output)!r} is the input folder: outputs would overwrite the inputs")
+    if _inside(root_real, output_real):
+        raise ValueError(
+            f"--input root {os.fspath(root)!r} is inside --output {os.fspath(output)!r}: "
+            "outputs could overwrite inputs"
+        )
+    for entry in entries:
+        if entry.refused:
+            continue
+        real = os.path.realpath(entry.path)
+        if not _inside(real, root_real):
+            entry.refused = f"leads outside the input folder (to {real}); refused"
+        elif _inside(real, output_real):
+            entry.refused = "lies inside the output folder; refused as input"
+    return root, entries
+
+
+def shard_of(rel: str, num_shards: int) -> int:
+    """Stable shard of a relative path (sha1, the same on every machine)."""
+    return int.from_bytes(hashlib.sha1(rel.encode("utf-8")).digest()[:8], "big") % num_shards
+
+
+def _plan_outputs(entries: list[Source], output: pathlib.Path, fmt: str) -> None:
+    """Output path for each source, mirroring its relative path.
+
+    When two sources would land on one output (``a.jpg`` and ``a.png`` with
+    ``--format=png``), both get their source extension in the name
+    (``a_jpg.png``, ``a_png.png``), the same on every machine and shard.
+    """
+    wanted = {}
+    for entry in entries:
+        rel = pathlib.PurePosixPath(entry.rel)
+        suffix = image_writer.output_suffix(image_writer.guess_output_format(fmt, rel.suffix), rel.suffix)
+        wanted[entry.rel] = rel.with_suffix(suffix)
+    counts = collections.Counter(str(p).casefold() for p in wanted.values())
+    for entry in entries:
+        target = wanted[entry.rel]
+        if counts[str(target).casefold()] > 1:
+            rel = pathlib.PurePosixPath(entry.rel)
+            target = rel.with_name(f"{rel.stem}_{rel.suffix.lstrip('.').lower()}{target.suffix}")
+        entry.output = output.joinpath(*target.parts)
+
+
+# -- the manifest -------------------------------------------------------------
+
+
+class Manifest:
+    """``manifest.jsonl``: one JSON line per source, appended and flushed at once.
+
+    Each line goes out in a single ``write`` on an ``O_APPEND`` descriptor,
+    so a kill loses at most the line being written and never interleaves two.
+    """
+
+    def __init__(self, path: pathlib.Path):
+        self.path = path
+        self._lock = threading.Lock()
+        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        size = os.fstat(self._fd).st_size
+        if size:
+            with open(path, "rb") as f:
+                f.seek(size - 1)
+                if f.read(1) != b"\n":  # a line cut by a kill: end it
+                    os.write(self._fd, b"\n")
+
+    def write(self, record: dict) -> None:
+        line = (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8")
+        with self._lock:
+            os.write(self._fd, line)
+
+    def close(self) -> None:
+        os.close(self._fd)
+
+    @staticmethod
+    def read(output: pathlib.Path) -> dict[str, dict]:
+        """Last record per relative source path over all manifests in ``output``."""
+        records: dict[str, dict] = {}
+        for path in sorted(output.glob("manifest*.jsonl")):
+            with open(path, encoding="utf-8", errors="replace") as f:
+                for line in f:
+                    try:
+                        record = json.loads(line)
+                    except json.JSONDecodeError:
+                        continue  # a line cut by a kill
+                    if isinstance(record, dict) and "rel" in record:
+                        records[record["rel"]] = record
+        return records
+
+
+def manifest_name(num_shards: int, shard_index: int) -> str:
+    """``manifest.jsonl``, or one file per shard so workers never share a file."""
+    if num_shards == 1:
+        return MANIFEST_NAME
+    return f"manifest.shard-{shard_index:05d}-of-{num_shards:05d}.jsonl"
+
+
+# -- progress -----------------------------------------------------------------
+
+
+class _Progress:
+    """A one-line progress bar with rate and ETA on stderr."""
+
+    def __init__(self, total: int, enabled: bool, stream=None):
+        self.total, self.enabled = total, enabled
+        self.stream = stream or sys.stderr
+        self.done = 0
+        self.start = time.monotonic()
+        self._last = 0.0
+        self._lock = threading.Lock()
+        self._tty = getattr(self.stream, "isatty", lambda: False)()
+
+    def update(self, n: int = 1) -> None:
+        with self._lock:
+            self.done += n
+            now = time.monotonic()
+            interval = 0.5 if self._tty else 10.0
+            if self.enabled and (now - self._last >= interval or self.done == self.total):
+                self._last = now
+                self._render(now)
+
+    def _render(self, now: float) -> None:
+        elapsed = now - self.start
+        rate = self.done / elapsed if elapsed > 0 else 0.0
+        left = (self.total - self.done) / rate if rate > 0 else float("nan")
+        eta = "--:--" if left != left else str(datetime.timedelta(seconds=int(left)))
+        width = 30
+        filled = int(width * self.done / self.total) if self.total else width
+        bar = "=" * filled + ">" * (filled < width) + " " * (width - filled - 1)
+        line = f"[{bar[:width]}] {self.done}/{self.total} {rate:.2f} img/s ETA {eta}"
+        self.stream.write(("\r" + line) if self._tty else line + "\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.enabled and self._tty:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+# -- the converter --------------------------------------------------------------
+
+
+def _settings_fingerprint(translator: Translator, **options) -> str:
+    """sha1 of the weights, tone, strength and output options."""
+    h = hashlib.sha1()
+    for weight in translator.weights:
+        h.update(np.asarray(weight.numpy()).tobytes())
+    h.update(json.dumps({"strength": translator.strength, **options}, sort_keys=True).encode())
+    return h.hexdigest()[:16]
+
+
+def _resolve_translator(translator, tone, strength) -> Translator:
+    if isinstance(translator, (str, os.PathLike)):
+        return load_translator(translator, tone=tone, strength=strength)
+    if not isinstance(translator, Translator):
+        raise ValueError(
+            "translator must be a gan_style.Translator or a path to a .keras file, "
+            f"got {type(translator).__name__}"
+        )
+    if tone is None and strength is None:
+        return translator
+    # A new wrapper around the same generator: the caller's object stays as it was.
+    return Translator(translator.generator, tone=tone if tone is not None else translator.profile, strength=strength)
+
+
+def _check_options(fmt, quality, batch_size, tile, overlap, max_pixels, num_shards, shard_index):
+    image_writer.check_format(fmt)
+    if not 1 <= int(quality) <= 100:
+        raise ValueError(f"--quality must be in 1..100, got {quality}")
+    if int(batch_size) < 1:
+        raise ValueError(f"--batch_size must be >= 1, got {batch_size}")
+    if tile is not None and int(tile) < 0:
+        raise ValueError(f"--tile must be >= 0 (0: never tile), got {tile}")
+    if int(overlap) < 0:
+        raise ValueError(f"--overlap must be >= 0, got {overlap}")
+    if max_pixels is not None and int(max_pixels) < 1:
+        raise ValueError(f"--max_pixels must be >= 1, got {max_pixels}")
+    if int(num_shards) < 1:
+        raise ValueError(f"--num_shards must be >= 1, got {num_shards}")
+    if not 0 <= int(shard_index) < int(num_shards):
+        raise ValueError(f"--shard_index must be in 0..{int(num_shards) - 1}, got {shard_index}")
+
+
+@dataclasses.dataclass
+class _Decoded:
+    source: Source
+    image: image_io.DecodedImage
+    model_input: np.ndarray  # uint8 RGB the model sees (alpha composited on white)
+    seconds: float
+
+
+class _Converter:
+    """One run's state: the pool, the manifest, counters and the model calls."""
+
+    def __init__(self, translator, manifest, progress, *, fmt, quality, batch_size, tile, overlap,
+                 stats_size, max_pixels, settings, temp_tag, workers, output_root):
+        self.translator = translator
+        self.manifest = manifest
+        self.progress = progress
+        self.fmt, self.quality, self.batch_size = fmt, int(quality), int(batch_size)
+        self.tile, self.overlap, self.stats_size = tile, int(overlap), int(stats_size)
+        self.max_pixels = max_pixels
+        self.settings = settings
+        self.temp_tag = temp_tag
+        self.output_root = output_root
+        self.summary = ConversionSummary(manifest=str(manifest.path))
+        self._lock = threading.Lock()
+        self.pool = futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="gan_style-io")
+        self._encodes: collections.deque = collections.deque()
+        self._tiled = None
+        # One trace for every batch and image size: no retracing per image.
+        self._translate = tf.function(
+            lambda images: translator(images, training=False),
+            input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8)],
+        )
+
+    # manifest + counters
+    def record(self, source: Source, status: str, reason: str = "", seconds: float = 0.0, **extra) -> None:
+        record = {
+            "source": str(source.path),
+            "output": str(source.output) if source.output else None,
+            "status": status,
+            "reason": reason,
+            "seconds": round(float(seconds), 4),
+            "rel": source.rel,
+            "time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        }
+        if source.stat is not None:
+            record["source_size"] = source.stat.st_size
+            record["source_mtime_ns"] = source.stat.st_mtime_ns
+        record.update(extra)
+        self.manifest.write(record)
+        with self._lock:
+            setattr(self.summary, status, getattr(self.summary, status) + 1)
+        self.progress.update()
+
+    # decode
+    def decode(self, source: Source):
+        start = time.perf_counter()
+        try:
+            image = image_io.read_image(source.path, max_pixels=self.max_pixels)
+        except image_io.ImageError as e:
+            return source, e.reason, time.perf_counter() - start
+        except Exception as e:  # noqa: BLE001 - a bad file must not stop the run
+            return source, f"could not read: {type(e).__name__}: {e}", time.perf_counter() - start
+        model_input = image_io.composite(image.rgb, image.alpha, _WHITE)
+        return _Decoded(source, image, model_input, time.perf_counter() - start), None, 0.0
+
+    # translate
+    def translate_group(self, group: list[_Decoded]) -> None:
+        start = time.perf_counter()
+        try:
+            outputs = self._translate(tf.constant(np.stack([d.model_input for d in group]))).numpy()
+        except Exception as e:  # noqa: BLE001
+            if len(group) > 1:  # find the one that fails; the others still convert
+                for item in group:
+                    self.translate_group([item])
+                return
+            self.record(group[0].source, FAILED, f"translation failed: {type(e).__name__}: {e}",
+                        group[0].seconds + time.perf_counter() - start)
+            return
+        share = (time.perf_counter() - start) / len(group)
+        for item, out in zip(group, outputs):
+            self.submit_encode(item, out, share, tiled=False)
+
+    def translate_tiled(self, item: _Decoded) -> None:
+        start = time.perf_counter()
+        try:
+            if self._tiled is None:
+                tile_batch = max(1, self.batch_size * 256 * 256 // (self.tile * self.tile))
+                self._tiled = tiling.TiledTranslator(self.translator, tile=self.tile, overlap=self.overlap,
+                                                     stats_size=self.stats_size, batch_size=tile_batch)
+            out = self._tiled.generate(item.model_input)
+        except Exception as e:  # noqa: BLE001
+            self.record(item.source, FAILED, f"tiled translation failed: {type(e).__name__}: {e}",
+                        item.seconds + time.perf_counter() - start)
+            return
+        self.submit_encode(item, out, time.perf_counter() - start, tiled=True)
+
+    # encode
+    def submit_encode(self, item: _Decoded, out: np.ndarray, seconds: float, tiled: bool) -> None:
+        while len(self._encodes) >= 2 * self.batch_size + 2:
+            self._encodes.popleft().result()
+        self._encodes.append(self.pool.submit(self.encode, item, out, item.seconds + seconds, tiled))
+
+    def encode(self, item: _Decoded, out: np.ndarray, seconds: float, tiled: bool) -> None:
+        start = time.perf_counter()
+        source, image = item.source, item.image
+        notes = list(image.notes)
+        fmt = image_writer.output_format(self.fmt, image.format, image.alpha is not None)
+        alpha = image.alpha
+        if alpha is not None and not image_writer.can_carry_alpha(fmt):
+            out = image_io.composite(out, alpha, _WHITE)
+            notes.append(f"transparency dropped: {fmt} has none, composited on white")
+            alpha = None
+        planned = source.output
+        target = planned.with_suffix(image_writer.output_suffix(fmt, planned.suffix))
+        try:
+            _check_output_path(target, self.output_root)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            size = image_writer.write_image(target, out, alpha, fmt=fmt, quality=self.quality,
+                                            icc_profile=image.icc_profile, exif=image.exif,
+                                            temp_tag=self.temp_tag)
+        except Exception as e:  # noqa: BLE001 - disk full, permissions: this file fails, the run goes on
+            source.output = target
+            self.record(source, FAILED, f"could not write output: {type(e).__name__}: {e}",
+                        seconds + time.perf_counter() - start)
+            return
+        source.output = target
+        self.record(source, CONVERTED, "; ".join(notes), seconds + time.perf_counter() - start,
+                    output_size=size, width=image.width, height=image.height, tiled=tiled,
+                    format=fmt, settings=self.settings)
+
+    def drain(self) -> None:
+        while self._encodes:
+            self._encodes.popleft().result()
+
+    def run(self, todo: list[Source]) -> None:
+        window = 2 * self.batch_size + 2  # decoded images held at once, besides the groups
+        decodes: collections.deque = collections.deque()
+        groups: dict[tuple[int, int], list[_Decoded]] = collections.OrderedDict()
+        held = 0
+        queue = iter(todo)
+
+        def refill():
+            while len(decodes) < window:
+                source = next(queue, None)
+                if source is None:
+                    return
+                decodes.append(self.pool.submit(self.decode, source))
+
+        refill()
+        while decodes:
+            item, error, seconds = decodes.popleft().result()
+            refill()
+            if error is not None:
+                self.record(item, FAILED, error, seconds)
+                continue
+            height, width = item.model_input.shape[:2]
+            if tiling.needs_tiling(height, width, self.tile):
+                self.translate_tiled(item)
+                continue
+            group = groups.setdefault((height, width), [])
+            group.append(item)
+            held += 1
+            if len(group) >= self.batch_size:
+                held -= len(group)
+                self.translate_group(groups.pop((height, width)))
+            elif held > window:  # many sizes, few of each: run the biggest group
+                key = max(groups, key=lambda k: len(groups[k]))
+                held -= len(groups[key])
+                self.translate_group(groups.pop(key))
+        for key in list(groups):
+            self.translate_group(groups.pop(key))
+        self.drain()
+
+
+def _check_output_path(target: pathlib.Path, output_root: str) -> None:
+    """Refuses to write anywhere but inside the output folder (e.g. through a symlinked subfolder)."""
+    parent = target.parent
+    existing = parent
+    while not existing.exists():
+        existing = existing.parent
+    if not _inside(os.path.realpath(existing), output_root):
+        raise ValueError(f"{parent} leads outside the output folder; refused")
+
+
+def _remove_stale_temp_files(output: pathlib.Path, temp_tag: str) -> None:
+    """Temporary files a killed run of this shard left behind."""
+    pattern = re.compile(r"^\..+\.\d+" + re.escape(temp_tag) + re.escape(image_writer.TEMP_SUFFIX) + "$")
+    for dirpath, _, filenames in os.walk(output):
+        for name in filenames:
+            if pattern.match(name):
+                try:
+                    os.unlink(os.path.join(dirpath, name))
+                except OSError:
+                    pass
+
+
+def _skip_reason(source: Source, record: dict | None, settings: str) -> str | None:
+    """Why ``source`` needs no conversion, or None to convert it."""
+    if record is None:
+        if source.output is not None and source.output.exists():
+            return "output already exists (no manifest record); --overwrite to convert again"
+        return None
+    if record.get("status") not in (CONVERTED, SKIPPED) or source.stat is None:
+        return None
+    if record.get("settings") != settings:
+        return None
+    if (record.get("source_size"), record.get("source_mtime_ns")) != (source.stat.st_size, source.stat.st_mtime_ns):
+        return None
+    output = record.get("output")
+    if not output or record.get("output_size") is None:
+        return None
+    try:
+        if os.path.getsize(output) != record["output_size"]:
+            return None
+    except OSError:
+        return None
+    return "unchanged since the recorded conversion"
+
+
+def convert_catalog(
+    translator: Translator | str | os.PathLike,
+    source: str | os.PathLike,
+    output: str | os.PathLike,
+    *,
+    tone: Any = None,
+    strength: float | None = None,
+    format: str = "same",  # noqa: A002 - the --format flag's name
+    quality: int = 95,
+    batch_size: int = 4,
+    tile: int | None = tiling.DEFAULT_TILE,
+    overlap: int = tiling.DEFAULT_OVERLAP,
+    stats_size: int = tiling.DEFAULT_STATS_SIZE,
+    max_pixels: int | None = None,
+    overwrite: bool = False,
+    num_shards: int = 1,
+    shard_index: int = 0,
+    workers: int | None = None,
+    progress: bool = True,
+) -> ConversionSummary:
+    """Converts every image of a catalog and reports on each in a manifest.
+
+    Args:
+      translator: a :class:`~gan_style.Translator` or a path to its ``.keras``.
+      source: a folder (walked recursively), a glob, one image, or a text
+        file listing image paths relative to its own folder.
+      output: the output folder; relative structure mirrors ``source``.
+      tone: a preset name, profile JSON path, dict or Profile (None keeps the
+        translator's).
+      strength: style strength 0..1 (None keeps the translator's / profile's).
+      format: ``same`` (JPEG, PNG, WebP, TIFF, BMP stay; GIF, and alpha in a
+        format without it, become PNG), ``jpg``, ``png`` or ``webp``.
+      quality: JPEG/WebP quality 1..100.
+      batch_size: images of one size per model call.
+      tile: images with a side over ``tile`` are converted in tiles of this
+        size (0/None: never tile).
+      overlap: tile overlap in pixels.
+      stats_size: long side of the thumbnail whose instance-norm statistics
+        the tiles share.
+      max_pixels: sources with more pixels fail (checked from the header).
+      overwrite: convert again even when the manifest says the output is done.
+      num_shards, shard_index: convert only the sources whose stable hash of
+        the relative path falls in this shard.
+      workers: decode/encode threads (default: the CPU count).
+      progress: show a progress bar on stderr.
+
+    Returns:
+      A :class:`ConversionSummary`; its ``exit_code`` is 0 when nothing
+      failed and :data:`EXIT_SOME_FAILED` otherwise.
+
+    Raises:
+      FileNotFoundError, ValueError: bad arguments (named), before any work.
+    """
+    start = time.monotonic()
+    _check_options(format, quality, batch_size, tile, overlap, max_pixels, num_shards, shard_index)
+    translator = _resolve_translator(translator, tone, strength)
+    if tile:
+        try:
+            tiling.tile_size(int(tile), translator.multiple, translator.minimum)
+        except ValueError as e:
+            raise ValueError(f"--tile: {e}") from None
+    output = pathlib.Path(output)
+    root, entries = collect_sources(source, output)
+    output.mkdir(parents=True, exist_ok=True)
+    entries = [e for e in entries if shard_of(e.rel, num_shards) == shard_index]
+    _plan_outputs(entries, output, format)
+    temp_tag = "" if num_shards == 1 else f"-s{shard_index}of{num_shards}"
+    _remove_stale_temp_files(output, temp_tag)
+    settings = _settings_fingerprint(translator, format=format, quality=int(quality), tile=int(tile or 0),
+                                     overlap=int(overlap), stats_size=int(stats_size))
+    previous = {} if overwrite else Manifest.read(output)
+    manifest = Manifest(output / manifest_name(num_shards, shard_index))
+    bar = _Progress(len(entries), progress)
+    converter = _Converter(
+        translator, manifest, bar, fmt=format, quality=quality, batch_size=batch_size,
+        tile=int(tile or 0), overlap=overlap, stats_size=stats_size, max_pixels=max_pixels,
+        settings=settings, temp_tag=temp_tag, workers=workers or os.cpu_count() or 2,
+        output_root=os.path.realpath(output),
+    )
+    try:
+        todo = []
+        for entry in entries:
+            if entry.refused:
+                converter.record(entry, FAILED, entry.refused)
+                continue
+            try:
+                entry.stat = os.stat(entry.path)
+            except OSError:
+                entry.stat = None  # read_image reports why
+            reason = None if overwrite else _skip_reason(entry, previous.get(entry.rel), settings)
+            if reason is not None:
+                record = previous.get(entry.rel)
+                if record is None:  # an existing output we take as ours from now on
+                    record = {"output_size": entry.output.stat().st_size, "settings": settings}
+                if record.get("output"):
+                    entry.output = pathlib.Path(record["output"])
+                keep = {k: record[k] for k in ("output_size", "width", "height", "tiled", "format", "settings") if k in record}
+                converter.record(entry, SKIPPED, reason, **keep)
+                continue
+            todo.append(entry)
+        converter.run(todo)
+    finally:
+        converter.pool.shutdown(wait=True, cancel_futures=True)
+        manifest.close()
+        bar.close()
+    converter.summary.seconds = time.monotonic() - start
+    return converter.summary

@@ -1,0 +1,160 @@
+"""Encoding converted images and writing them atomically.
+
+The counterpart of :mod:`gan_style.image_io` for the catalog converter:
+choose the output format from the source's, carry alpha, ICC profile and EXIF
+where the format can hold them, and write so that a crash or a kill never
+leaves a truncated file under the final name (temporary file in the same
+folder, ``fsync``, ``os.replace``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pathlib
+
+import numpy as np
+from PIL import Image
+
+#: ``--format`` choices.
+OUTPUT_FORMATS = ("same", "jpg", "png", "webp")
+
+#: PIL format name -> what it can carry.
+_CAPS = {
+    "JPEG": {"alpha": False, "icc": True, "exif": True},
+    "PNG": {"alpha": True, "icc": True, "exif": True},
+    "WEBP": {"alpha": True, "icc": True, "exif": True},
+    "TIFF": {"alpha": True, "icc": True, "exif": True},
+    "BMP": {"alpha": False, "icc": False, "exif": False},
+}
+_EXTENSIONS = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "TIFF": ".tif", "BMP": ".bmp"}
+_REQUESTED = {"jpg": "JPEG", "png": "PNG", "webp": "WEBP"}
+# Source extensions that belong to each format we keep under --format=same.
+_SAME_EXTENSIONS = {
+    "JPEG": (".jpg", ".jpeg"),
+    "PNG": (".png",),
+    "WEBP": (".webp",),
+    "TIFF": (".tif", ".tiff"),
+    "BMP": (".bmp",),
+}
+
+TEMP_SUFFIX = ".gan_style-tmp"
+
+
+def check_format(requested: str) -> str:
+    """Validates a ``--format`` value."""
+    if requested not in OUTPUT_FORMATS:
+        raise ValueError(
+            f"--format must be one of {', '.join(OUTPUT_FORMATS)}; got {requested!r}"
+        )
+    return requested
+
+
+def output_format(requested: str, source_format: str | None, has_alpha: bool) -> str:
+    """The PIL format to write.
+
+    ``same`` keeps JPEG, PNG, WebP, TIFF and BMP; a GIF becomes PNG (a
+    256-colour palette cannot hold a translated photo), and a source with
+    transparency in a format without it (BMP) becomes PNG so the alpha is
+    kept. An explicit ``jpg`` drops alpha (the caller composites first).
+    """
+    check_format(requested)
+    if requested != "same":
+        return _REQUESTED[requested]
+    fmt = (source_format or "").upper()
+    if fmt not in _CAPS:
+        return "PNG"
+    if has_alpha and not _CAPS[fmt]["alpha"]:
+        return "PNG"
+    return fmt
+
+
+def guess_output_format(requested: str, source_suffix: str) -> str:
+    """:func:`output_format` from the file name alone (before decoding)."""
+    if requested != "same":
+        return _REQUESTED[check_format(requested)]
+    suffix = source_suffix.lower()
+    for fmt, extensions in _SAME_EXTENSIONS.items():
+        if suffix in extensions:
+            return fmt
+    return "PNG"
+
+
+def output_suffix(fmt: str, source_suffix: str) -> str:
+    """Keeps the source's own spelling (``.JPEG``) when the format is unchanged."""
+    if source_suffix.lower() in _SAME_EXTENSIONS.get(fmt, ()):
+        return source_suffix
+    return _EXTENSIONS[fmt]
+
+
+def can_carry_alpha(fmt: str) -> bool:
+    return _CAPS[fmt]["alpha"]
+
+
+def _save_options(fmt, quality, icc_profile, exif) -> dict:
+    options: dict = {}
+    caps = _CAPS[fmt]
+    if icc_profile and caps["icc"]:
+        options["icc_profile"] = icc_profile
+    if exif and caps["exif"]:
+        options["exif"] = exif
+    if fmt in ("JPEG", "WEBP"):
+        options["quality"] = int(quality)
+    if fmt == "TIFF":
+        options["compression"] = "tiff_deflate"
+    return options
+
+
+def write_image(
+    path: str | os.PathLike,
+    rgb: np.ndarray,
+    alpha: np.ndarray | None = None,
+    *,
+    fmt: str = "PNG",
+    quality: int = 95,
+    icc_profile: bytes | None = None,
+    exif: bytes | None = None,
+    temp_tag: str = "",
+) -> int:
+    """Encodes and writes one image atomically.
+
+    The encoded bytes go to a temporary file in the destination folder,
+    which is flushed to disk and then renamed over ``path``: a reader (or a
+    rerun after a kill) sees either no file or the complete one.
+
+    Args:
+      path: final file name.
+      rgb: uint8 ``[H, W, 3]``.
+      alpha: uint8 ``[H, W]`` or None; written only when ``fmt`` can hold it.
+      fmt: PIL format name (``JPEG``, ``PNG``, ``WEBP``, ``TIFF``, ``BMP``).
+      quality: JPEG/WebP quality, 1..100.
+      icc_profile, exif: carried when the format allows.
+      temp_tag: extra text in the temporary name (e.g. the shard), so
+        concurrent writers never share one.
+
+    Returns:
+      The size of the written file in bytes.
+    """
+    path = pathlib.Path(path)
+    if fmt not in _CAPS:
+        raise ValueError(f"cannot write format {fmt!r}")
+    image = Image.fromarray(np.ascontiguousarray(rgb), "RGB")
+    if alpha is not None and _CAPS[fmt]["alpha"]:
+        image.putalpha(Image.fromarray(np.ascontiguousarray(alpha), "L"))
+    temp = path.with_name(f".{path.name}.{os.getpid()}{temp_tag}{TEMP_SUFFIX}")
+    try:
+        with open(temp, "wb") as f:
+            image.save(f, format=fmt, **_save_options(fmt, quality, icc_profile, exif))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+        raise
+    return path.stat().st_size
+
+
+def is_temp_file(name: str) -> bool:
+    """A leftover temporary file of :func:`write_image` (from a killed run)."""
+    return name.startswith(".") and name.endswith(TEMP_SUFFIX)

@@ -1,0 +1,85 @@
+r"""Converts a product catalog with a gan_style translator.
+
+    python infer.py --input=catalog/ --output=styled/ --model=translator.keras \
+        [--tone=warm|profile.json] [--strength=0.8] [--format=same|jpg|png|webp] \
+        [--quality=95] [--batch_size=4] [--tile=512 --overlap=32] [--max_pixels=N] \
+        [--overwrite] [--num_shards=N --shard_index=I]
+
+Every source gets one line in OUTPUT/manifest.jsonl (converted, skipped or
+failed, with the reason). Exit status: 0 when nothing failed, 3 when some
+files failed (the others are converted), 1 for a usage error (bad flag,
+missing model or input).
+"""
+
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app, flags, logging  # noqa: E402
+
+from gan_style import convert, tiling  # noqa: E402
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("input", None, "A folder (walked recursively), a glob, or a text file listing image paths.")
+flags.DEFINE_string("output", None, "Output folder; mirrors the input's relative structure.")
+flags.DEFINE_string(
+    "model", None, f"Translator .keras file (default: the bundled {convert.DEFAULT_MODEL_PATH.name})."
+)
+flags.DEFINE_string("tone", None, "Tonal preset name (warm, cool, vivid, ...) or a profile JSON file.")
+flags.DEFINE_float("strength", None, "Style strength 0..1 (default: the profile's, 1.0 for presets).")
+flags.DEFINE_enum("format", "same", ["same", "jpg", "png", "webp"], "Output format; same keeps the source's.")
+flags.DEFINE_integer("quality", 95, "JPEG/WebP quality 1..100.")
+flags.DEFINE_integer("batch_size", 4, "Images of one size per model call.")
+flags.DEFINE_integer("tile", tiling.DEFAULT_TILE, "Images with a side over this are converted in tiles; 0 never tiles.")
+flags.DEFINE_integer("overlap", tiling.DEFAULT_OVERLAP, "Overlap of neighbouring tiles in pixels.")
+flags.DEFINE_integer("max_pixels", None, "Sources with more pixels than this fail (checked from the header).")
+flags.DEFINE_bool("overwrite", False, "Convert again even sources the manifest records as done.")
+flags.DEFINE_integer("num_shards", 1, "Split the catalog into this many shards (by a stable hash of the path).")
+flags.DEFINE_integer("shard_index", 0, "Which shard this worker converts, 0..num_shards-1.")
+flags.mark_flags_as_required(["input", "output"])
+
+
+def _fail(message: str) -> int:
+    print(f"infer.py: error: {message}", file=sys.stderr, flush=True)
+    return 1
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    model = FLAGS.model
+    if model is None:
+        if not convert.DEFAULT_MODEL_PATH.exists():
+            return _fail(
+                "no --model given, and the bundled default model is not available yet "
+                f"(looked for {convert.DEFAULT_MODEL_PATH}). Pass --model=path/to/translator.keras."
+            )
+        model = convert.DEFAULT_MODEL_PATH
+    try:
+        summary = convert.convert_catalog(
+            model,
+            FLAGS.input,
+            FLAGS.output,
+            tone=FLAGS.tone,
+            strength=FLAGS.strength,
+            format=FLAGS.format,
+            quality=FLAGS.quality,
+            batch_size=FLAGS.batch_size,
+            tile=FLAGS.tile,
+            overlap=FLAGS.overlap,
+            max_pixels=FLAGS.max_pixels,
+            overwrite=FLAGS.overwrite,
+            num_shards=FLAGS.num_shards,
+            shard_index=FLAGS.shard_index,
+        )
+    except (FileNotFoundError, ValueError) as e:  # bad flags, found before any work
+        return _fail(str(e))
+    print(summary, flush=True)
+    if summary.failed:
+        logging.warning("%d file(s) failed; see reasons in %s", summary.failed, summary.manifest)
+    return summary.exit_code
+
+
+if __name__ == "__main__":
+    app.run(main)

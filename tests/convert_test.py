@@ -1,0 +1,326 @@
+"""Catalog conversion: formats, alpha, bad files, resume, shards, path safety."""
+
+import hashlib
+import io
+import json
+import os
+import pathlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from gan_style import convert
+from gan_style.networks import build_generator
+from gan_style.translator import Translator
+
+
+@pytest.fixture(scope="module")
+def translator():
+    return Translator(build_generator("resnet_6blocks", base_filters=4, seed=7))
+
+
+def noise(height, width, channels=3, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (height, width, channels), dtype=np.uint8)
+
+
+def save(path, array, fmt=None, **options):
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array).save(path, format=fmt, **options)
+    return path
+
+
+def records(output, name="manifest.jsonl"):
+    with open(pathlib.Path(output) / name, encoding="utf-8") as f:
+        return [json.loads(line) for line in f]
+
+
+def by_rel(rows):
+    return {row["rel"]: row for row in rows}
+
+
+def tree_digest(root):
+    """sha1 of every file (path, bytes, mtime) under root: proves nothing changed."""
+    h = hashlib.sha1()
+    for path in sorted(pathlib.Path(root).rglob("*")):
+        if path.is_file() and not path.is_symlink():
+            h.update(str(path).encode())
+            h.update(path.read_bytes())
+            h.update(str(path.stat().st_mtime_ns).encode())
+    return h.hexdigest()
+
+
+def run(translator, source, output, **kwargs):
+    kwargs.setdefault("progress", False)
+    return convert.convert_catalog(translator, source, output, **kwargs)
+
+
+def test_every_format_converts_at_its_own_size(translator, tmp_path):
+    src = tmp_path / "in"
+    rgba = noise(30, 41, 4, seed=1)
+    rgba[:10, :, 3] = 0  # a transparent band: a cut-out's background
+    frames = [Image.fromarray(noise(20, 24, seed=s)).convert("P") for s in (2, 3, 4)]
+    (src / "anim").mkdir(parents=True)
+    frames[0].save(src / "anim" / "spin.gif", save_all=True, append_images=frames[1:])
+    cmyk = Image.fromarray(noise(24, 24, seed=5)).convert("CMYK")
+    (src / "print").mkdir()
+    cmyk.save(src / "print" / "cmyk.jpg")
+    sixteen = (np.arange(32 * 40, dtype=np.uint16).reshape(32, 40) * 50).astype(np.uint16)
+    Image.fromarray(sixteen).save(src / "deep16.png")
+    save(src / "photo.jpg", noise(37, 53, seed=6))
+    save(src / "cutout.png", rgba)
+    save(src / "shop" / "item.webp", noise(48, 64, seed=7), quality=90)
+    save(src / "shop" / "item2.WEBP", noise(48, 64, seed=8), fmt="WEBP", quality=90)
+    save(src / "legacy.bmp", noise(13, 7, seed=9))
+    save(src / "scan.tif", noise(40, 33, seed=10))
+    save(src / "gray.png", noise(21, 22, 1, seed=11)[:, :, 0])
+    save(src / "dot.png", noise(1, 1, seed=12))
+    Image.fromarray(noise(16, 16, seed=13)).convert("P").save(src / "palette.png")
+
+    summary = run(translator, src, tmp_path / "out", batch_size=2)
+    assert (summary.converted, summary.skipped, summary.failed) == (12, 0, 0)
+    assert summary.exit_code == 0
+    rows = by_rel(records(tmp_path / "out"))
+    assert len(rows) == 12 and all(r["status"] == "converted" for r in rows.values())
+    expected = {
+        "anim/spin.gif": ("anim/spin.png", "PNG", (20, 24)),
+        "print/cmyk.jpg": ("print/cmyk.jpg", "JPEG", (24, 24)),
+        "deep16.png": ("deep16.png", "PNG", (32, 40)),
+        "photo.jpg": ("photo.jpg", "JPEG", (37, 53)),
+        "cutout.png": ("cutout.png", "PNG", (30, 41)),
+        "shop/item.webp": ("shop/item.webp", "WEBP", (48, 64)),
+        "shop/item2.WEBP": ("shop/item2.WEBP", "WEBP", (48, 64)),
+        "legacy.bmp": ("legacy.bmp", "BMP", (13, 7)),
+        "scan.tif": ("scan.tif", "TIFF", (40, 33)),
+        "gray.png": ("gray.png", "PNG", (21, 22)),
+        "dot.png": ("dot.png", "PNG", (1, 1)),
+        "palette.png": ("palette.png", "PNG", (16, 16)),
+    }
+    for rel, (out_rel, fmt, (height, width)) in expected.items():
+        out = tmp_path / "out" / out_rel
+        assert rows[rel]["output"] == str(out)
+        with Image.open(out) as image:
+            image.load()
+            assert image.format == fmt and image.size == (width, height), rel
+        assert rows[rel]["output_size"] == out.stat().st_size
+        assert isinstance(rows[rel]["seconds"], float)
+    assert "animated GIF" in rows["anim/spin.gif"]["reason"]
+    assert "first frame of 3" in rows["anim/spin.gif"]["reason"]
+    assert "16-bit" in rows["deep16.png"]["reason"]
+    # Alpha kept bit for bit; the colour was translated.
+    with Image.open(tmp_path / "out" / "cutout.png") as image:
+        out = np.asarray(image)
+    assert out.shape == (30, 41, 4)
+    np.testing.assert_array_equal(out[:, :, 3], rgba[:, :, 3])
+    assert np.abs(out[:, :, :3].astype(int) - rgba[:, :, :3]).mean() > 5
+
+
+def test_same_size_images_match_a_direct_translator_call(translator, tmp_path):
+    images = [noise(24, 40, seed=s) for s in range(5)]
+    for i, image in enumerate(images):
+        save(tmp_path / "in" / f"{i}.png", image)
+    save(tmp_path / "in" / "odd.png", noise(9, 11, seed=9))
+    run(translator, tmp_path / "in", tmp_path / "out", batch_size=3)
+    # Same-size images run as one batch in a tf.function; eager and graph
+    # execution may round a uint8 conversion differently (the Translator's
+    # documented tolerance: 1 level on under 0.1% of pixels).
+    expected = translator(np.stack(images)).numpy()
+    for i in range(5):
+        with Image.open(tmp_path / "out" / f"{i}.png") as image:
+            assert_close_uint8(np.asarray(image), expected[i])
+    with Image.open(tmp_path / "out" / "odd.png") as image:
+        assert_close_uint8(np.asarray(image), translator(noise(9, 11, seed=9)[None]).numpy()[0])
+
+
+def assert_close_uint8(actual, expected):
+    assert actual.shape == expected.shape
+    diff = np.abs(actual.astype(int) - expected.astype(int))
+    assert diff.max() <= 1 and np.mean(diff > 0) < 1e-3
+
+
+def test_bad_files_fail_with_reasons_and_never_stop_the_run(translator, tmp_path):
+    src = tmp_path / "in"
+    save(src / "good1.jpg", noise(32, 32, seed=1))
+    save(src / "z_good2.png", noise(20, 28, seed=2))
+    (src / "empty.jpg").write_bytes(b"")
+    buffer = io.BytesIO()
+    Image.fromarray(noise(40, 40, seed=3)).save(buffer, "JPEG")
+    (src / "truncated.jpg").write_bytes(buffer.getvalue()[: len(buffer.getvalue()) // 2])
+    (src / "notes.png").write_text("this is not a picture")
+    save(src / "huge.png", noise(50, 60, seed=4))
+    (src / "dangling.jpg").symlink_to(src / "missing-target.jpg")
+    locked = save(src / "locked.png", noise(8, 8, seed=5))
+    os.chmod(locked, 0)
+    can_lock = os.geteuid() != 0  # root reads files whatever their mode
+
+    summary = run(translator, src, tmp_path / "out", max_pixels=2000)
+    rows = by_rel(records(tmp_path / "out"))
+    assert rows["good1.jpg"]["status"] == "converted"
+    assert rows["z_good2.png"]["status"] == "converted"
+    reasons = {rel: row["reason"] for rel, row in rows.items() if row["status"] == "failed"}
+    assert "empty file" in reasons["empty.jpg"]
+    assert "truncated" in reasons["truncated.jpg"]
+    assert "not an image" in reasons["notes.png"]
+    assert "too many pixels" in reasons["huge.png"] and "max_pixels" in reasons["huge.png"]
+    assert "not found" in reasons["dangling.jpg"]
+    if can_lock:
+        assert "permission" in reasons["locked.png"]
+    assert summary.failed == len(reasons) >= 5
+    assert summary.exit_code == convert.EXIT_SOME_FAILED == 3
+    for rel in reasons:
+        assert not (tmp_path / "out" / rel).exists()
+    os.chmod(locked, 0o644)
+
+
+def test_resume_skips_done_and_redoes_changed_or_missing(translator, tmp_path):
+    src, out = tmp_path / "in", tmp_path / "out"
+    for i in range(4):
+        save(src / f"{i}.jpg", noise(16, 16, seed=i))
+    first = run(translator, src, out)
+    assert first.converted == 4
+    second = run(translator, src, out)
+    assert (second.converted, second.skipped, second.failed) == (0, 4, 0)
+    # A changed source and a deleted output are converted again.
+    save(src / "1.jpg", noise(16, 20, seed=99))
+    os.utime(src / "1.jpg", ns=(1, 1))
+    (out / "2.jpg").unlink()
+    third = run(translator, src, out)
+    assert (third.converted, third.skipped) == (2, 2)
+    assert {r["rel"] for r in records(out)[-4:] if r["status"] == "converted"} == {"1.jpg", "2.jpg"}
+    # Other settings (a tone) are not "done"; --overwrite redoes everything.
+    assert run(translator, src, out, tone="warm").converted == 4
+    assert run(translator, src, out, tone="warm").skipped == 4
+    assert run(translator, src, out, tone="warm", overwrite=True).converted == 4
+    assert len(records(out)) == 4 * 6
+
+
+def test_formats_alpha_and_metadata(translator, tmp_path):
+    src = tmp_path / "in"
+    rgba = noise(20, 20, 4, seed=1)
+    save(src / "cut.png", rgba)
+    exif = Image.Exif()
+    exif[0x010F] = "gan_style test camera"  # Make
+    exif[0x0112] = 6  # orientation: rotate 90 on display
+    from PIL import ImageCms
+
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    save(src / "camera.jpg", noise(20, 30, seed=2), exif=exif.tobytes(), icc_profile=icc)
+
+    run(translator, src, tmp_path / "as_jpg", format="jpg")
+    rows = by_rel(records(tmp_path / "as_jpg"))
+    with Image.open(tmp_path / "as_jpg" / "cut.jpg") as image:
+        assert image.mode == "RGB"
+    assert "transparency dropped" in rows["cut.png"]["reason"]
+    with Image.open(tmp_path / "as_jpg" / "camera.jpg") as image:
+        assert image.size == (20, 30)  # EXIF orientation applied once
+        assert image.info.get("icc_profile") == icc
+        out_exif = image.getexif()
+        assert out_exif.get(0x010F) == "gan_style test camera"
+        assert out_exif.get(0x0112, 1) == 1
+
+    run(translator, src, tmp_path / "as_webp", format="webp")
+    with Image.open(tmp_path / "as_webp" / "cut.webp") as image:
+        assert image.format == "WEBP" and image.mode == "RGBA"
+        # WebP is lossy for colour; its alpha stays exact at quality 95.
+        np.testing.assert_array_equal(np.asarray(image)[:, :, 3], rgba[:, :, 3])
+
+
+def test_clashing_output_names_get_distinct_files(translator, tmp_path):
+    save(tmp_path / "in" / "a.jpg", noise(8, 8, seed=1))
+    save(tmp_path / "in" / "a.png", noise(8, 8, seed=2))
+    run(translator, tmp_path / "in", tmp_path / "out", format="png")
+    outputs = {r["rel"]: pathlib.Path(r["output"]).name for r in records(tmp_path / "out")}
+    assert outputs == {"a.jpg": "a_jpg.png", "a.png": "a_png.png"}
+
+
+def test_large_images_are_tiled(translator, tmp_path):
+    image = noise(72, 150, seed=3)
+    save(tmp_path / "in" / "wide.png", image)
+    run(translator, tmp_path / "in", tmp_path / "out", tile=64, overlap=32)
+    row = records(tmp_path / "out")[0]
+    assert row["status"] == "converted" and row["tiled"] is True
+    with Image.open(tmp_path / "out" / "wide.png") as out:
+        assert out.size == (150, 72)
+
+
+def test_shards_cover_the_catalog_exactly_once(translator, tmp_path):
+    src, out = tmp_path / "in", tmp_path / "out"
+    names = [f"d{i % 3}/img{i}.png" for i in range(14)]
+    for i, name in enumerate(names):
+        save(src / name, noise(8, 8, seed=i))
+    seen = []
+    for shard in range(3):
+        summary = run(translator, src, out, num_shards=3, shard_index=shard)
+        rows = records(out, convert.manifest_name(3, shard))
+        assert summary.converted == len(rows)
+        seen += [r["rel"] for r in rows if r["status"] == "converted"]
+    assert sorted(seen) == sorted(names)
+    assert all(convert.shard_of(n, 3) == convert.shard_of(n, 3) for n in names)
+    assert len({convert.shard_of(n, 3) for n in names}) == 3  # really split
+    # A rerun of any shard finds its work done (resume reads every manifest).
+    assert run(translator, src, out, num_shards=3, shard_index=1).converted == 0
+
+
+def test_path_safety(translator, tmp_path):
+    root = tmp_path / "catalog"
+    save(root / "ok.png", noise(8, 8, seed=1))
+    save(root / "sub" / "deep.png", noise(8, 8, seed=2))
+    outside = save(tmp_path / "secret" / "outside.png", noise(8, 8, seed=3))
+    (root / "link.png").symlink_to(outside)
+    (root / "list.txt").write_text(
+        "# product shots\nok.png\nsub/deep.png\n../secret/outside.png\n"
+        f"{outside}\nsub/../ok.png\nlink.png\n\n./ok.png\n"
+    )
+    before_inputs = tree_digest(tmp_path / "secret"), tree_digest(root)
+
+    summary = run(translator, root / "list.txt", tmp_path / "out")
+    rows = records(tmp_path / "out")
+    status = {r["rel"]: (r["status"], r["reason"]) for r in rows}
+    assert status["ok.png"][0] == status["sub/deep.png"][0] == "converted"
+    assert "'..' refused" in status["../secret/outside.png"][1]
+    assert "absolute path refused" in status[str(outside)][1]
+    assert "'..' refused" in status["sub/../ok.png"][1]
+    assert "outside the input folder" in status["link.png"][1]
+    assert summary.converted == 2 and summary.failed == 4  # ./ok.png is ok.png again
+    assert (tree_digest(tmp_path / "secret"), tree_digest(root)) == before_inputs
+    written = {p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*") if p.is_file()}
+    assert written == {"ok.png", "sub/deep.png", "manifest.jsonl"}
+
+    # Walking a folder: the symlink is refused the same way; an output folder
+    # inside the input is not walked on the next run.
+    inner = root / "styled"
+    first = run(translator, root, inner)
+    second = run(translator, root, inner)
+    assert first.total == second.total == 3
+    assert by_rel(records(inner))["link.png"]["status"] == "failed"
+    assert second.skipped == 2
+    with pytest.raises(ValueError, match="is the input folder"):
+        run(translator, root, root)
+    with pytest.raises(ValueError, match="inside --output"):
+        run(translator, root / "sub", root)
+
+
+def test_glob_source(translator, tmp_path):
+    save(tmp_path / "cat" / "a" / "x.jpg", noise(8, 8, seed=1))
+    save(tmp_path / "cat" / "b" / "y.jpg", noise(8, 8, seed=2))
+    save(tmp_path / "cat" / "b" / "z.png", noise(8, 8, seed=3))
+    summary = run(translator, str(tmp_path / "cat" / "*" / "*.jpg"), tmp_path / "out")
+    assert summary.converted == 2
+    assert (tmp_path / "out" / "a" / "x.jpg").exists() and (tmp_path / "out" / "b" / "y.jpg").exists()
+
+
+def test_bad_arguments_are_named(translator, tmp_path):
+    save(tmp_path / "in" / "a.png", noise(8, 8))
+    for kwargs, flag in [
+        ({"format": "gif"}, "--format"),
+        ({"quality": 0}, "--quality"),
+        ({"batch_size": 0}, "--batch_size"),
+        ({"num_shards": 2, "shard_index": 2}, "--shard_index"),
+        ({"max_pixels": 0}, "--max_pixels"),
+        ({"tile": 4}, "--tile"),
+    ]:
+        with pytest.raises(ValueError, match=flag):
+            run(translator, tmp_path / "in", tmp_path / "out", **kwargs)
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        run(translator, tmp_path / "nowhere", tmp_path / "out")

@@ -1,0 +1,112 @@
+"""infer.py end to end: flags, exit codes, and a run killed mid-catalog."""
+
+import collections
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from gan_style import convert
+from gan_style.networks import build_generator
+from gan_style.translator import Translator
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+INFER = ROOT / "infer.py"
+
+
+def _command(args):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=str(ROOT))
+    return [sys.executable, str(INFER), *args], env
+
+
+def infer(*args, timeout=300):
+    command, env = _command(args)
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT)
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory):
+    path = tmp_path_factory.mktemp("model") / "tiny.keras"
+    translator = Translator(build_generator("resnet_6blocks", base_filters=8, seed=3))
+    translator(np.zeros((1, 8, 8, 3), np.uint8))  # build before saving
+    translator.save(path)
+    return path
+
+
+def test_usage_errors_exit_1_with_a_clear_message(model_path, tmp_path):
+    runs = {
+        "no_model": [f"--input={tmp_path}", f"--output={tmp_path / 'out'}"],
+        "bad_quality": [f"--input={tmp_path}", f"--output={tmp_path / 'out'}", f"--model={model_path}", "--quality=0"],
+        "no_input": [f"--input={tmp_path / 'nowhere'}", f"--output={tmp_path / 'out'}", f"--model={model_path}"],
+    }
+    processes = {}
+    for name, args in runs.items():  # side by side: each pays TensorFlow's import
+        command, env = _command(args)
+        processes[name] = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT
+        )
+    results = {name: p.communicate(timeout=300) + (p.returncode,) for name, p in processes.items()}
+    for name, (_, stderr, code) in results.items():
+        assert code == 1, (name, stderr)
+    if not convert.DEFAULT_MODEL_PATH.exists():
+        assert "assets/default_translator.keras" in results["no_model"][1]
+        assert "--model" in results["no_model"][1]
+    assert "--quality" in results["bad_quality"][1]
+    assert "nowhere" in results["no_input"][1]
+
+
+def test_killed_run_resumes_without_loss_or_duplicates(model_path, tmp_path):
+    src, out = tmp_path / "in", tmp_path / "out"
+    rng = np.random.default_rng(0)
+    names = [f"batch{i % 4}/item{i:03d}.jpg" for i in range(48)]
+    for name in names:
+        (src / name).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, (96, 96, 3), dtype=np.uint8)).save(src / name, quality=90)
+    (src / "broken.jpg").write_bytes(b"\xff\xd8\xff not really")
+    manifest = out / "manifest.jsonl"
+    args = [f"--input={src}", f"--output={out}", f"--model={model_path}", "--batch_size=1"]
+
+    command, env = _command(args)
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, cwd=ROOT)
+    deadline = time.monotonic() + 240
+    try:
+        while time.monotonic() < deadline and process.poll() is None:
+            if manifest.exists() and manifest.read_text().count('"converted"') >= 6:
+                break
+            time.sleep(0.02)
+        assert process.poll() is None, "the run finished before it could be killed; make the catalog bigger"
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+
+    first = [json.loads(line) for line in manifest.read_text().splitlines() if line.endswith("}")]
+    converted_before = {r["rel"] for r in first if r["status"] == "converted"}
+    assert 6 <= len(converted_before) < len(names)
+    # Whatever exists under a final name is a complete image.
+    for path in out.rglob("*.jpg"):
+        with Image.open(path) as image:
+            image.load()
+            assert image.size == (96, 96)
+
+    result = infer(*args)
+    assert result.returncode == convert.EXIT_SOME_FAILED, result.stderr
+    assert "converted" in result.stdout and "failed 1" in result.stdout
+    rows = [json.loads(line) for line in manifest.read_text().splitlines() if line.strip().endswith("}")]
+    converted = collections.Counter(r["rel"] for r in rows if r["status"] == "converted")
+    assert set(converted) | {r["rel"] for r in rows if r["status"] == "skipped"} == set(names)
+    assert max(converted.values()) == 1, "a source was converted twice"
+    for name in names:
+        with Image.open(out / name) as image:
+            image.load()
+            assert image.size == (96, 96)
+    leftovers = [p for p in out.rglob("*") if p.name.endswith(".gan_style-tmp")]
+    assert leftovers == []
