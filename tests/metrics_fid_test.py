@@ -25,10 +25,14 @@ def reference_fid(f1, f2):
 def reference_mmd2(x, y):
     """Unbiased MMD^2 with k(a, b) = (a.b / d + 1)^3, written as explicit double sums."""
     d = x.shape[1]
-    k = lambda a, b: (a @ b / d + 1.0) ** 3  # noqa: E731
+    k = lambda a, b: (a @ b / d + 1.0) ** 3
     m = len(x)
-    xx = sum(k(x[i], x[j]) for i in range(m) for j in range(m) if i != j) / (m * (m - 1))
-    yy = sum(k(y[i], y[j]) for i in range(m) for j in range(m) if i != j) / (m * (m - 1))
+    xx = sum(k(x[i], x[j]) for i in range(m) for j in range(m) if i != j) / (
+        m * (m - 1)
+    )
+    yy = sum(k(y[i], y[j]) for i in range(m) for j in range(m) if i != j) / (
+        m * (m - 1)
+    )
     xy = sum(k(x[i], y[j]) for i in range(m) for j in range(m)) / (m * m)
     return xx + yy - 2 * xy
 
@@ -50,7 +54,9 @@ def test_fid_matches_scipy_sqrtm_reference(n1, n2, d):
     # the situation of 120 images with 2048-d features.
     f1 = _gaussian(n1, d, seed=1)
     f2 = _gaussian(n2, d, seed=2, shift=0.3, scale=1.5)
-    assert metrics.fid_from_features(f1, f2) == pytest.approx(reference_fid(f1, f2), rel=1e-6, abs=1e-8)
+    assert metrics.fid_from_features(f1, f2) == pytest.approx(
+        reference_fid(f1, f2), rel=1e-6, abs=1e-8
+    )
 
 
 def test_fid_of_known_gaussians():
@@ -68,7 +74,9 @@ def test_streaming_statistics_equal_batch_statistics():
         stats.update(f[start : start + 10])
     assert stats.count == 103
     np.testing.assert_allclose(stats.mean, f.mean(0), rtol=1e-12)
-    np.testing.assert_allclose(stats.covariance, np.cov(f, rowvar=False), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(
+        stats.covariance, np.cov(f, rowvar=False), rtol=1e-10, atol=1e-12
+    )
     np.testing.assert_array_equal(stats.samples, f.astype(np.float32))
     other = metrics.FeatureStats.from_features(_gaussian(80, 12, seed=4))
     assert metrics.fid_from_stats(stats, other) == pytest.approx(
@@ -93,7 +101,9 @@ def test_kid_matches_explicit_double_sum_reference():
     f2 = _gaussian(15, 6, seed=6, shift=0.5)
     # subset_size larger than both sets is clipped to 12; one subset of 12 rows
     # from f1 is all of f1 (in permuted order, which MMD ignores).
-    mean, std = metrics.kid_from_features(f1, f2, num_subsets=1, subset_size=1000, seed=0)
+    mean, std = metrics.kid_from_features(
+        f1, f2, num_subsets=1, subset_size=1000, seed=0
+    )
     rng = np.random.default_rng(0)
     x = f1[rng.choice(12, 12, replace=False)]
     y = f2[rng.choice(15, 12, replace=False)]
@@ -111,21 +121,27 @@ def test_kid_is_unbiased_for_one_distribution_and_positive_for_two():
     for _ in range(trials):
         x, y = rng.normal(size=(m, d)), rng.normal(size=(m, d))
         kid.append(metrics.kid_from_features(x, y, num_subsets=1, subset_size=m)[0])
-        k = lambda a, b: (a @ b.T / d + 1.0) ** 3  # noqa: E731
+        k = lambda a, b: (a @ b.T / d + 1.0) ** 3
         biased.append(k(x, x).mean() + k(y, y).mean() - 2 * k(x, y).mean())
     kid, biased = np.array(kid), np.array(biased)
     standard_error = kid.std() / np.sqrt(trials)
     assert abs(kid.mean()) < 3 * standard_error
     assert biased.mean() > 10 * standard_error
     # Two distributions: clearly positive.
-    shifted = metrics.kid_from_features(rng.normal(size=(200, d)), rng.normal(size=(200, d)) + 0.5,
-                                        num_subsets=20, subset_size=100)[0]
+    shifted = metrics.kid_from_features(
+        rng.normal(size=(200, d)),
+        rng.normal(size=(200, d)) + 0.5,
+        num_subsets=20,
+        subset_size=100,
+    )[0]
     assert shifted > 10 * standard_error
 
 
 def test_kid_is_reproducible_and_validates_input():
     a, b = _gaussian(50, 4, seed=9), _gaussian(60, 4, seed=10)
-    assert metrics.kid_from_features(a, b, seed=3) == metrics.kid_from_features(a, b, seed=3)
+    assert metrics.kid_from_features(a, b, seed=3) == metrics.kid_from_features(
+        a, b, seed=3
+    )
     with pytest.raises(ValueError, match="dimensions differ"):
         metrics.kid_from_features(a, b[:, :3])
     with pytest.raises(ValueError, match="features1"):
@@ -137,7 +153,9 @@ class _MeanColour(keras.layers.Layer):
 
     def call(self, x):
         x = keras.ops.cast(x, "float32")
-        return keras.ops.concatenate([keras.ops.mean(x, axis=(1, 2)), keras.ops.max(x, axis=(1, 2))], -1)
+        return keras.ops.concatenate(
+            [keras.ops.mean(x, axis=(1, 2)), keras.ops.max(x, axis=(1, 2))], -1
+        )
 
 
 def _tiny_model():
@@ -150,12 +168,17 @@ def test_compute_features_accepts_arrays_lists_datasets_and_mixed_sizes():
     rng = np.random.default_rng(0)
     batch = rng.integers(0, 256, (7, 20, 24, 3), dtype=np.uint8)
     expected = np.concatenate([batch.mean((1, 2)), batch.max((1, 2))], -1)
-    np.testing.assert_allclose(metrics.compute_features(model, batch, batch_size=3), expected, rtol=1e-5)
+    np.testing.assert_allclose(
+        metrics.compute_features(model, batch, batch_size=3), expected, rtol=1e-5
+    )
     ds = tf.data.Dataset.from_tensor_slices(batch).batch(4)
     np.testing.assert_allclose(metrics.compute_features(model, ds), expected, rtol=1e-5)
     # Single images of different sizes are resized to 299 each: a constant image
     # stays constant, so its features are known exactly.
-    images = [np.full((h, w, 3), v, np.uint8) for h, w, v in [(10, 12, 7), (40, 33, 200), (299, 299, 50)]]
+    images = [
+        np.full((h, w, 3), v, np.uint8)
+        for h, w, v in [(10, 12, 7), (40, 33, 200), (299, 299, 50)]
+    ]
     got = metrics.compute_features(model, iter(images), batch_size=2)
     np.testing.assert_allclose(got[:, 0], [7, 200, 50], rtol=1e-5)
     stats = metrics.compute_statistics(model, images, batch_size=2)

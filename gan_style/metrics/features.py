@@ -14,9 +14,9 @@ from gan_style.metrics.inception import FEATURE_DIM, INPUT_SIZE
 
 # One traced feature function per model, reused across calls (a fresh
 # tf.function per call would retrace the whole Inception graph each time).
-_FEATURE_FNS: "weakref.WeakKeyDictionary[keras.Model, tf.types.experimental.GenericFunction]" = (
-    weakref.WeakKeyDictionary()
-)
+_FEATURE_FNS: weakref.WeakKeyDictionary[
+    keras.Model, tf.types.experimental.GenericFunction
+] = weakref.WeakKeyDictionary()
 
 
 def _feature_fn(model: keras.Model):
@@ -41,7 +41,9 @@ def _resize_single(image) -> np.ndarray:
     x = tf.cast(image, tf.float32)
     if x.shape[0] == INPUT_SIZE and x.shape[1] == INPUT_SIZE:
         return x.numpy()
-    x = tf.image.resize(x / 255.0, (INPUT_SIZE, INPUT_SIZE), method="bilinear", antialias=False)
+    x = tf.image.resize(
+        x / 255.0, (INPUT_SIZE, INPUT_SIZE), method="bilinear", antialias=False
+    )
     return (x * 255.0).numpy()
 
 
@@ -109,7 +111,9 @@ def _run(model, images, batch_size, progress, on_batch, total):
     for batch in iterate_batches(images, batch_size):
         features = fn(tf.convert_to_tensor(batch)).numpy()
         if features.ndim != 2:
-            raise ValueError(f"feature model returned shape {features.shape}, expected [batch, dim]")
+            raise ValueError(
+                f"feature model returned shape {features.shape}, expected [batch, dim]"
+            )
         on_batch(features)
         done += len(batch)
         if bar is not None:
@@ -118,7 +122,11 @@ def _run(model, images, batch_size, progress, on_batch, total):
 
 
 def compute_features(
-    model: keras.Model, images, batch_size: int = 50, progress: bool = False, total: int | None = None
+    model: keras.Model,
+    images,
+    batch_size: int = 50,
+    progress: bool = False,
+    total: int | None = None,
 ) -> np.ndarray:
     """Features [N, 2048] (float32) of ``images`` (see :func:`iterate_batches`).
 
@@ -163,4 +171,4 @@ def compute_statistics(
     return stats
 
 
-__all__ = ["compute_features", "compute_statistics", "iterate_batches", "FEATURE_DIM"]
+__all__ = ["FEATURE_DIM", "compute_features", "compute_statistics", "iterate_batches"]

@@ -43,7 +43,9 @@ class FeatureStats:
         """Adds a batch of features [B, dim]."""
         batch = np.asarray(features, np.float64)
         if batch.ndim != 2 or batch.shape[1] != self.dim:
-            raise ValueError(f"features must have shape [batch, {self.dim}], got {batch.shape}")
+            raise ValueError(
+                f"features must have shape [batch, {self.dim}], got {batch.shape}"
+            )
         n_b = batch.shape[0]
         if n_b == 0:
             return
@@ -53,7 +55,9 @@ class FeatureStats:
         n_a = self.count
         total = n_a + n_b
         delta = mean_b - self._mean
-        self._scatter += centred.T @ centred + np.outer(delta, delta) * (n_a * n_b / total)
+        self._scatter += centred.T @ centred + np.outer(delta, delta) * (
+            n_a * n_b / total
+        )
         self._mean += delta * (n_b / total)
         self.count = total
 
@@ -63,7 +67,10 @@ class FeatureStats:
             seen = self.count + i + 1
             if seen <= self.max_samples:
                 if seen > self._samples.shape[0]:
-                    grown = np.zeros((min(self.max_samples, 2 * self._samples.shape[0]), self.dim), np.float32)
+                    grown = np.zeros(
+                        (min(self.max_samples, 2 * self._samples.shape[0]), self.dim),
+                        np.float32,
+                    )
                     grown[: seen - 1] = self._samples[: seen - 1]
                     self._samples = grown
                 self._samples[seen - 1] = row
@@ -91,11 +98,13 @@ class FeatureStats:
         return self._samples[: min(self.count, self.max_samples)].copy()
 
     @classmethod
-    def from_features(cls, features, max_samples: int | None = None) -> "FeatureStats":
+    def from_features(cls, features, max_samples: int | None = None) -> FeatureStats:
         features = np.asarray(features)
         if features.ndim != 2:
             raise ValueError(f"features must have shape [N, dim], got {features.shape}")
-        stats = cls(features.shape[1], len(features) if max_samples is None else max_samples)
+        stats = cls(
+            features.shape[1], len(features) if max_samples is None else max_samples
+        )
         stats.update(features)
         return stats
 
@@ -104,7 +113,11 @@ def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
     """FID between two Gaussians given by means [d] and covariances [d, d]."""
     mu1, mu2 = np.asarray(mu1, np.float64), np.asarray(mu2, np.float64)
     sigma1, sigma2 = np.asarray(sigma1, np.float64), np.asarray(sigma2, np.float64)
-    if mu1.shape != mu2.shape or sigma1.shape != sigma2.shape or sigma1.shape != mu1.shape * 2:
+    if (
+        mu1.shape != mu2.shape
+        or sigma1.shape != sigma2.shape
+        or sigma1.shape != mu1.shape * 2
+    ):
         raise ValueError(
             f"shape mismatch: mu {mu1.shape} / {mu2.shape}, sigma {sigma1.shape} / {sigma2.shape}"
         )
@@ -119,7 +132,9 @@ def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
 
 def fid_from_stats(stats1: FeatureStats, stats2: FeatureStats) -> float:
     """FID between two :class:`FeatureStats`."""
-    return frechet_distance(stats1.mean, stats1.covariance, stats2.mean, stats2.covariance)
+    return frechet_distance(
+        stats1.mean, stats1.covariance, stats2.mean, stats2.covariance
+    )
 
 
 def fid_from_features(features1, features2) -> float:
@@ -136,5 +151,8 @@ def fid_from_features(features1, features2) -> float:
     if f1.shape[1] != f2.shape[1]:
         raise ValueError(f"feature dimensions differ: {f1.shape[1]} vs {f2.shape[1]}")
     return frechet_distance(
-        f1.mean(axis=0), np.cov(f1, rowvar=False), f2.mean(axis=0), np.cov(f2, rowvar=False)
+        f1.mean(axis=0),
+        np.cov(f1, rowvar=False),
+        f2.mean(axis=0),
+        np.cov(f2, rowvar=False),
     )

@@ -26,14 +26,20 @@ def _pair(a, b, name: str, min_size: int = 1) -> tuple[np.ndarray, np.ndarray, b
     a = np.asarray(a)
     b = np.asarray(b)
     if a.shape != b.shape:
-        raise ValueError(f"{name}: images must have the same shape, got {a.shape} and {b.shape}")
+        raise ValueError(
+            f"{name}: images must have the same shape, got {a.shape} and {b.shape}"
+        )
     if a.ndim not in (3, 4):
-        raise ValueError(f"{name}: expected [H, W, C] or [N, H, W, C], got shape {a.shape}")
+        raise ValueError(
+            f"{name}: expected [H, W, C] or [N, H, W, C], got shape {a.shape}"
+        )
     single = a.ndim == 3
     if single:
         a, b = a[None], b[None]
     if a.shape[1] < min_size or a.shape[2] < min_size:
-        raise ValueError(f"{name}: images must be at least {min_size}x{min_size}, got {a.shape[1:3]}")
+        raise ValueError(
+            f"{name}: images must be at least {min_size}x{min_size}, got {a.shape[1:3]}"
+        )
     return a, b, single
 
 
@@ -52,13 +58,17 @@ def ssim(a, b, data_range: float = 255.0):
     a, b, single = _pair(a, b, "ssim", min_size=SSIM_WINDOW)
     # tf.image.ssim is Wang et al.'s definition with a VALID 11x11 Gaussian
     # window, which is exactly skimage's cropped average (tests compare them).
-    values = tf.image.ssim(
-        tf.convert_to_tensor(a, tf.float32),
-        tf.convert_to_tensor(b, tf.float32),
-        max_val=float(data_range),
-        filter_size=SSIM_WINDOW,
-        filter_sigma=1.5,
-        k1=0.01,
-        k2=0.03,
-    ).numpy().astype(np.float64)
+    values = (
+        tf.image.ssim(
+            tf.convert_to_tensor(a, tf.float32),
+            tf.convert_to_tensor(b, tf.float32),
+            max_val=float(data_range),
+            filter_size=SSIM_WINDOW,
+            filter_sigma=1.5,
+            k1=0.01,
+            k2=0.03,
+        )
+        .numpy()
+        .astype(np.float64)
+    )
     return float(values[0]) if single else values

