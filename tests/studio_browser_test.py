@@ -53,6 +53,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 from studio_test import product_image
 
 import gan_style
+import gan_style.studio
 from gan_style.translator import Translator
 
 #: Browser steps wait at most this long (the generator of the tiny model
@@ -244,6 +245,15 @@ def test_studio_in_a_real_browser(browser, studio_url, model_path, tmp_path):
     driver.find_element(By.ID, "image-file").send_keys(str(fake))
     WebDriverWait(driver, WAIT).until(lambda d: "not an image" in message(d)[1])
     assert message(driver)[0] == "error" and "notes.png" in message(driver)[1]
+
+    # An oversized file is refused before it is sent (the server would answer
+    # 413 too; see studio_test.py), with the documented limit.
+    limit_mb = gan_style.studio.DEFAULT_MAX_UPLOAD_BYTES / 2**20
+    huge = tmp_path / "huge.jpg"
+    huge.write_bytes(b"\xff" * int((limit_mb + 1) * 2**20))
+    driver.find_element(By.ID, "image-file").send_keys(str(huge))
+    WebDriverWait(driver, WAIT).until(lambda d: "huge.jpg" in message(d)[1])
+    assert f"up to {limit_mb:.0f} MB" in message(driver)[1]
 
     driver.find_element(By.ID, "image-file").send_keys(str(catalog / "shot.png"))
     wait_for_preview(driver)

@@ -386,7 +386,7 @@ def test_oversized_upload_gets_413_with_the_limit(translator, source):
     assert len(big) > 2048
     response = upload(client, big, name="big.png")
     assert response.status_code == 413
-    assert "limit is" in response.get_json()["error"]
+    assert "the limit is 2 KB per request" in response.get_json()["error"]
     small = png_bytes(source[:8, :8])
     assert upload(client, small).status_code == 200  # still serving
 
@@ -543,3 +543,30 @@ def test_bad_model_and_bad_flags(tmp_path, capsys):
 def test_default_model_path_is_the_converters(monkeypatch):
     convert = pytest.importorskip("gan_style.convert")
     assert server.default_model_path() == pathlib.Path(convert.DEFAULT_MODEL_PATH)
+
+
+def test_requests_from_other_sites_are_refused(client, app, translator):
+    # DNS rebinding: a page on another name that resolves to 127.0.0.1.
+    response = client.get("/api/config", headers={"Host": "evil.example:8080"})
+    assert response.status_code == 403
+    assert "only answers requests to 127.0.0.1 or localhost" in response.get_json()["error"]
+    for host in ("127.0.0.1:8080", "localhost", "[::1]:8080"):
+        assert client.get("/api/config", headers={"Host": host}).status_code == 200
+    # A cross-site form post from the user's browser.
+    response = client.post(
+        "/api/profile",
+        data={"profile": (io.BytesIO(b"{}"), "p.json")},
+        content_type="multipart/form-data",
+        headers={"Origin": "http://evil.example"},
+    )
+    assert response.status_code == 403 and "cross-site" in response.get_json()["error"]
+    response = client.post(
+        "/api/profile",
+        data={"profile": (io.BytesIO(b"{}"), "p.json")},
+        content_type="multipart/form-data",
+        headers={"Origin": "http://localhost"},
+    )
+    assert response.status_code == 200
+    # Served to the network (--host), any name is answered.
+    exposed = create_app(translator, local_only=False).test_client()
+    assert exposed.get("/api/config", headers={"Host": "studio.lan:8080"}).status_code == 200

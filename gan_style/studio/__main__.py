@@ -97,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
             max_pixels=args.max_pixels,
             preview_size=args.preview_size,
             image_dir=args.images,
+            local_only=server.is_loopback(args.host),
         )
         httpd = server.make_server(app, args.host, args.port)
     except (OSError, ValueError) as error:

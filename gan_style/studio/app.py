@@ -30,6 +30,7 @@ import logging
 import pathlib
 import re
 import time
+import urllib.parse
 
 try:
     import flask
@@ -42,10 +43,18 @@ except ImportError as error:  # pragma: no cover - depends on the environment
 from gan_style import tonal
 from gan_style.studio import engine
 from gan_style.studio.engine import StudioError
+from gan_style.studio.server import is_loopback
 
 STATIC_DIR = pathlib.Path(__file__).resolve().parent / "static"
 
 _log = logging.getLogger("gan_style.studio")
+
+
+def _hostname(host: str) -> str:
+    """The name in a Host header, without the port: ``[::1]:80`` -> ``::1``."""
+    if host.startswith("["):
+        return host[1 : host.find("]")] if "]" in host else host[1:]
+    return host.split(":", 1)[0].lower()
 
 
 def _download_name(name: str, suffix: str) -> str:
@@ -53,6 +62,14 @@ def _download_name(name: str, suffix: str) -> str:
     stem = pathlib.PurePosixPath(name.replace("\\", "/")).stem or "image"
     stem = re.sub(r"[^A-Za-z0-9._-]+", "_", stem)[:80] or "image"
     return f"{stem}{suffix}"
+
+
+def _size_text(n: int) -> str:
+    return f"{n / 2**20:.0f} MB" if n >= 2**20 else f"{n / 2**10:.0f} KB"
+
+
+def _same_origin(origin: str, host: str) -> bool:
+    return urllib.parse.urlsplit(origin).netloc.lower() == host.lower()
 
 
 def create_app(
@@ -64,6 +81,7 @@ def create_app(
     preview_size: int = engine.DEFAULT_PREVIEW_SIZE,
     max_images: int = engine.DEFAULT_MAX_IMAGES,
     image_dir: str | None = None,
+    local_only: bool = True,
 ) -> flask.Flask:
     """Builds the studio's Flask app around a loaded Translator.
 
@@ -79,6 +97,10 @@ def create_app(
         reduced for the studio; ``infer.py`` converts them in full).
       max_images: images (with cached translations) kept in memory.
       image_dir: optional folder of images the page offers to pick from.
+      local_only: answer only requests addressed to this machine by name
+        (``Host: 127.0.0.1``, ``localhost`` or ``[::1]``), which stops web pages
+        elsewhere from reaching the studio through DNS rebinding. The command
+        line turns it off with ``--host``.
     """
     studio = engine.Studio(
         translator,
@@ -101,7 +123,7 @@ def create_app(
     @app.errorhandler(RequestEntityTooLarge)
     def _too_large(exc):
         return error(
-            f"upload too large: the limit is {max_upload_bytes / 2**20:.0f} MB per request "
+            f"upload too large: the limit is {_size_text(max_upload_bytes)} per request "
             "(start the studio with --max_upload_mb to change it)",
             413,
         )
@@ -120,6 +142,26 @@ def create_app(
         return error(
             f"internal error ({type(exc).__name__}: {exc}); see the studio's terminal", 500
         )
+
+    @app.before_request
+    def _refuse_foreign_requests():
+        host = _hostname(flask.request.host)
+        if local_only and not is_loopback(host):
+            return error(
+                f"this studio only answers requests to 127.0.0.1 or localhost, not {host!r} "
+                "(start it with --host to serve other addresses)",
+                403,
+            )
+        # A page on another site may post to the studio from the user's
+        # browser (it cannot read the answer, but it could make the studio
+        # work). Browsers name the page's origin on such requests; refuse any
+        # that is not the studio's own. Clients that send no Origin (curl,
+        # scripts) are not browsers acting for another site.
+        origin = flask.request.headers.get("Origin")
+        unsafe = flask.request.method not in ("GET", "HEAD", "OPTIONS")
+        if unsafe and origin is not None and not _same_origin(origin, flask.request.host):
+            return error(f"cross-site request from {origin} refused", 403)
+        return None
 
     @app.after_request
     def _no_store(response):
