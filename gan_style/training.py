@@ -1,0 +1,914 @@
+"""``train_and_evaluate(config, workdir)``: the CycleGAN training loop.
+
+Read top to bottom, one run is:
+
+1. validate the config (a wrong key or value stops here, naming the key) and
+   resolve data paths against the current directory;
+2. pick the ``tf.distribute`` strategy, the precision policy and determinism;
+3. inside the strategy scope build :class:`~gan_style.cyclegan.CycleGAN`, its
+   pools and both optimizers (so that a checkpoint restores into them);
+4. restore the latest checkpoint of ``workdir/checkpoints`` if there is one
+   (step, epoch, position in the epoch, weights, optimizer slots, pools, RNG);
+5. for each remaining epoch, rebuild that epoch's input (its order depends only
+   on the seed and the epoch), skip what was already trained, and run the
+   distributed step batch by batch, with a Keras progress bar and callbacks
+   (TensorBoard scalars, sample sheets, FID/KID evaluation);
+6. checkpoint every ``checkpoint.every_steps`` steps and at every epoch end,
+   exporting ``workdir/export/gen_ab.keras`` and ``gen_ba.keras`` each time.
+
+A NaN or Inf loss stops the run before anything more is saved, so the latest
+checkpoint stays the last good one. Under ``MultiWorkerMirroredStrategy`` every
+worker runs the same loop; only the chief writes the workdir (the others save
+their checkpoints in throw-away directories, as the TF docs recommend, since
+saving may involve collectives).
+
+Workdir layout::
+
+    config.json            the resolved config
+    checkpoints/           ckpt-<step>.* and the `checkpoint` state file (last K)
+    checkpoints/best/      the best checkpoint by FID (with eval.every_epochs)
+    export/                gen_ab.keras, gen_ba.keras (best/ beside them)
+    samples/               step_<step>_a2b.png, step_<step>_b2a.png
+    tensorboard/           TensorBoard event files
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import os
+import pathlib
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import keras
+import ml_collections
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from gan_style import input_pipeline, networks
+from gan_style.cyclegan import LOSS_NAMES, CycleGAN
+from gan_style.schedules import LinearDecaySchedule
+
+STRATEGIES = ("auto", "default", "mirrored", "multi_worker", "tpu")
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+BEST_METRICS = ("fid_ab", "fid_ba", "fid_mean")
+_DATA_PATH_KEYS = ("root", "train_a", "train_b", "test_a", "test_b", "tfds_data_dir")
+
+
+class ConfigError(ValueError):
+    """A config key is unknown or has a bad value; the message names the key."""
+
+
+# ---------------------------------------------------------------------------
+# Config validation.
+
+
+def _flatten(config, prefix="") -> dict[str, Any]:
+    out = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, (ml_collections.ConfigDict, dict)):
+            out.update(_flatten(value, name + "."))
+        else:
+            out[name] = value
+    return out
+
+
+def _check_type(key: str, value, reference) -> None:
+    if isinstance(reference, bool):
+        ok = isinstance(value, bool)
+    elif isinstance(reference, int):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif isinstance(reference, float):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    elif isinstance(reference, str):
+        ok = isinstance(value, str)
+    else:
+        ok = True
+    if not ok:
+        raise ConfigError(
+            f"config key {key} must be {type(reference).__name__}, got {value!r} "
+            f"({type(value).__name__})"
+        )
+
+
+def default_config() -> ml_collections.ConfigDict:
+    """``configs/default.py``'s ``get_config()``: the one list of config keys."""
+    path = pathlib.Path(__file__).resolve().parents[1] / "configs" / "default.py"
+    if path.exists():
+        spec = importlib.util.spec_from_file_location("gan_style_default_config", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    else:  # installed without the source tree: configs/ must be importable
+        from configs import default as module
+    return module.get_config()
+
+
+def validate_config(config: ml_collections.ConfigDict) -> None:
+    """Raises :class:`ConfigError` naming the first unknown key or bad value.
+
+    Every key must exist in ``configs/default.py`` with a value of the same
+    type; then ranges and choices are checked.
+    """
+    reference = _flatten(default_config())
+    given = _flatten(config)
+    for key in given:
+        if key not in reference:
+            close = [k for k in reference if k.rsplit(".", 1)[-1] == key.rsplit(".", 1)[-1]]
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise ConfigError(f"unknown config key {key}{hint}")
+    for key, value in reference.items():
+        if key not in given:
+            raise ConfigError(f"config key {key} is missing (see configs/default.py)")
+        _check_type(key, given[key], value)
+
+    def choose(key, allowed):
+        if given[key] not in allowed:
+            raise ConfigError(
+                f"config key {key}={given[key]!r} is not one of {', '.join(map(repr, allowed))}"
+            )
+
+    def at_least(key, low):
+        if not given[key] >= low:
+            raise ConfigError(f"config key {key} must be >= {low}, got {given[key]!r}")
+
+    choose("data.preprocess", input_pipeline.PREPROCESS_MODES)
+    for key in ("data.load_size", "data.crop_size", "train.batch_size", "model.generator_filters",
+                "model.discriminator_filters", "model.discriminator_layers",
+                "checkpoint.keep", "train.num_samples"):
+        at_least(key, 1)
+    for key in ("data.eval_size", "data.max_images", "train.epochs", "train.epochs_decay",
+                "train.max_steps", "train.log_every_steps", "train.sample_every_steps",
+                "checkpoint.every_steps", "model.pool_size", "model.lambda_cycle_a",
+                "model.lambda_cycle_b", "model.lambda_identity", "model.dropout",
+                "eval.every_epochs", "eval.num_images", "optim.beta_1", "optim.beta_2"):
+        at_least(key, 0)
+    if given["data.num_parallel_calls"] == 0 or given["data.num_parallel_calls"] < -1:
+        raise ConfigError("config key data.num_parallel_calls must be -1 (AUTOTUNE) or >= 1")
+    if not given["optim.learning_rate"] > 0:
+        raise ConfigError("config key optim.learning_rate must be > 0")
+    for key in ("optim.beta_1", "optim.beta_2", "model.dropout"):
+        if not given[key] < 1:
+            raise ConfigError(f"config key {key} must be < 1, got {given[key]!r}")
+    if given["train.epochs"] + given["train.epochs_decay"] < 1:
+        raise ConfigError("config keys train.epochs + train.epochs_decay must be >= 1")
+    if given["data.preprocess"] == "resize_and_crop" and given["data.load_size"] < given["data.crop_size"]:
+        raise ConfigError(
+            f"config key data.load_size ({given['data.load_size']}) must be >= data.crop_size "
+            f"({given['data.crop_size']}) with data.preprocess='resize_and_crop'"
+        )
+    if given["model.pool_size"] > 0 and given["data.preprocess"] in ("none", "scale_width"):
+        raise ConfigError(
+            f"config key model.pool_size > 0 needs fixed-size training crops, but "
+            f"data.preprocess={given['data.preprocess']!r} keeps each image's size; "
+            "set model.pool_size=0 or a cropping mode"
+        )
+    choose("model.generator", tuple(networks.GENERATORS))
+    choose("model.discriminator", tuple(networks.DISCRIMINATORS))
+    choose("model.norm", networks.NORMS)
+    choose("model.upsample", networks.UPSAMPLES)
+    choose("model.init", networks.INITS)
+    choose("model.adversarial_loss", ("lsgan", "vanilla", "hinge"))
+    choose("train.precision", PRECISIONS)
+    choose("distribute.strategy", STRATEGIES)
+    choose("eval.best_metric", BEST_METRICS)
+    if given["eval.every_epochs"] and given["eval.num_images"] == 1:
+        raise ConfigError("config key eval.num_images must be 0 (all) or >= 2 for FID/KID")
+
+
+def resolve_data_paths(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """A copy of ``config`` with data paths made absolute (relative to the cwd).
+
+    Raises:
+      ConfigError: naming the key of a path that doesn't exist, or when no
+        training source is configured.
+    """
+    config = ml_collections.ConfigDict(config.to_dict())
+    data = config.data
+    for key in _DATA_PATH_KEYS:
+        value = data[key]
+        if not value:
+            continue
+        path = os.path.abspath(os.path.expanduser(value))
+        if not os.path.exists(path):
+            raise ConfigError(
+                f"config key data.{key}={value!r}: {path} does not exist (relative paths "
+                f"resolve against the current directory, {os.getcwd()})"
+            )
+        data[key] = path
+    if data.tfds_name:
+        return config
+    for key, split in (("train_a", "trainA"), ("train_b", "trainB")):
+        if data[key]:
+            continue
+        if not data.root:
+            raise ConfigError(
+                f"no training data: set config key data.root (a folder with trainA/, "
+                f"trainB/), data.{key}, or data.tfds_name"
+            )
+        if not os.path.isdir(os.path.join(data.root, split)):
+            raise ConfigError(
+                f"config key data.root={data.root!r} has no {split}/ folder; set data.{key}"
+            )
+    return config
+
+
+def _has_test_split(data, domain: str) -> bool:
+    if data.tfds_name or data[f"test_{domain}"]:
+        return True
+    return bool(data.root) and os.path.isdir(os.path.join(data.root, f"test{domain.upper()}"))
+
+
+# ---------------------------------------------------------------------------
+# Strategy.
+
+
+def _tpu_address(explicit: str) -> str | None:
+    """Where a TPU is, from the config, environment or local devices only.
+
+    Never asks the cloud metadata server (it hangs or fails off GCP).
+    """
+    if explicit:
+        return explicit
+    if os.environ.get("TPU_NAME"):
+        return os.environ["TPU_NAME"]
+    if os.environ.get("COLAB_TPU_ADDR"):
+        return "grpc://" + os.environ["COLAB_TPU_ADDR"]
+    # TPU VMs expose the chips as local devices.
+    if os.path.exists("/dev/accel0") or any(
+        name.isdigit() for name in (os.listdir("/dev/vfio") if os.path.isdir("/dev/vfio") else [])
+    ):
+        return "local"
+    return None
+
+
+def _tf_config_workers() -> int:
+    try:
+        cluster = json.loads(os.environ.get("TF_CONFIG", "{}")).get("cluster", {})
+    except json.JSONDecodeError as error:
+        raise ConfigError(f"environment variable TF_CONFIG is not valid JSON: {error}") from None
+    return len(cluster.get("worker", [])) + len(cluster.get("chief", []))
+
+
+def make_strategy(distribute: ml_collections.ConfigDict) -> tf.distribute.Strategy:
+    """The strategy named by ``distribute.strategy``.
+
+    ``auto`` picks, in order: TPU if one is configured or local, a
+    ``MultiWorkerMirroredStrategy`` when ``TF_CONFIG`` lists several workers
+    (it also covers the GPUs of each worker), a ``MirroredStrategy`` when more
+    than one GPU is visible, else the default strategy.
+    """
+    name = distribute.strategy
+    devices = [d.strip() for d in distribute.devices.split(",") if d.strip()] or None
+    if name == "auto":
+        if _tpu_address(distribute.tpu):
+            name = "tpu"
+        elif _tf_config_workers() > 1:
+            name = "multi_worker"
+        elif len(tf.config.list_physical_devices("GPU")) > 1:
+            name = "mirrored"
+        else:
+            name = "default"
+        logging.info("distribute.strategy=auto chose %r", name)
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy(devices)
+    if name == "multi_worker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    address = _tpu_address(distribute.tpu)
+    if address is None:
+        raise ConfigError(
+            "config key distribute.strategy='tpu' but no TPU found: set distribute.tpu "
+            "(or TPU_NAME)"
+        )
+    resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=address)
+    tf.config.experimental_connect_to_cluster(resolver)
+    tf.tpu.experimental.initialize_tpu_system(resolver)
+    return tf.distribute.TPUStrategy(resolver)
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+    """True on the one process that writes the workdir."""
+    return bool(strategy.extended.should_checkpoint)
+
+
+def _worker_id(strategy) -> str:
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None:
+        return "0"
+    return f"{resolver.task_type}_{resolver.task_id}"
+
+
+# ---------------------------------------------------------------------------
+# Model and optimizers.
+
+
+def build_model(config: ml_collections.ConfigDict) -> CycleGAN:
+    """The CycleGAN of ``config.model`` (call inside the strategy scope)."""
+    m = config.model
+    common = dict(norm=m.norm, init=m.init, init_gain=m.init_gain)
+    generator_options = dict(
+        common,
+        base_filters=m.generator_filters,
+        dropout=m.dropout,
+        upsample=m.upsample,
+    )
+    discriminator_options = dict(common, base_filters=m.discriminator_filters)
+    if m.discriminator == "n_layers":
+        discriminator_options["num_layers"] = m.discriminator_layers
+    jit = config.train.jit_compile
+    if jit and config.train.deterministic:
+        logging.warning("train.jit_compile is off: train.deterministic=True (XLA has no deterministic mode)")
+        jit = False
+    return CycleGAN(
+        generator=m.generator,
+        discriminator=m.discriminator,
+        generator_options=generator_options,
+        discriminator_options=discriminator_options,
+        adversarial_loss=m.adversarial_loss,
+        lambda_cycle_a=m.lambda_cycle_a,
+        lambda_cycle_b=m.lambda_cycle_b,
+        lambda_identity=m.lambda_identity,
+        pool_size=m.pool_size,
+        seed=config.seed,
+        jit_compile=jit,
+    )
+
+
+def make_optimizers(config: ml_collections.ConfigDict, steps_per_epoch: int):
+    """One Adam for both generators, one for both discriminators, same schedule."""
+    o, t = config.optim, config.train
+
+    def adam(name):
+        schedule = LinearDecaySchedule(
+            o.learning_rate, steps_per_epoch, t.epochs, t.epochs_decay, per_step=o.decay_per_step
+        )
+        return keras.optimizers.Adam(schedule, beta_1=o.beta_1, beta_2=o.beta_2, name=name)
+
+    return adam("gen_optimizer"), adam("disc_optimizer")
+
+
+def _check_sizes(model: CycleGAN, config) -> None:
+    """Crop and eval sizes the networks can take, named by config key."""
+    fixed_crops = config.data.preprocess not in ("none", "scale_width")
+    for network in (model.gen_ab, model.disc_a):
+        multiple, minimum = networks.input_requirements(network)
+        checks = [("data.crop_size", config.data.crop_size)] if fixed_crops else []
+        if config.data.eval_size and network is model.gen_ab:
+            checks.append(("data.eval_size", config.data.eval_size))
+        for key, size in checks:
+            if size % multiple or size < minimum:
+                raise ConfigError(
+                    f"config key {key}={size} does not suit {network.name} "
+                    f"({config.model.generator if network is model.gen_ab else config.model.discriminator}): "
+                    f"needs a multiple of {multiple} and at least {minimum}"
+                )
+
+
+# ---------------------------------------------------------------------------
+# Export and sample sheets.
+
+
+def export_generators(model: CycleGAN, directory: str | os.PathLike) -> None:
+    """Writes ``gen_ab.keras`` and ``gen_ba.keras``; each file appears whole or not at all."""
+    directory = pathlib.Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    for name in ("gen_ab", "gen_ba"):
+        final = directory / f"{name}.keras"
+        temporary = directory / f".{name}.tmp{os.getpid()}.keras"
+        getattr(model, name).save(temporary)
+        os.replace(temporary, final)  # atomic on POSIX: a kill leaves the old file
+
+
+def _summary_metadata(plugin: str):
+    from tensorflow.core.framework import summary_pb2
+
+    metadata = summary_pb2.SummaryMetadata()
+    metadata.plugin_data.plugin_name = plugin  # empty content = plugin data version 0
+    return metadata
+
+
+def summary_scalar(name: str, value: float, step: int) -> None:
+    """A TensorBoard scalar through ``tf.summary.write`` (works without the
+    ``tensorboard`` package, which TF 2.21 no longer installs)."""
+    tf.summary.write(
+        name, tf.constant(value, tf.float32), step=step, metadata=_summary_metadata("scalars")
+    )
+
+
+def summary_image(name: str, image: np.ndarray, step: int) -> None:
+    """A TensorBoard image (float [H, W, 3] in [0, 1]) in the images plugin's format."""
+    pixels = tf.convert_to_tensor(np.round(np.asarray(image) * 255).astype(np.uint8))
+    png = tf.io.encode_png(pixels)
+    tensor = tf.stack([tf.as_string(tf.shape(pixels)[1]), tf.as_string(tf.shape(pixels)[0]), png])
+    tf.summary.write(name, tensor, step=step, metadata=_summary_metadata("images"))
+
+
+def _to_unit(images) -> np.ndarray:
+    return np.clip((np.asarray(images, np.float32) + 1.0) / 2.0, 0.0, 1.0)
+
+
+def sample_sheet(source, translated, reconstructed, gap: int = 2) -> np.ndarray:
+    """Rows of ``input | translated | reconstructed`` as one float [H, W, 3] image in [0, 1]."""
+    rows = []
+    for images in zip(_to_unit(source), _to_unit(translated), _to_unit(reconstructed)):
+        h = images[0].shape[0]
+        spacer = np.ones((h, gap, 3), np.float32)
+        rows.append(np.concatenate([images[0], spacer, images[1], spacer, images[2]], axis=1))
+        rows.append(np.ones((gap, rows[-1].shape[1], 3), np.float32))
+    return np.concatenate(rows[:-1], axis=0)
+
+
+def save_sheet_png(sheet: np.ndarray, path: str | os.PathLike, title: str) -> None:
+    """Saves a sheet with a title as PNG through matplotlib's Agg canvas (no pyplot)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    h, w = sheet.shape[:2]
+    dpi = 100
+    fig = Figure(figsize=(max(w, 240) / dpi, (h + 30) / dpi), dpi=dpi)
+    FigureCanvasAgg(fig)
+    ax = fig.add_axes([0, 0, 1, h / (h + 30)])
+    ax.imshow(sheet, interpolation="nearest")
+    ax.set_axis_off()
+    fig.text(0.5, 1 - 12 / (h + 30), title, ha="center", va="center", fontsize=8)
+    path = pathlib.Path(path)
+    temporary = path.with_name(f".{path.name}.tmp{os.getpid()}.png")
+    fig.savefig(temporary, dpi=dpi)
+    os.replace(temporary, path)
+
+
+class SampleSheets(keras.callbacks.Callback):
+    """Every ``every_steps`` steps, translation sheets of fixed samples.
+
+    Two sheets (A -> B and B -> A), rows ``input | translated | reconstructed``,
+    to TensorBoard (``samples/a2b``, ``samples/b2a``) and as PNG in
+    ``samples_dir``. Also made at the end of training.
+    """
+
+    def __init__(self, samples_a, samples_b, *, every_steps: int, writer, samples_dir, write: bool):
+        super().__init__()
+        self.samples_a = tf.convert_to_tensor(samples_a)
+        self.samples_b = tf.convert_to_tensor(samples_b)
+        self.every_steps = every_steps
+        self.writer = writer
+        self.samples_dir = pathlib.Path(samples_dir)
+        self.write = write
+        self.last_step = -1
+        self._translate = None
+
+    def _make(self, step: int) -> None:
+        if not self.write or step == self.last_step:
+            return
+        if self._translate is None:
+            gen_ab, gen_ba = self.model.gen_ab, self.model.gen_ba
+
+            @tf.function
+            def translate(a, b):
+                fake_b = gen_ab(a, training=False)
+                fake_a = gen_ba(b, training=False)
+                return fake_b, gen_ba(fake_b, training=False), fake_a, gen_ab(fake_a, training=False)
+
+            self._translate = translate
+        fake_b, rec_a, fake_a, rec_b = self._translate(self.samples_a, self.samples_b)
+        self.samples_dir.mkdir(parents=True, exist_ok=True)
+        for direction, sheet, title in (
+            ("a2b", sample_sheet(self.samples_a, fake_b, rec_a), "A | gen_ab(A) | gen_ba(gen_ab(A))"),
+            ("b2a", sample_sheet(self.samples_b, fake_a, rec_b), "B | gen_ba(B) | gen_ab(gen_ba(B))"),
+        ):
+            with self.writer.as_default():
+                summary_image(f"samples/{direction}", sheet, step)
+            save_sheet_png(
+                sheet, self.samples_dir / f"step_{step:08d}_{direction}.png", f"step {step}: {title}"
+            )
+        self.last_step = step
+
+    def on_train_batch_end(self, batch, logs=None):
+        step = int(logs["step"])
+        if self.every_steps and step % self.every_steps == 0:
+            self._make(step)
+
+    def on_train_end(self, logs=None):
+        if logs and "step" in logs:
+            self._make(int(logs["step"]))
+
+
+class ScalarLogger(keras.callbacks.Callback):
+    """TensorBoard scalars every ``every_steps`` steps: losses (averaged since the
+    last write), ``lr`` and ``images_per_second``."""
+
+    def __init__(self, writer, *, every_steps: int, global_batch_size: int):
+        super().__init__()
+        self.writer = writer
+        self.every_steps = max(1, every_steps)
+        self.global_batch_size = global_batch_size
+        self._sums: dict[str, float] = {}
+        self._count = 0
+        self._time = None
+
+    def on_train_begin(self, logs=None):
+        self._time = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        for name in LOSS_NAMES:
+            self._sums[name] = self._sums.get(name, 0.0) + float(logs[name])
+        self._count += 1
+        step = int(logs["step"])
+        if step % self.every_steps:
+            return
+        now = time.perf_counter()
+        with self.writer.as_default():
+            for name, total in self._sums.items():
+                summary_scalar(f"train/{name}", total / self._count, step)
+            summary_scalar("train/lr", float(logs["lr"]), step)
+            summary_scalar(
+                "train/images_per_second",
+                self._count * self.global_batch_size / max(now - self._time, 1e-9),
+                step,
+            )
+        self.writer.flush()
+        self._sums, self._count, self._time = {}, 0, now
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.writer.flush()
+
+
+# ---------------------------------------------------------------------------
+# Evaluation during training.
+
+
+def inception_feature_fn(weights_path: str = "", batch_size: int = 25) -> Callable:
+    """``images in [-1, 1] -> [N, 2048]`` TF-FID InceptionV3 pool3 features."""
+    from gan_style import metrics
+
+    inception = metrics.load_inception(weights_path or None)
+
+    def features(images):
+        pixels = (np.asarray(images, np.float32) + 1.0) * 127.5
+        return metrics.compute_features(inception, pixels, batch_size=batch_size)
+
+    return features
+
+
+class Evaluation(keras.callbacks.Callback):
+    """FID/KID of ``gen_ab(testA)`` vs testB and ``gen_ba(testB)`` vs testA.
+
+    Every ``every_epochs`` epochs: translates the test images, scores them
+    with ``feature_fn`` (images in [-1, 1] -> ``[N, d]`` features; the
+    TF-FID InceptionV3 by default, see :func:`inception_feature_fn`), logs
+    ``eval/fid_ab``, ``eval/fid_ba``, ``eval/kid_ab``, ``eval/kid_ba`` to
+    TensorBoard and the epoch logs, and when ``best_metric`` improves saves
+    ``on_best(scores)`` (the training loop keeps a best checkpoint and export).
+
+    Args:
+      feature_fn: features of a batch of images in [-1, 1].
+      test_a, test_b: arrays ``[N, H, W, 3]`` in [-1, 1].
+      every_epochs: evaluate after every this many epochs.
+      writer: a ``tf.summary`` writer.
+      best_metric: ``fid_ab``, ``fid_ba`` or ``fid_mean`` (lower is better).
+      best_score: the best score so far (from a resumed run), or None.
+      on_best: called with the scores dict when ``best_metric`` improves.
+      batch_size: translation batch size.
+      kid_subset_size: images per KID subset (clipped to the set sizes).
+    """
+
+    def __init__(
+        self,
+        feature_fn: Callable,
+        test_a,
+        test_b,
+        *,
+        every_epochs: int,
+        writer,
+        best_metric: str = "fid_ab",
+        best_score: float | None = None,
+        on_best: Callable[[dict], None] | None = None,
+        batch_size: int = 8,
+        kid_subset_size: int = 1000,
+    ):
+        super().__init__()
+        if best_metric not in BEST_METRICS:
+            raise ValueError(f"best_metric must be one of {BEST_METRICS}, got {best_metric!r}")
+        self.feature_fn = feature_fn
+        self.test_a = np.asarray(test_a, np.float32)
+        self.test_b = np.asarray(test_b, np.float32)
+        self.every_epochs = every_epochs
+        self.writer = writer
+        self.best_metric = best_metric
+        self.best_score = best_score
+        self.on_best = on_best
+        self.batch_size = batch_size
+        self.kid_subset_size = kid_subset_size
+        self._real = None
+        self._translate = {}
+
+    def _translated(self, name: str, images) -> np.ndarray:
+        if name not in self._translate:
+            generator = getattr(self.model, name)
+            self._translate[name] = tf.function(lambda x: generator(x, training=False))
+        out = [
+            self._translate[name](tf.convert_to_tensor(images[i : i + self.batch_size])).numpy()
+            for i in range(0, len(images), self.batch_size)
+        ]
+        return np.concatenate(out)
+
+    def evaluate(self) -> dict[str, float]:
+        """Scores of the current generators (no logging)."""
+        from gan_style import metrics
+
+        if self._real is None:  # the real sets never change
+            self._real = self.feature_fn(self.test_a), self.feature_fn(self.test_b)
+        real_a, real_b = self._real
+        fake_b = self.feature_fn(self._translated("gen_ab", self.test_a))
+        fake_a = self.feature_fn(self._translated("gen_ba", self.test_b))
+        scores = {
+            "fid_ab": metrics.fid_from_features(real_b, fake_b),
+            "fid_ba": metrics.fid_from_features(real_a, fake_a),
+            "kid_ab": metrics.kid_from_features(real_b, fake_b, subset_size=self.kid_subset_size)[0],
+            "kid_ba": metrics.kid_from_features(real_a, fake_a, subset_size=self.kid_subset_size)[0],
+        }
+        scores["fid_mean"] = (scores["fid_ab"] + scores["fid_ba"]) / 2
+        return scores
+
+    def on_epoch_end(self, epoch, logs=None):
+        if not self.every_epochs or (epoch + 1) % self.every_epochs:
+            return
+        scores = self.evaluate()
+        step = int(logs["step"]) if logs and "step" in logs else epoch + 1
+        with self.writer.as_default():
+            for name, value in scores.items():
+                summary_scalar(f"eval/{name}", value, step)
+        self.writer.flush()
+        logging.info(
+            "epoch %d: %s", epoch + 1, ", ".join(f"{k} {v:.4g}" for k, v in scores.items())
+        )
+        if logs is not None:
+            logs.update({f"eval_{k}": v for k, v in scores.items()})
+        score = scores[self.best_metric]
+        if self.best_score is None or score < self.best_score:
+            self.best_score = score
+            if self.on_best is not None:
+                self.on_best({**scores, "epoch": epoch + 1, "step": step})
+
+
+def _first_images(dataset, count: int) -> np.ndarray:
+    chunks, total = [], 0
+    for batch in dataset:
+        images = batch[0] if isinstance(batch, tuple) else batch
+        chunks.append(images.numpy())
+        total += len(chunks[-1])
+        if count and total >= count:
+            break
+    if not chunks:
+        return np.zeros((0, 1, 1, 3), np.float32)
+    images = np.concatenate(chunks)
+    return images[:count] if count else images
+
+
+# ---------------------------------------------------------------------------
+# The loop.
+
+
+class _Counters(tf.Module):
+    """Where the run stands: global step, epoch, batches done in that epoch."""
+
+    def __init__(self):
+        super().__init__(name="counters")
+        kw = dict(trainable=False, dtype=tf.int64, aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+        self.step = tf.Variable(0, name="step", **kw)
+        self.epoch = tf.Variable(0, name="epoch", **kw)
+        self.step_in_epoch = tf.Variable(0, name="step_in_epoch", **kw)
+
+
+def _atomic_write_text(path: pathlib.Path, text: str) -> None:
+    temporary = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    temporary.write_text(text)
+    os.replace(temporary, path)
+
+
+def train_and_evaluate(
+    config: ml_collections.ConfigDict,
+    workdir: str | os.PathLike,
+    *,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
+    feature_fn: Callable | None = None,
+) -> dict[str, float]:
+    """Trains (or resumes training) a CycleGAN as ``config`` says, in ``workdir``.
+
+    Args:
+      config: a config like ``configs/default.py``'s.
+      workdir: output directory; an existing run there is resumed.
+      callbacks: extra Keras callbacks; ``logs`` carry every loss, ``lr`` and
+        ``step`` (the global step after the update).
+      feature_fn: for evaluation (``config.eval.every_epochs > 0``): images in
+        [-1, 1] -> features; defaults to the TF-FID InceptionV3 with
+        ``config.eval.inception_weights``.
+
+    Returns:
+      The last step's logs (losses, lr, step).
+
+    Raises:
+      ConfigError: a bad config key or value, before any work.
+      FloatingPointError: a loss became NaN/Inf (names the step).
+    """
+    validate_config(config)
+    config = resolve_data_paths(config)
+    workdir = pathlib.Path(workdir).absolute()
+
+    strategy = make_strategy(config.distribute)
+    chief = is_chief(strategy)
+    if config.train.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    keras.utils.set_random_seed(config.seed)
+    previous_policy = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(config.train.precision)
+    try:
+        return _train(config, workdir, strategy, chief, callbacks, feature_fn)
+    finally:
+        keras.mixed_precision.set_global_policy(previous_policy)
+
+
+def _train(config, workdir, strategy, chief, extra_callbacks, feature_fn):
+    data, train = config.data, config.train
+    batch_size = train.batch_size
+    if batch_size % strategy.num_replicas_in_sync:
+        raise ConfigError(
+            f"config key train.batch_size={batch_size} must be a multiple of the "
+            f"{strategy.num_replicas_in_sync} replicas (it is the global batch size)"
+        )
+    steps_per_epoch = input_pipeline.steps_per_epoch(data, batch_size)
+    total_epochs = train.epochs + train.epochs_decay
+    image_shape = (data.crop_size, data.crop_size, 3)
+
+    with strategy.scope():
+        model = build_model(config)
+        _check_sizes(model, config)
+        model.build(image_shape)
+        model.compile(*make_optimizers(config, steps_per_epoch))
+        counters = _Counters()
+
+    checkpoint = tf.train.Checkpoint(**model.checkpoint_items(), counters=counters)
+    checkpoint_dir = workdir / "checkpoints"
+    own_dir = checkpoint_dir if chief else workdir / f"tmp_{_worker_id(strategy)}" / "checkpoints"
+    manager = tf.train.CheckpointManager(
+        checkpoint, str(own_dir), max_to_keep=config.checkpoint.keep, step_counter=counters.step
+    )
+    # Every worker restores the chief's latest checkpoint. The state file is
+    # rewritten (atomically) only after a checkpoint's files are complete, so
+    # a save killed half way leaves the previous checkpoint as the latest.
+    latest = tf.train.latest_checkpoint(str(checkpoint_dir))
+    if latest:
+        checkpoint.restore(latest).assert_existing_objects_matched()
+        logging.info(
+            "Resumed from %s: step %d, epoch %d (+%d steps)", latest,
+            int(counters.step.numpy()), int(counters.epoch.numpy()),
+            int(counters.step_in_epoch.numpy()),
+        )
+
+    if chief:
+        workdir.mkdir(parents=True, exist_ok=True)
+        _atomic_write_text(workdir / "config.json", config.to_json_best_effort(indent=2, sort_keys=True))
+        writer = tf.summary.create_file_writer(str(workdir / "tensorboard"))
+    else:
+        writer = tf.summary.create_noop_writer()
+
+    def save_checkpoint():
+        manager.save(checkpoint_number=int(counters.step.numpy()))
+        if chief:
+            export_generators(model, workdir / "export")
+
+    # Fixed samples: the first test images (the first training batch without a test split).
+    num = train.num_samples
+    samples = []
+    for domain in ("a", "b"):
+        if _has_test_split(data, domain):
+            ds = input_pipeline.eval_dataset(data, domain, batch_size=num)
+        else:
+            ds = input_pipeline.train_dataset(data, batch_size=batch_size, seed=config.seed, epoch=0)
+            ds = ds.map(lambda a, b, d=domain: a if d == "a" else b)
+        samples.append(_first_images(ds, num))
+    callback_list = [
+        ScalarLogger(writer, every_steps=train.log_every_steps, global_batch_size=batch_size),
+        SampleSheets(
+            samples[0], samples[1], every_steps=train.sample_every_steps, writer=writer,
+            samples_dir=workdir / "samples", write=chief,
+        ),
+    ]
+    if config.eval.every_epochs:
+        callback_list.append(
+            _make_evaluation(config, workdir, model, checkpoint, writer, chief, feature_fn)
+        )
+    callback_list.extend(extra_callbacks)
+    callbacks = keras.callbacks.CallbackList(
+        callback_list, add_history=False, add_progbar=False, model=model,
+        epochs=total_epochs, steps=steps_per_epoch, verbose=0,
+    )
+
+    distributed_step = model.make_distributed_step(strategy, batch_size)
+    step = int(counters.step.numpy())
+    max_steps = train.max_steps or total_epochs * steps_per_epoch
+    logs: dict[str, float] = {"step": step}
+    callbacks.on_train_begin(logs)
+    stop = step >= max_steps
+    while not stop and int(counters.epoch.numpy()) < total_epochs:
+        epoch = int(counters.epoch.numpy())
+        done = int(counters.step_in_epoch.numpy())
+        dataset = input_pipeline.train_dataset(data, batch_size=batch_size, seed=config.seed, epoch=epoch)
+        dataset = strategy.experimental_distribute_dataset(dataset.skip(done))
+        progbar = keras.utils.Progbar(
+            steps_per_epoch, verbose=1 if (chief and train.progress) else 0,
+            stateful_metrics=["lr"], unit_name="step",
+        )
+        if chief and train.progress:
+            print(f"Epoch {epoch + 1}/{total_epochs}", flush=True)
+        callbacks.on_epoch_begin(epoch)
+        epoch_sums = {name: 0.0 for name in LOSS_NAMES}
+        epoch_count = 0
+        for batch in dataset:
+            callbacks.on_train_batch_begin(done)
+            # The rate this step uses (the schedule reads the optimizer's step count).
+            lr = float(keras.ops.convert_to_numpy(model.gen_optimizer.learning_rate))
+            losses = {name: float(value) for name, value in distributed_step(batch).items()}
+            step += 1
+            done += 1
+            bad = [name for name, value in losses.items() if not math.isfinite(value)]
+            if bad:
+                raise FloatingPointError(
+                    f"{bad[0]} is {losses[bad[0]]} at step {step} (epoch {epoch + 1}, batch "
+                    f"{done}); stopped without saving. The last good checkpoint is "
+                    f"{manager.latest_checkpoint or 'none (no checkpoint was saved yet)'}"
+                )
+            counters.step.assign(step)
+            counters.step_in_epoch.assign(done)
+            logs = {**losses, "lr": lr, "step": step}
+            progbar.update(done, [(k, v) for k, v in logs.items() if k != "step"])
+            for name in LOSS_NAMES:
+                epoch_sums[name] += losses[name]
+            epoch_count += 1
+            callbacks.on_train_batch_end(done - 1, logs)
+            if step >= max_steps:
+                stop = True
+            if (
+                config.checkpoint.every_steps
+                and step % config.checkpoint.every_steps == 0
+                and not stop
+                and done < steps_per_epoch  # the epoch-end save follows
+            ):
+                save_checkpoint()
+            if stop:
+                break
+        if done >= steps_per_epoch:
+            counters.epoch.assign(epoch + 1)
+            counters.step_in_epoch.assign(0)
+            epoch_logs = {name: total / max(epoch_count, 1) for name, total in epoch_sums.items()}
+            epoch_logs.update(lr=logs.get("lr", 0.0), step=step)
+            callbacks.on_epoch_end(epoch, epoch_logs)
+        save_checkpoint()
+    callbacks.on_train_end(logs)
+    writer.flush()
+    if not chief:
+        shutil.rmtree(workdir / f"tmp_{_worker_id(strategy)}", ignore_errors=True)
+    return logs
+
+
+def _make_evaluation(config, workdir, model, checkpoint, writer, chief, feature_fn):
+    """The FID/KID callback with a best checkpoint in checkpoints/best and export/best."""
+    data = config.data
+    for domain in ("a", "b"):
+        if not _has_test_split(data, domain):
+            raise ConfigError(
+                f"config key eval.every_epochs > 0 needs test images: set data.test_{domain} "
+                "(or data.root with testA/, testB/)"
+            )
+    count = config.eval.num_images
+    test_a = _first_images(input_pipeline.eval_dataset(data, "a", batch_size=8), count)
+    test_b = _first_images(input_pipeline.eval_dataset(data, "b", batch_size=8), count)
+    if feature_fn is None:
+        feature_fn = inception_feature_fn(config.eval.inception_weights)
+    best_dir = workdir / "export" / "best"
+    scores_file = best_dir / "scores.json"
+    best_score = None
+    if scores_file.exists():
+        best_score = json.loads(scores_file.read_text())[config.eval.best_metric]
+    best_manager = tf.train.CheckpointManager(
+        checkpoint,
+        str(workdir / "checkpoints" / "best" if chief else workdir / "tmp_best"),
+        max_to_keep=1,
+    )
+
+    def on_best(scores):
+        best_manager.save(checkpoint_number=scores["step"])
+        if chief:
+            export_generators(model, best_dir)
+            _atomic_write_text(scores_file, json.dumps(scores, indent=2, sort_keys=True))
+
+    return Evaluation(
+        feature_fn, test_a, test_b, every_epochs=config.eval.every_epochs, writer=writer,
+        best_metric=config.eval.best_metric, best_score=best_score, on_best=on_best,
+    )

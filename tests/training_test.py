@@ -1,0 +1,163 @@
+"""training: config validation, data paths, NaN stop, the evaluation callback, sheets."""
+
+import json
+import os
+
+import keras
+import ml_collections
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from configs import default, smoke
+from gan_style import training
+
+
+def test_defaults_and_experiment_configs_validate():
+    from configs import horse2zebra, product2monet
+
+    for module in (default, smoke, horse2zebra, product2monet):
+        training.validate_config(module.get_config())
+    config = default.get_config()
+    for key in ("root", "train_a", "train_b", "test_a", "test_b", "tfds_name", "tfds_data_dir"):
+        assert config.data[key] == ""
+    assert config.data.preprocess == "resize_and_crop" and config.data.load_size == 286
+    assert config.data.crop_size == 256 and config.data.flip is True and config.data.eval_size == 256
+    assert config.data.cache is False and config.data.num_parallel_calls == -1
+    assert config.data.max_images == 0
+
+
+@pytest.mark.parametrize(
+    "key, value, message",
+    [
+        ("train.epochz", 3, "unknown config key train.epochz"),
+        ("data.preprocess", "zoom", "data.preprocess='zoom' is not one of"),
+        ("train.batch_size", "2", "train.batch_size must be int"),
+        ("train.batch_size", 0, "train.batch_size must be >= 1"),
+        ("model.generator", "resnet_2blocks", "model.generator"),
+        ("train.precision", "float16", "train.precision"),
+        ("optim.beta_1", 1.0, "optim.beta_1 must be < 1"),
+        ("data.load_size", 20, "data.load_size \\(20\\) must be >= data.crop_size"),
+        ("distribute.strategy", "horovod", "distribute.strategy"),
+    ],
+)
+def test_bad_keys_and_values_name_the_key(key, value, message):
+    as_dict = smoke.get_config().to_dict()
+    section, name = key.split(".")
+    as_dict[section][name] = value
+    config = ml_collections.ConfigDict(as_dict)
+    with pytest.raises(training.ConfigError, match=message):
+        training.validate_config(config)
+
+
+def test_locked_configs_reject_unknown_keys_at_assignment():
+    config = smoke.get_config()
+    with pytest.raises(AttributeError, match="epochz"):
+        config.train.epochz = 3
+
+
+def test_data_paths_resolve_against_cwd_and_missing_ones_are_named(tmp_path, monkeypatch):
+    for split in ("trainA", "trainB"):
+        (tmp_path / "set" / split).mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    config = default.get_config()
+    config.data.root = "set"
+    resolved = training.resolve_data_paths(config)
+    assert resolved.data.root == str(tmp_path / "set")
+    config.data.test_a = "nowhere"
+    with pytest.raises(training.ConfigError, match="data.test_a='nowhere'"):
+        training.resolve_data_paths(config)
+    config = default.get_config()
+    with pytest.raises(training.ConfigError, match="data.root"):
+        training.resolve_data_paths(config)
+
+
+def test_strategy_auto_picks_default_without_tpu_gpus_or_cluster(monkeypatch):
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    monkeypatch.delenv("TPU_NAME", raising=False)
+    monkeypatch.delenv("COLAB_TPU_ADDR", raising=False)
+    strategy = training.make_strategy(default.get_config().distribute)
+    assert strategy is tf.distribute.get_strategy()
+    assert training.is_chief(strategy)
+    monkeypatch.setenv("TPU_NAME", "my-tpu")
+    assert training._tpu_address("") == "my-tpu"
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {"worker": ["a:1", "b:2"]}}))
+    assert training._tf_config_workers() == 2
+
+
+def _tiny_folders(root, count=4, size=40):
+    rs = np.random.RandomState(0)
+    from PIL import Image
+
+    for split in ("trainA", "trainB", "testA", "testB"):
+        (root / split).mkdir(parents=True)
+        for i in range(count):
+            pixels = rs.randint(0, 256, (size, size, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(root / split / f"{i}.png")
+    return root
+
+
+def test_nan_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(tmp_path):
+    config = smoke.get_config()
+    config.data.root = str(_tiny_folders(tmp_path / "data"))
+    config.data.max_images = 0
+    config.optim.learning_rate = 1e30  # the first update blows the weights up to inf
+    config.train.progress = False
+    config.model.lambda_identity = 0.0
+    workdir = tmp_path / "run"
+    with pytest.raises(FloatingPointError, match=r"is (nan|inf|-inf) at step 2 .*ckpt-1"):
+        training.train_and_evaluate(config, workdir)
+    latest = tf.train.latest_checkpoint(str(workdir / "checkpoints"))
+    assert latest.endswith("ckpt-1")
+    reader = tf.train.load_checkpoint(latest)
+    for name, _ in tf.train.list_variables(latest):
+        if "gen_ab" in name and "VARIABLE_VALUE" in name:
+            assert np.all(np.isfinite(reader.get_tensor(name))), name
+    assert reader.get_tensor("counters/step/.ATTRIBUTES/VARIABLE_VALUE") == 1
+
+
+def test_evaluation_callback_scores_logs_and_keeps_the_best(tmp_path):
+    gen = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(3, 1)])
+    model = keras.Model()
+    model.gen_ab, model.gen_ba = gen, gen
+    projection = np.random.RandomState(0).randn(8 * 8 * 3, 5).astype(np.float32)
+
+    def feature_fn(images):  # a tiny random "network": a fixed linear projection
+        return np.asarray(images).reshape(len(images), -1) @ projection
+
+    rs = np.random.RandomState(1)
+    test_a = rs.uniform(-1, 1, (12, 8, 8, 3)).astype(np.float32)
+    test_b = rs.uniform(-1, 1, (12, 8, 8, 3)).astype(np.float32)
+    best = []
+    writer = tf.summary.create_file_writer(str(tmp_path / "tb"))
+    callback = training.Evaluation(
+        feature_fn, test_a, test_b, every_epochs=2, writer=writer, on_best=best.append,
+        kid_subset_size=6,
+    )
+    callback.set_model(model)
+    logs = {"step": 10}
+    callback.on_epoch_end(0, logs)  # epoch 1: not an evaluation epoch
+    assert not best and "eval_fid_ab" not in logs
+    callback.on_epoch_end(1, logs)
+    from gan_style import metrics
+
+    want = metrics.fid_from_features(feature_fn(test_b), feature_fn(gen(test_a).numpy()))
+    assert logs["eval_fid_ab"] == pytest.approx(want, rel=1e-6)
+    assert len(best) == 1 and best[0]["epoch"] == 2 and best[0]["fid_ab"] == logs["eval_fid_ab"]
+    callback.on_epoch_end(3, logs)  # same generator: same score, not better
+    assert len(best) == 1
+    writer.flush()
+    tags = {
+        v.tag
+        for f in os.listdir(tmp_path / "tb")
+        for e in tf.compat.v1.train.summary_iterator(str(tmp_path / "tb" / f))
+        for v in e.summary.value
+    }
+    assert {"eval/fid_ab", "eval/fid_ba", "eval/kid_ab", "eval/kid_ba"} <= tags
+
+
+def test_sample_sheet_layout():
+    a = np.full((2, 4, 4, 3), -1.0)
+    sheet = training.sample_sheet(a, a * 0, a * 0 + 1, gap=2)
+    assert sheet.shape == (4 + 2 + 4, 3 * 4 + 2 * 2, 3)
+    assert sheet[0, 0, 0] == 0.0 and sheet[0, 6, 0] == 0.5 and sheet[0, 12, 0] == 1.0
