@@ -570,3 +570,47 @@ def test_requests_from_other_sites_are_refused(client, app, translator):
     # Served to the network (--host), any name is answered.
     exposed = create_app(translator, local_only=False).test_client()
     assert exposed.get("/api/config", headers={"Host": "studio.lan:8080"}).status_code == 200
+
+
+def test_preview_matches_the_catalog_converter_with_alpha_and_tiles(model_path, tmp_path):
+    """The studio feeds the model what convert_catalog feeds it (alpha composited
+    on white, big images in shared-statistics tiles) and keeps the alpha."""
+    convert = pytest.importorskip("gan_style.convert")
+    catalog = tmp_path / "catalog"
+    catalog.mkdir()
+    cutout = product_image(44, 52, seed=8)
+    alpha = np.full((44, 52), 255, np.uint8)
+    alpha[:, :10] = 0
+    alpha[:, 10:16] = 100
+    (catalog / "cutout.png").write_bytes(png_bytes(cutout, alpha))
+    big = product_image(100, 136, seed=9)  # over the tile size below: tiled
+    (catalog / "big.png").write_bytes(png_bytes(big))
+    profile = tonal.Profile(name="p", brightness=0.05, contrast=1.2, temperature=0.3, strength=0.7)
+    profile_path = tmp_path / "p.json"
+    profile.save(profile_path)
+
+    tile, overlap = 64, 16
+    client = create_app(load_translator(model_path), tile=tile, overlap=overlap).test_client()
+    convert.convert_catalog(
+        str(model_path), str(catalog), str(tmp_path / "out"), tone=str(profile_path),
+        format="png", tile=tile, overlap=overlap, progress=False,
+    )  # fmt: skip
+    for name in ("cutout.png", "big.png"):
+        image_id = upload(client, (catalog / name).read_bytes(), name=name).get_json()["id"]
+        preview = decode_png(
+            client.get(f"/api/images/{image_id}/preview.png?" + query(**profile.to_dict())).data
+        )
+        converted = np.asarray(Image.open(tmp_path / "out" / name))
+        assert preview.shape == converted.shape, name
+        assert_within_one_level(preview[..., :3], converted[..., :3])
+        if name == "cutout.png":
+            np.testing.assert_array_equal(preview[..., 3], alpha)
+            np.testing.assert_array_equal(converted[..., 3], alpha)
+    # Tiling matters here: the untiled generator gives a visibly different image.
+    untiled = create_app(load_translator(model_path), tile=0).test_client()
+    image_id = upload(untiled, (catalog / "big.png").read_bytes()).get_json()["id"]
+    plain = decode_png(
+        untiled.get(f"/api/images/{image_id}/preview.png?" + query(**profile.to_dict())).data
+    )
+    tiled_out = np.asarray(Image.open(tmp_path / "out" / "big.png"))[..., :3]
+    assert np.abs(plain.astype(int) - tiled_out).max() > 1

@@ -58,6 +58,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="long side of the studio's working copy; bigger images are reduced "
         "(default %(default)d; infer.py always converts the full image)",
     )
+    parser.add_argument(
+        "--tile",
+        type=int,
+        default=None,
+        help="as infer.py --tile: images with a side over this are generated in tiles "
+        "sharing instance-norm statistics (default: infer.py's default; 0 never tiles). "
+        "Pass the value you will give infer.py, so the preview matches it",
+    )
+    parser.add_argument(
+        "--overlap", type=int, default=None, help="as infer.py --overlap (default: infer.py's)"
+    )
     args = parser.parse_args(argv)
     if not 0 <= args.port <= 65535:
         parser.error(f"--port must be in 0..65535, got {args.port}")
@@ -98,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
             preview_size=args.preview_size,
             image_dir=args.images,
             local_only=server.is_loopback(args.host),
+            **{k: v for k, v in (("tile", args.tile), ("overlap", args.overlap)) if v is not None},
         )
         httpd = server.make_server(app, args.host, args.port)
     except (OSError, ValueError) as error:

@@ -40,7 +40,7 @@ except ImportError as error:  # pragma: no cover - depends on the environment
         "the tone studio needs Flask: pip install 'gan-style[studio]' (or pip install flask)"
     ) from error
 
-from gan_style import tonal
+from gan_style import tiling, tonal
 from gan_style.studio import engine
 from gan_style.studio.engine import StudioError
 from gan_style.studio.server import is_loopback
@@ -82,6 +82,8 @@ def create_app(
     max_images: int = engine.DEFAULT_MAX_IMAGES,
     image_dir: str | None = None,
     local_only: bool = True,
+    tile: int | None = tiling.DEFAULT_TILE,
+    overlap: int = tiling.DEFAULT_OVERLAP,
 ) -> flask.Flask:
     """Builds the studio's Flask app around a loaded Translator.
 
@@ -101,6 +103,8 @@ def create_app(
         (``Host: 127.0.0.1``, ``localhost`` or ``[::1]``), which stops web pages
         elsewhere from reaching the studio through DNS rebinding. The command
         line turns it off with ``--host``.
+      tile, overlap: as ``infer.py --tile --overlap``: images with a side over
+        ``tile`` are generated in the same shared-statistics tiles.
     """
     studio = engine.Studio(
         translator,
@@ -108,6 +112,8 @@ def create_app(
         preview_size=preview_size,
         max_images=max_images,
         image_dir=image_dir,
+        tile=tile,
+        overlap=overlap,
     )
     app = flask.Flask(__name__, static_folder=str(STATIC_DIR), static_url_path="/static")
     app.config["MAX_CONTENT_LENGTH"] = int(max_upload_bytes)

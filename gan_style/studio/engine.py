@@ -7,12 +7,14 @@ that cached output (:meth:`Studio.render`): a few pointwise operations, tens of
 milliseconds for a 512 px image on a laptop CPU.
 
 What the studio shows is what ``infer.py --tone=<downloaded profile>`` writes:
-``render`` uses the same decoder (:mod:`gan_style.image_io`), the same
-``Translator.generate``/``finish`` halves that ``Translator.call`` chains,
-and the same alpha rule (the RGB is translated, the alpha channel is kept).
-The one difference is documented on the page: an image larger than
-``preview_size`` on its long side is reduced to it for the studio, while
-``infer.py`` converts the full image.
+the studio decodes with the same decoder (:mod:`gan_style.image_io`), feeds
+the model the same input (alpha composited on white, the alpha channel kept
+for the output), generates the same way (``Translator.generate``, or for an
+image with a side over ``tile`` the same shared-statistics tiles as
+:class:`gan_style.tiling.TiledTranslator`), and finishes with the same
+``Translator.finish``. The one difference is documented on the page: an image
+larger than ``preview_size`` on its long side is reduced to it for the
+studio, while ``infer.py`` converts the full image.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-from gan_style import image_io, tonal
+from gan_style import image_io, tiling, tonal
 
 #: Largest upload the server accepts, in bytes (checked before reading it).
 DEFAULT_MAX_UPLOAD_BYTES = 25 * 1024 * 1024
@@ -231,6 +233,9 @@ class Studio:
         preview_size: int = DEFAULT_PREVIEW_SIZE,
         max_images: int = DEFAULT_MAX_IMAGES,
         image_dir: str | os.PathLike | None = None,
+        tile: int | None = tiling.DEFAULT_TILE,
+        overlap: int = tiling.DEFAULT_OVERLAP,
+        stats_size: int = tiling.DEFAULT_STATS_SIZE,
     ):
         """Args:
         translator: a :class:`gan_style.Translator`.
@@ -238,6 +243,11 @@ class Studio:
         preview_size: long side of the working copy.
         max_images: images kept in memory.
         image_dir: a folder of images the page offers to pick from.
+        tile, overlap, stats_size: as ``infer.py``'s flags (same defaults):
+          an image with a side over ``tile`` is generated in tiles that share
+          its thumbnail's instance-norm statistics, exactly as the catalog
+          converter does, so the preview shows what the catalog will get.
+          0/None: never tile.
         """
         if preview_size < 1:
             raise ValueError(f"preview_size must be >= 1, got {preview_size}")
@@ -250,6 +260,15 @@ class Studio:
         self.image_dir = None if image_dir is None else pathlib.Path(image_dir)
         if self.image_dir is not None and not self.image_dir.is_dir():
             raise ValueError(f"--images: {str(self.image_dir)!r} is not a folder")
+        self.tile = int(tile) if tile else None
+        self.overlap = int(overlap)
+        self.stats_size = int(stats_size)
+        self._tiled = None
+        if self.tile:  # reject a bad tile size now, with the flag's name
+            try:
+                tiling.tile_size(self.tile, translator.multiple, translator.minimum)
+            except ValueError as error:
+                raise ValueError(f"--tile: {error}") from None
         self._images: collections.OrderedDict[str, StudioImage] = collections.OrderedDict()
         self._lock = threading.Lock()
         self._generate_lock = threading.Lock()
@@ -308,7 +327,10 @@ class Studio:
             decoded = image_io.read_image_bytes(data, name=name, max_pixels=self.max_pixels)
         except image_io.ImageError as error:
             raise StudioError(f"{name}: {error.reason}") from None
-        return self.add_array(decoded.rgb, decoded.alpha, name=name, notes=decoded.notes)
+        # The catalog converter feeds the model the image composited on white
+        # and puts the alpha back on the output; so does the studio.
+        rgb = image_io.composite(decoded.rgb, decoded.alpha, (255, 255, 255))
+        return self.add_array(rgb, decoded.alpha, name=name, notes=decoded.notes)
 
     def add_array(
         self,
@@ -317,7 +339,7 @@ class Studio:
         name: str = "image",
         notes: Sequence[str] = (),
     ) -> StudioImage:
-        """Adds a decoded uint8 [H, W, 3] image (and optional alpha)."""
+        """Adds a decoded uint8 [H, W, 3] image (what the model sees) and optional alpha."""
         import time
 
         rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
@@ -336,8 +358,7 @@ class Studio:
             )
         with self._generate_lock:
             start = time.perf_counter()
-            generated = self.translator.generate(rgb[None])
-            generated = tf.identity(generated)  # materialise now, not on first render
+            generated = self._generate(rgb)
             seconds = time.perf_counter() - start
         image = StudioImage(
             id=f"img{next(self._ids)}",
@@ -356,6 +377,24 @@ class Studio:
             while len(self._images) > self.max_images:
                 self._images.popitem(last=False)
         return image
+
+    def _generate(self, rgb: np.ndarray) -> tf.Tensor:
+        """The generator's float32 [1, H, W, 3] output, tiled as infer.py tiles."""
+        height, width = rgb.shape[:2]
+        if not tiling.needs_tiling(height, width, self.tile):
+            return tf.identity(self.translator.generate(rgb[None]))
+        if self._tiled is None:
+            self._tiled = tiling.TiledTranslator(
+                self.translator, tile=self.tile, overlap=self.overlap, stats_size=self.stats_size
+            )
+        # TiledTranslator hands each blended region of generator output to a
+        # finish callback and stores what it returns in ``out``: returning the
+        # region unchanged into a float buffer keeps the blended generator
+        # output itself, which render() then finishes in one pointwise pass,
+        # the same values the converter finishes region by region.
+        generated = np.empty((height, width, 3), np.float32)
+        self._tiled.generate(rgb, finish=lambda source, region: region, out=generated)
+        return tf.constant(generated[None])
 
     def get(self, image_id: str) -> StudioImage:
         with self._lock:
