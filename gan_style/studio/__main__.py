@@ -118,10 +118,13 @@ def main(argv: list[str] | None = None) -> int:
     warning = server.host_warning(args.host)
     if warning:
         print(warning, file=sys.stderr, flush=True)
-    shown_host = f"[{args.host}]" if ":" in args.host else args.host
-    print(
-        f"gan_style studio: http://{shown_host}:{httpd.server_port}/  (Ctrl+C to stop)", flush=True
-    )
+    if args.host in ("0.0.0.0", "::", ""):
+        # Listening on every interface: this machine reaches it on loopback.
+        where = f"http://127.0.0.1:{httpd.server_port}/ (listening on all interfaces)"
+    else:
+        shown_host = f"[{args.host}]" if ":" in args.host else args.host
+        where = f"http://{shown_host}:{httpd.server_port}/"
+    print(f"gan_style studio: {where}  (Ctrl+C to stop)", flush=True)
     try:
         httpd.serve_forever()
     except KeyboardInterrupt:
