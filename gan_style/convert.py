@@ -460,6 +460,12 @@ class _Converter:
         self._encodes.append(self.pool.submit(self.encode, item, out, item.seconds + seconds, tiled))
 
     def encode(self, item: _Decoded, out: np.ndarray, seconds: float, tiled: bool) -> None:
+        try:
+            self._encode(item, out, seconds, tiled)
+        except Exception as e:  # noqa: BLE001 - whatever goes wrong, this file fails, the run goes on
+            self.record(item.source, FAILED, f"could not encode: {type(e).__name__}: {e}", seconds)
+
+    def _encode(self, item: _Decoded, out: np.ndarray, seconds: float, tiled: bool) -> None:
         start = time.perf_counter()
         source, image = item.source, item.image
         notes = list(image.notes)

@@ -138,9 +138,13 @@ def write_image(
     path = pathlib.Path(path)
     if fmt not in _CAPS:
         raise ValueError(f"cannot write format {fmt!r}")
-    image = Image.fromarray(np.ascontiguousarray(rgb), "RGB")
+    rgb = np.ascontiguousarray(rgb)
     if alpha is not None and _CAPS[fmt]["alpha"]:
+        image = Image.fromarray(rgb, "RGB")
         image.putalpha(Image.fromarray(np.ascontiguousarray(alpha), "L"))
+    else:
+        # Shares the array's memory: no second full-size copy for the encoder.
+        image = Image.frombuffer("RGB", (rgb.shape[1], rgb.shape[0]), rgb, "raw", "RGB", 0, 1)
     temp = path.with_name(f".{path.name}.{os.getpid()}{temp_tag}{TEMP_SUFFIX}")
     try:
         with open(temp, "wb") as f:

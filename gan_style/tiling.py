@@ -41,6 +41,7 @@ from typing import Callable, Sequence
 import keras
 import numpy as np
 import tensorflow as tf
+from PIL import Image
 
 from gan_style.networks import input_requirements
 
@@ -294,14 +295,17 @@ def needs_tiling(height: int, width: int, tile: int | None) -> bool:
 
 
 def thumbnail(image: np.ndarray, max_side: int) -> np.ndarray:
-    """``image`` (uint8 HxWx3) area-downscaled to at most ``max_side`` per side."""
+    """``image`` (uint8 HxWx3) box-downscaled to at most ``max_side`` per side.
+
+    PIL resamples uint8 line by line, so a huge image needs no float copy.
+    """
     height, width = image.shape[:2]
     scale = max_side / max(height, width)
     if scale >= 1:
         return image
-    size = (max(1, round(height * scale)), max(1, round(width * scale)))
-    small = tf.image.resize(image[None], size, method="area", antialias=True)[0]
-    return tf.cast(tf.clip_by_value(tf.round(small), 0, 255), tf.uint8).numpy()
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    source = Image.frombuffer("RGB", (width, height), np.ascontiguousarray(image[:, :, :3]), "raw", "RGB", 0, 1)
+    return np.asarray(source.resize(size, Image.Resampling.BOX))
 
 
 def to_float(images: np.ndarray) -> np.ndarray:
