@@ -18,6 +18,8 @@ setup(
     long_description=(HERE / "README.md").read_text(),
     long_description_content_type="text/markdown",
     packages=find_packages(include=["gan_style", "gan_style.*"]),
+    # The studio's page (static/ is not a package, so it is listed here).
+    package_data={"gan_style.studio": ["static/*"]},
     python_requires=">=3.10",
     install_requires=[
         "tensorflow>=2.21,<2.22",
@@ -32,6 +34,14 @@ setup(
     extras_require={
         # torch is only for the tests that compare against the PyTorch reference;
         # .ci/run installs the CPU build (torch==2.13.0) itself.
-        "test": ["pytest>=8", "pytest-timeout>=2.3", "scikit-image>=0.24"],
+        # python -m gan_style.studio: a small local web app (see README, "Tone studio").
+        "studio": ["flask>=3.0,<4"],
+        "test": [
+            "pytest>=8",
+            "pytest-timeout>=2.3",
+            "scikit-image>=0.24",
+            "flask>=3.0,<4",
+            "selenium>=4.20",
+        ],
     },
 )
