@@ -1,0 +1,197 @@
+"""train.py and train_and_evaluate in subprocesses: end to end, exact resume after
+SIGKILL, and two MultiWorkerMirroredStrategy workers on loopback ports."""
+
+import json
+import os
+import pathlib
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import gan_style  # noqa: F401  (registers the custom layers for load_model)
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(ROOT)}
+# Smoke config overrides shared by the runs compared here.
+OVERRIDES = {
+    "train.deterministic": True,  # exact resume needs deterministic kernels (and no XLA)
+    "train.progress": False,
+    "model.lambda_identity": 0.0,  # fewer passes: faster tracing, same code paths
+}
+
+# A child that trains with the smoke config and kills itself with SIGKILL at the
+# start of a chosen step (after the previous step's checkpoint was written).
+CHILD = textwrap.dedent(
+    """
+    import json, os, signal, sys
+    import keras, numpy as np
+    from configs import smoke
+    from gan_style import training
+
+    workdir, overrides, kill_at, dump = sys.argv[1], json.loads(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+    config = smoke.get_config()
+    for key, value in overrides.items():
+        section, name = key.split(".")
+        config[section][name] = value
+
+    class Kill(keras.callbacks.Callback):
+        step = 0
+        def on_train_batch_end(self, batch, logs=None):
+            self.step = logs["step"]
+        def on_train_batch_begin(self, batch, logs=None):
+            if self.step + 1 == kill_at:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+    class Dump(keras.callbacks.Callback):
+        def on_train_end(self, logs=None):
+            if dump:
+                m = self.model
+                np.savez(dump, *[v.numpy() for v in m.generator_variables + m.discriminator_variables])
+
+    training.train_and_evaluate(config, workdir, callbacks=[Kill(), Dump()])
+    """
+)
+
+
+def _flags(overrides):
+    return [f"--config.{key}={value}" for key, value in overrides.items()]
+
+
+def _checkpoint_tensors(workdir):
+    path = tf.train.latest_checkpoint(str(workdir / "checkpoints"))
+    reader = tf.train.load_checkpoint(path)
+    return path, {
+        name: reader.get_tensor(name)
+        for name, _ in tf.train.list_variables(path)
+        if name.endswith("VARIABLE_VALUE")
+    }
+
+
+def _events(workdir):
+    tags = set()
+    for f in (workdir / "tensorboard").iterdir():
+        for event in tf.compat.v1.train.summary_iterator(str(f)):
+            tags.update(v.tag for v in event.summary.value)
+    return tags
+
+
+def test_train_py_end_to_end_and_exact_resume_after_sigkill(tmp_path, shared_data):
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    command = [sys.executable, str(ROOT / "train.py"), "--config=configs/smoke.py"]
+    # 2 epochs x 2 steps, a checkpoint after every step. Run 1 trains straight
+    # through with train.py; run 2 is SIGKILLed as step 4 begins, mid epoch 2.
+    child = tmp_path / "child.py"
+    child.write_text(CHILD)
+    runs = [
+        subprocess.Popen(command + [f"--workdir={straight}"] + _flags(OVERRIDES), cwd=ROOT,
+                         env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True),
+        subprocess.Popen([sys.executable, str(child), str(killed), json.dumps(OVERRIDES), "4", ""],
+                         cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True),
+    ]
+    outputs = [run.communicate(timeout=240)[0] for run in runs]
+    assert runs[0].returncode == 0, outputs[0][-3000:]
+    assert runs[1].returncode == -signal.SIGKILL, outputs[1][-3000:]
+    assert tf.train.latest_checkpoint(str(killed / "checkpoints")).endswith("ckpt-3")
+    # What a kill during the next save leaves: files of ckpt-4 but no updated
+    # `checkpoint` state file. The resume must ignore them.
+    (killed / "checkpoints" / "ckpt-4.index").write_bytes(b"partial")
+    (killed / "checkpoints" / "ckpt-4.data-00000-of-00001").write_bytes(b"")
+
+    resumed = subprocess.run(command + [f"--workdir={killed}"] + _flags(OVERRIDES), cwd=ROOT,
+                             env=ENV, capture_output=True, text=True, timeout=240)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "Resumed from" in resumed.stderr and "ckpt-3" in resumed.stderr
+
+    # Exact resume: weights, optimizer slots and step counts, pools, RNG, counters.
+    path1, want = _checkpoint_tensors(straight)
+    path2, got = _checkpoint_tensors(killed)
+    assert path1.endswith("ckpt-4") and path2.endswith("ckpt-4")
+    assert set(got) == set(want)
+    assert any("pool_b/images" in k for k in want) and any("rng" in k for k in want)
+    assert any(k.startswith("gen_optimizer/_variables/") for k in want)  # Adam moments
+    assert want["gen_optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE"] == 4
+    for name in want:
+        np.testing.assert_array_equal(got[name], want[name], err_msg=name)
+    assert want["counters/step/.ATTRIBUTES/VARIABLE_VALUE"] == 4
+    assert want["counters/epoch/.ATTRIBUTES/VARIABLE_VALUE"] == 2
+
+    # What the end-to-end run left in its workdir.
+    config = json.loads((straight / "config.json").read_text())
+    assert config["train"]["deterministic"] is True
+    assert config["data"]["root"] == str((ROOT / "../shared/data/horse2zebra").resolve())
+    assert len(list((straight / "checkpoints").glob("ckpt-*.index"))) == 2  # keep = 2
+    tags = _events(straight)
+    assert {"train/gen_ab_loss", "train/disc_b_loss", "train/cycle_a_loss", "train/lr",
+            "train/images_per_second", "samples/a2b", "samples/b2a"} <= tags
+    pngs = sorted(p.name for p in (straight / "samples").glob("*.png"))
+    assert pngs == ["step_00000002_a2b.png", "step_00000002_b2a.png",
+                    "step_00000004_a2b.png", "step_00000004_b2a.png"]
+    for name in ("gen_ab", "gen_ba"):
+        model = keras.saving.load_model(straight / "export" / f"{name}.keras", safe_mode=True)
+        out = model(np.zeros((1, 32, 32, 3), np.float32))
+        assert out.shape == (1, 32, 32, 3)
+    # The export is the final generator: its weights are in the last checkpoint
+    # (stored once each, under whichever path the checkpoint reached them first).
+    exported = keras.saving.load_model(straight / "export" / "gen_ab.keras", safe_mode=True)
+    kernel = exported.get_layer("stem_conv").kernel.numpy()
+    assert any(v.shape == kernel.shape and np.array_equal(kernel, v) for v in want.values())
+
+
+def test_train_py_rejects_a_bad_override_before_training(tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "train.py"), "--config=configs/smoke.py",
+         f"--workdir={tmp_path / 'run'}", "--config.data.preprocess=zoom"],
+        cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 1
+    assert "data.preprocess='zoom'" in result.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def _free_ports(count):
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("localhost", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def test_two_workers_train_to_identical_weights(tmp_path, shared_data):
+    child = tmp_path / "child.py"
+    child.write_text(CHILD)
+    workers = [f"localhost:{port}" for port in _free_ports(2)]
+    overrides = {**OVERRIDES, "train.deterministic": False, "distribute.strategy": "multi_worker",
+                 "train.max_steps": 2}
+    runs = []
+    for index in range(2):
+        env = {**ENV, "TF_CONFIG": json.dumps(
+            {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}})}
+        runs.append(subprocess.Popen(
+            [sys.executable, str(child), str(tmp_path / "run"), json.dumps(overrides), "0",
+             str(tmp_path / f"weights{index}.npz")],
+            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    try:
+        outputs = [run.communicate(timeout=240)[0] for run in runs]
+    finally:
+        for run in runs:
+            if run.poll() is None:
+                run.kill()
+    for run, output in zip(runs, outputs):
+        assert run.returncode == 0, output[-3000:]
+    first, second = np.load(tmp_path / "weights0.npz"), np.load(tmp_path / "weights1.npz")
+    assert len(first.files) > 10
+    for name in first.files:
+        np.testing.assert_array_equal(first[name], second[name], err_msg=name)
+    # Only the chief wrote the workdir; the other worker's temporary dir is gone.
+    assert (tmp_path / "run" / "checkpoints" / "ckpt-2.index").exists()
+    assert (tmp_path / "run" / "export" / "gen_ab.keras").exists()
+    assert not list((tmp_path / "run").glob("tmp_*"))
