@@ -2,7 +2,7 @@ r"""Converts a product catalog with a gan_style translator.
 
     python infer.py --input=catalog/ --output=styled/ --model=translator.keras \
         [--tone=warm|profile.json] [--strength=0.8] [--format=same|jpg|png|webp] \
-        [--quality=95] [--batch_size=4] [--tile=512 --overlap=32] [--max_pixels=N] \
+        [--quality=95] [--batch_size=4] [--tile=512 --overlap=96] [--max_pixels=N] \
         [--overwrite] [--num_shards=N --shard_index=I]
 
 Every source gets one line in OUTPUT/manifest.jsonl (converted, skipped or

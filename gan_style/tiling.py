@@ -47,8 +47,13 @@ from gan_style.networks import input_requirements
 
 #: Default tile edge (pixels, the generator's input size for one tile).
 DEFAULT_TILE = 512
-#: Default overlap between neighbouring tiles (pixels).
-DEFAULT_OVERLAP = 32
+#: Default overlap between neighbouring tiles (pixels). Measured with
+#: resnet_9blocks (64 filters) on IKEA photos, tile 256, in the worst case
+#: where neighbours overlap by exactly this much: tiled vs untiled PSNR 38.6 /
+#: 47.0 dB at 32 (a visible seam: up to 14 grey levels in one column), 58 / 66
+#: dB at 64, 74 / 78 dB at 96, 84 dB at 128. Tiles are spread evenly, so most
+#: image sizes get more overlap than this for the same number of tiles.
+DEFAULT_OVERLAP = 96
 #: Long side of the thumbnail whose statistics the tiles share; images up to
 #: this size get exact statistics.
 DEFAULT_STATS_SIZE = 1024
