@@ -33,7 +33,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from gan_style import losses, networks
+from gan_style import losses
 from gan_style.image_pool import ImagePool
 from gan_style.networks import build_discriminator, build_generator
 
@@ -366,19 +366,8 @@ class CycleGAN(keras.Model):
 
 
 def _build(builder, network: str, model_name: str, options: dict) -> keras.Model:
-    """``builder(network, **options)`` with the Keras model named ``model_name``.
-
-    ``build_generator(name, **options)`` takes the network type as ``name``, so
-    the model's own ``name`` option cannot be passed through it; the network
-    tables accept it.
-    """
-    table = networks.GENERATORS if builder is build_generator else networks.DISCRIMINATORS
-    if network not in table or "name" in options:
-        return builder(network, **options)  # raises the builder's clear error
-    try:
-        return table[network](name=model_name, **options)
-    except TypeError as error:
-        raise ValueError(f"{network!r}: {error}") from None
+    """``builder(network, **options)`` with the Keras model named ``model_name``."""
+    return builder(network, name=model_name, **options)
 
 
 def _loss_scaled(optimizer):

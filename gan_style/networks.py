@@ -379,7 +379,7 @@ DISCRIMINATORS: dict[str, Callable[..., keras.Model]] = {
 }
 
 
-def build_generator(name: str = "resnet_9blocks", **options) -> keras.Model:
+def build_generator(name: str = "resnet_9blocks", /, **options) -> keras.Model:
     """Builds a reference CycleGAN generator.
 
     Args:
@@ -390,7 +390,8 @@ def build_generator(name: str = "resnet_9blocks", **options) -> keras.Model:
         reference, or ``resize_conv``), ``resize_interpolation``
         (``nearest``/``bilinear``, for ``resize_conv``), ``init`` (``normal``,
         ``xavier``, ``kaiming``, ``orthogonal``), ``init_gain`` (0.02),
-        ``seed``, ``name``.
+        ``seed``, and ``name`` (the Keras model's name; the network type is
+        the positional argument).
 
     Returns:
       A functional ``keras.Model`` from ``[batch, H, W, input_channels]`` in
@@ -399,7 +400,7 @@ def build_generator(name: str = "resnet_9blocks", **options) -> keras.Model:
     return _build(GENERATORS, "generator", name, options)
 
 
-def build_discriminator(name: str = "basic", **options) -> keras.Model:
+def build_discriminator(name: str = "basic", /, **options) -> keras.Model:
     """Builds a reference CycleGAN discriminator returning logits (no sigmoid).
 
     Args:

@@ -198,3 +198,10 @@ def test_bad_size_inside_a_graph_is_a_tf_assertion_with_the_message():
     assert run(_images(32, 32)).shape == (1, 32, 32, 3)
     with pytest.raises(tf.errors.InvalidArgumentError, match="multiples of 4 and at least 8"):
         run(_images(30, 30))
+
+
+def test_model_name_option_is_separate_from_the_network_type():
+    gen = gan_style.build_generator("resnet_6blocks", base_filters=2, name="gen_ab")
+    disc = gan_style.build_discriminator("pixel", base_filters=2, name="disc_b")
+    assert (gen.name, disc.name) == ("gen_ab", "disc_b")
+    assert gen.get_layer("block6_add") is not None
