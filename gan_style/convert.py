@@ -206,6 +206,7 @@ def _plan_outputs(entries: list[Source], output: pathlib.Path, fmt: str) -> None
     (``a_jpg.png``, ``a_png.png``), the same on every machine and shard.
     """
     wanted = {}
+    entries = [e for e in entries if not e.refused]  # never read, never written
     for entry in entries:
         rel = pathlib.PurePosixPath(entry.rel)
         suffix = image_writer.output_suffix(image_writer.guess_output_format(fmt, rel.suffix), rel.suffix)

@@ -282,6 +282,7 @@ def test_path_safety(translator, tmp_path):
     assert "absolute path refused" in status[str(outside)][1]
     assert "'..' refused" in status["sub/../ok.png"][1]
     assert "outside the input folder" in status["link.png"][1]
+    assert all(r["output"] is None for r in rows if r["status"] == "failed")
     assert summary.converted == 2 and summary.failed == 4  # ./ok.png is ok.png again
     assert (tree_digest(tmp_path / "secret"), tree_digest(root)) == before_inputs
     written = {p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*") if p.is_file()}
