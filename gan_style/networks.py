@@ -20,6 +20,7 @@ cannot take, with a message saying what is allowed.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Callable
 
 import keras
@@ -139,25 +140,11 @@ def _upsample(b: _Builder, x, filters, kernel, upsample, interpolation, name, us
     return b.conv(filters, 3, name=name, use_bias=use_bias)(x)
 
 
-def _resnet_generator(
-    num_blocks: int,
-    *,
-    input_channels: int = 3,
-    output_channels: int = 3,
-    base_filters: int = 64,
-    norm: str = "instance",
-    dropout: bool | float = False,
-    upsample: str = "transpose",
-    resize_interpolation: str = "nearest",
-    init: str = "normal",
-    init_gain: float = 0.02,
-    seed: int | None = None,
-    name: str | None = None,
-) -> keras.Model:
-    b, input_channels, output_channels, nf, rate = _generator_setup(
-        input_channels, output_channels, base_filters, norm, dropout, upsample,
-        resize_interpolation, init, init_gain, seed,
-    )
+def _resnet_generator(num_blocks: int, **options) -> keras.Model:
+    o = _GeneratorOptions(**options)
+    b, nf, rate = o.builder(), o.base_filters, o.dropout_rate
+    input_channels, output_channels = o.input_channels, o.output_channels
+    upsample, resize_interpolation = o.upsample, o.resize_interpolation
     network = f"resnet_{num_blocks}blocks"
 
     inputs = keras.Input((None, None, input_channels), name="image")
@@ -193,23 +180,38 @@ def _resnet_generator(
     x = b.conv(output_channels, 7, name="head_conv", use_bias=True)(x)
     # float32 output even under a mixed-precision policy.
     outputs = keras.layers.Activation("tanh", dtype="float32", name="tanh")(x)
-    return keras.Model(inputs, outputs, name=name or network)
+    return keras.Model(inputs, outputs, name=o.name or network)
 
 
-def _generator_setup(
-    input_channels, output_channels, base_filters, norm, dropout, upsample,
-    resize_interpolation, init, init_gain, seed,
-):
-    """Validates the options every generator shares."""
-    _choose("upsample", upsample, UPSAMPLES)
-    _choose("resize_interpolation", resize_interpolation, INTERPOLATIONS)
-    return (
-        _Builder(norm, init, init_gain, seed),
-        _positive_int("input_channels", input_channels),
-        _positive_int("output_channels", output_channels),
-        _positive_int("base_filters", base_filters),
-        _dropout_rate(dropout),
-    )
+@dataclasses.dataclass(frozen=True)
+class _GeneratorOptions:
+    """The options every generator takes (see :func:`build_generator`), validated."""
+
+    input_channels: int = 3
+    output_channels: int = 3
+    base_filters: int = 64
+    norm: str = "instance"
+    dropout: bool | float = False
+    upsample: str = "transpose"
+    resize_interpolation: str = "nearest"
+    init: str = "normal"
+    init_gain: float = 0.02
+    seed: int | None = None
+    name: str | None = None
+
+    def __post_init__(self):
+        _choose("upsample", self.upsample, UPSAMPLES)
+        _choose("resize_interpolation", self.resize_interpolation, INTERPOLATIONS)
+        for key in ("input_channels", "output_channels", "base_filters"):
+            object.__setattr__(self, key, _positive_int(key, getattr(self, key)))
+        self.builder()  # validates norm and init
+
+    @property
+    def dropout_rate(self) -> float:
+        return _dropout_rate(self.dropout)
+
+    def builder(self) -> "_Builder":
+        return _Builder(self.norm, self.init, self.init_gain, self.seed)
 
 
 def _dropout_rate(dropout) -> float:
@@ -224,30 +226,16 @@ def _dropout_rate(dropout) -> float:
     return rate
 
 
-def _unet_generator(
-    num_downs: int,
-    *,
-    input_channels: int = 3,
-    output_channels: int = 3,
-    base_filters: int = 64,
-    norm: str = "instance",
-    dropout: bool | float = False,
-    upsample: str = "transpose",
-    resize_interpolation: str = "nearest",
-    init: str = "normal",
-    init_gain: float = 0.02,
-    seed: int | None = None,
-    name: str | None = None,
-) -> keras.Model:
+def _unet_generator(num_downs: int, **options) -> keras.Model:
     """The reference UnetGenerator, unrolled from the outermost level in.
 
     Level 1 is outermost (image in, tanh out); level ``num_downs`` is the
     innermost, at 1/2**num_downs of the input size.
     """
-    b, input_channels, output_channels, nf, rate = _generator_setup(
-        input_channels, output_channels, base_filters, norm, dropout, upsample,
-        resize_interpolation, init, init_gain, seed,
-    )
+    o = _GeneratorOptions(**options)
+    b, nf, rate = o.builder(), o.base_filters, o.dropout_rate
+    input_channels, output_channels = o.input_channels, o.output_channels
+    upsample, resize_interpolation = o.upsample, o.resize_interpolation
     network = f"unet_{2**num_downs}"
 
     # Filters after the down conv of each level: nf, 2nf, 4nf, then 8nf.
@@ -295,7 +283,7 @@ def _unet_generator(
             x = keras.layers.Dropout(rate, name=f"up{level}_dropout")(x)
         x = keras.layers.Concatenate(name=f"skip{level}")([skips[level - 2], x])
     outputs = keras.layers.Activation("tanh", dtype="float32", name="tanh")(x)
-    return keras.Model(inputs, outputs, name=name or network)
+    return keras.Model(inputs, outputs, name=o.name or network)
 
 
 def _nlayer_discriminator(
