@@ -1,0 +1,257 @@
+r"""Renders the before/after gallery of the sample images.
+
+    python scripts/make_gallery.py [--model=assets/default_translator.keras]
+        [--samples=assets/samples] [--output=assets/gallery.png]
+        [--tones=neutral,warm,vivid] [--cell=2.2] [--dpi=100] [--max_kb=1000]
+
+One row per sample: the source, then its translation finished with each tone
+preset (:data:`gan_style.tonal.PRESETS`), all at the sample's own size. Each
+row is as tall as the sample's aspect ratio needs, so nothing is letterboxed.
+The generator runs once per sample; the tones only change the finish, as in
+the catalog converter and the tone studio. Transparent samples are shown
+composited on white, as the converter feeds them to the model.
+
+The figure is ``(LABEL_WIDTH + cell * (1 + tones))`` inches wide and
+``TITLE_HEIGHT + cell * sum(H / W)`` inches high, at ``--dpi``. If the PNG
+would exceed ``--max_kb``, it is stored with a dithered 256-colour palette,
+and if even that is too big the dpi steps down until it fits (the dpi used is
+printed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import pathlib
+import sys
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run as `python scripts/make_gallery.py` from anywhere
+    sys.path.insert(0, str(ROOT))
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np
+
+DEFAULT_SAMPLES = ROOT / "assets" / "samples"
+DEFAULT_OUTPUT = ROOT / "assets" / "gallery.png"
+DEFAULT_TONES = ("neutral", "warm", "vivid")
+#: Inches for the row labels on the left and the column titles on top.
+LABEL_WIDTH = 0.9
+TITLE_HEIGHT = 0.35
+
+
+def figure_size(aspects: list[float], columns: int, cell: float) -> tuple[float, float]:
+    """Figure (width, height) in inches for rows of the given H/W aspects."""
+    return LABEL_WIDTH + cell * columns, TITLE_HEIGHT + cell * float(sum(aspects))
+
+
+def translate_with_tones(
+    translator, image: np.ndarray, tones: list[str]
+) -> list[np.ndarray]:
+    """``image`` (uint8 [H, W, 3]) translated once and finished with each tone preset."""
+    from gan_style import tonal
+
+    batch = image[None]
+    generated = translator.generate(batch)
+    out = []
+    for name in tones:
+        params = np.asarray(
+            [tonal.PRESETS[name].to_vector()], np.float32
+        )  # tone + strength
+        out.append(
+            np.asarray(translator.finish(batch, generated, tone_params=params))[0]
+        )
+    return out
+
+
+def render(
+    rows: list[tuple[str, np.ndarray, list[np.ndarray]]],
+    tones: list[str],
+    cell: float,
+    dpi: float,
+) -> bytes:
+    """The grid as PNG bytes: rows of (label, source, translations)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    aspects = [source.shape[0] / source.shape[1] for _, source, _ in rows]
+    columns = 1 + len(tones)
+    width, height = figure_size(aspects, columns, cell)
+    fig = plt.figure(figsize=(width, height), dpi=dpi, facecolor="white")
+    grid = fig.add_gridspec(
+        len(rows),
+        columns,
+        height_ratios=aspects,
+        left=LABEL_WIDTH / width,
+        right=1.0,
+        top=1.0 - TITLE_HEIGHT / height,
+        bottom=0.0,
+        wspace=0.03,
+        hspace=0.03,
+    )
+    titles = ["source"] + [f"translated, {name}" for name in tones]
+    for r, (label, source, translated) in enumerate(rows):
+        for c, image in enumerate([source] + translated):
+            ax = fig.add_subplot(grid[r, c])
+            ax.imshow(image, interpolation="antialiased")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for spine in ax.spines.values():
+                spine.set_visible(False)
+            if r == 0:
+                ax.set_title(titles[c], fontsize=9, pad=4)
+            if c == 0:
+                ax.set_ylabel(label, fontsize=8, rotation=90, labelpad=4)
+    buffer = io.BytesIO()
+    # No bbox_inches="tight": the pixel size stays exactly figsize * dpi.
+    fig.savefig(
+        buffer, format="png", dpi=dpi, facecolor="white", metadata={"Software": None}
+    )
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def fit_png(png: bytes, max_bytes: float) -> bytes | None:
+    """``png`` if small enough, else a 256-colour dithered version if that fits, else None.
+
+    Translations are textured (paint strokes), so a truecolor PNG of the
+    grid can run to a few MB; an adaptive palette with Floyd-Steinberg
+    dithering keeps them looking the same at a third of the size, where a
+    lower dpi would lose the strokes.
+    """
+    from PIL import Image
+
+    if len(png) <= max_bytes:
+        return png
+    with Image.open(io.BytesIO(png)) as image:
+        rgb = image.convert("RGB")
+    # quantize(colors) alone does not dither; mapping onto its palette does.
+    palette = rgb.quantize(256, method=Image.Quantize.MEDIANCUT)
+    dithered = rgb.quantize(palette=palette, dither=Image.Dither.FLOYDSTEINBERG)
+    buffer = io.BytesIO()
+    dithered.save(buffer, format="PNG", optimize=True)
+    return buffer.getvalue() if buffer.tell() <= max_bytes else None
+
+
+def make_gallery(
+    model: str | os.PathLike | None = None,
+    samples: str | os.PathLike = DEFAULT_SAMPLES,
+    output: str | os.PathLike = DEFAULT_OUTPUT,
+    tones: tuple[str, ...] | list[str] = DEFAULT_TONES,
+    *,
+    cell: float = 2.2,
+    dpi: float = 100,
+    max_kb: float = 1000,
+) -> dict:
+    """Writes the gallery PNG; returns ``output``, ``size`` (pixels), ``bytes``, ``dpi``.
+
+    Args:
+      model: a translator ``.keras`` (default: the bundled
+        ``gan_style.convert.DEFAULT_MODEL_PATH``).
+      samples: folder of sample images (walked like the converter does).
+      tones: preset names from ``gan_style.tonal.PRESETS``.
+
+    Raises:
+      FileNotFoundError: no model or no samples.
+      ValueError: an unknown tone; the PNG cannot fit ``max_kb`` even at 30 dpi.
+    """
+    from PIL import Image
+
+    from gan_style import convert, image_io, tonal
+    from gan_style.translator import load_translator
+
+    tones = list(tones)
+    unknown = [t for t in tones if t not in tonal.PRESETS]
+    if unknown or not tones:
+        raise ValueError(
+            f"--tones: unknown preset(s) {unknown}; choose from {', '.join(tonal.PRESETS)}"
+        )
+    model = pathlib.Path(model) if model else convert.DEFAULT_MODEL_PATH
+    if not model.exists():
+        raise FileNotFoundError(
+            f"model {model} not found"
+            + (
+                " (the bundled default: make it with scripts/export_default_model.py, or pass --model)"
+                if model == convert.DEFAULT_MODEL_PATH
+                else ""
+            )
+        )
+    paths = image_io.list_images(samples)
+    if not paths:
+        raise FileNotFoundError(f"--samples={samples}: no images")
+    # Strength 1 and neutral tone underneath: the tone columns set the finish themselves.
+    translator = load_translator(model, tone="neutral", strength=1.0)
+    rows = []
+    for path in paths:
+        image = image_io.load_rgb(path)  # RGB, alpha on white, as the converter decodes
+        rows.append((path.name, image, translate_with_tones(translator, image, tones)))
+
+    while True:
+        png = fit_png(render(rows, tones, cell, dpi), max_kb * 1024)
+        if png is not None:
+            break
+        if dpi <= 30:
+            raise ValueError(
+                f"gallery does not fit --max_kb={max_kb:g} even at {dpi:g} dpi with 256 colours"
+            )
+        dpi = max(30, dpi - 10)
+    output = pathlib.Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    temporary = output.with_name(f".{output.name}.tmp")
+    temporary.write_bytes(png)
+    os.replace(temporary, output)
+    with Image.open(output) as written:
+        size = written.size
+    return {
+        "output": str(output),
+        "size": size,
+        "bytes": len(png),
+        "dpi": dpi,
+        "rows": len(rows),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python scripts/make_gallery.py", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument(
+        "--model", default=None, help="translator .keras (default: the bundled model)"
+    )
+    parser.add_argument("--samples", default=str(DEFAULT_SAMPLES))
+    parser.add_argument("--output", default=str(DEFAULT_OUTPUT))
+    parser.add_argument(
+        "--tones", default=",".join(DEFAULT_TONES), help="comma-separated preset names"
+    )
+    parser.add_argument(
+        "--cell", type=float, default=2.2, help="column width in inches"
+    )
+    parser.add_argument("--dpi", type=float, default=100)
+    parser.add_argument("--max_kb", type=float, default=1000)
+    args = parser.parse_args(argv)
+    try:
+        summary = make_gallery(
+            args.model,
+            args.samples,
+            args.output,
+            [t.strip() for t in args.tones.split(",") if t.strip()],
+            cell=args.cell,
+            dpi=args.dpi,
+            max_kb=args.max_kb,
+        )
+    except (FileNotFoundError, ValueError) as error:
+        print(f"make_gallery.py: error: {error}", file=sys.stderr)
+        return 1
+    print(
+        f"wrote {summary['output']}: {summary['size'][0]}x{summary['size'][1]} px, "
+        f"{summary['bytes'] / 1024:.0f} KiB at {summary['dpi']:g} dpi, {summary['rows']} samples"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
