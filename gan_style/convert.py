@@ -31,6 +31,7 @@ import datetime
 import glob
 import hashlib
 import json
+import math
 import os
 import pathlib
 import re
@@ -300,7 +301,7 @@ class _Progress:
         elapsed = now - self.start
         rate = self.done / elapsed if elapsed > 0 else 0.0
         left = (self.total - self.done) / rate if rate > 0 else float("nan")
-        eta = "--:--" if left != left else str(datetime.timedelta(seconds=int(left)))
+        eta = "--:--" if math.isnan(left) else str(datetime.timedelta(seconds=int(left)))
         width = 30
         filled = int(width * self.done / self.total) if self.total else width
         bar = "=" * filled + ">" * (filled < width) + " " * (width - filled - 1)
@@ -400,7 +401,7 @@ class _Converter:
             "reason": reason,
             "seconds": round(float(seconds), 4),
             "rel": source.rel,
-            "time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "time": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         }
         if source.stat is not None:
             record["source_size"] = source.stat.st_size
@@ -645,7 +646,7 @@ def convert_catalog(
         except ValueError as e:
             raise ValueError(f"--tile: {e}") from None
     output = pathlib.Path(output)
-    root, entries = collect_sources(source, output)
+    _, entries = collect_sources(source, output)
     output.mkdir(parents=True, exist_ok=True)
     entries = [e for e in entries if shard_of(e.rel, num_shards) == shard_index]
     _plan_outputs(entries, output, format)

@@ -34,9 +34,10 @@ at inference already uses fixed statistics and runs unchanged.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 import weakref
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import keras
 import numpy as np
@@ -247,7 +248,7 @@ def plan_axis(length: int, tile: int, overlap: int, multiple: int, minimum: int)
     # context; zero padding of the strided convs), while a short fade already
     # hides the small difference left in the middle of the overlap.
     fades = []
-    for a, b in zip(starts[:-1], starts[1:]):
+    for a, b in itertools.pairwise(starts):
         width = min(a + tile - b, overlap // 4 if overlap >= 4 else 0)
         centre = (b + a + tile) // 2
         fades.append((centre - width // 2, centre - width // 2 + width))
@@ -318,7 +319,7 @@ def to_float(images: np.ndarray) -> np.ndarray:
     return images.astype(np.float32) / np.float32(127.5) - np.float32(1.0)
 
 
-_RUNNERS: "weakref.WeakKeyDictionary[keras.Model, FrozenStatsRunner]" = weakref.WeakKeyDictionary()
+_RUNNERS: weakref.WeakKeyDictionary[keras.Model, FrozenStatsRunner] = weakref.WeakKeyDictionary()
 
 
 def frozen_stats_runner(generator: keras.Model) -> FrozenStatsRunner:
