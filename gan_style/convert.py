@@ -359,6 +359,53 @@ def _check_options(fmt, quality, batch_size, tile, overlap, max_pixels, num_shar
         raise ValueError(f"--shard_index must be in 0..{int(num_shards) - 1}, got {shard_index}")
 
 
+# -- per-file steps (shared with gan_style.beam) --------------------------------
+
+
+def model_input(image: image_io.DecodedImage) -> np.ndarray:
+    """The uint8 RGB array the model sees: alpha composited on white."""
+    return image_io.composite(image.rgb, image.alpha, _WHITE)
+
+
+def translate_function(translator: Translator) -> Any:
+    """The translator as one ``tf.function`` over uint8 ``[B, H, W, 3]``.
+
+    Unknown batch and spatial sizes: one trace for every batch and image
+    size, so a catalog never retraces per image.
+    """
+    return tf.function(
+        lambda images: translator(images, training=False),
+        input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8)],
+    )
+
+
+def tiled_translator(translator: Translator, tile: int, overlap: int, stats_size: int,
+                     batch_size: int) -> tiling.TiledTranslator:
+    """The tiled path for images over ``tile``; tiles per call scale with ``batch_size``."""
+    tile_batch = max(1, int(batch_size) * 256 * 256 // (int(tile) * int(tile)))
+    return tiling.TiledTranslator(translator, tile=int(tile), overlap=int(overlap),
+                                  stats_size=int(stats_size), batch_size=tile_batch)
+
+
+def finish_output(image: image_io.DecodedImage, out: np.ndarray,
+                  requested_format: str) -> tuple[np.ndarray, np.ndarray | None, str, list[str]]:
+    """Chooses the output format and handles alpha for one translated image.
+
+    Returns:
+      ``(rgb, alpha, fmt, notes)``: the pixels to write (composited on white
+      when ``fmt`` holds no alpha), the alpha to write or None, the PIL
+      format name, and the notes for the manifest's ``reason``.
+    """
+    notes = list(image.notes)
+    fmt = image_writer.output_format(requested_format, image.format, image.alpha is not None)
+    alpha = image.alpha
+    if alpha is not None and not image_writer.can_carry_alpha(fmt):
+        out = image_io.composite(out, alpha, _WHITE)
+        notes.append(f"transparency dropped: {fmt} has none, composited on white")
+        alpha = None
+    return out, alpha, fmt, notes
+
+
 @dataclasses.dataclass
 class _Decoded:
     source: Source
@@ -386,11 +433,7 @@ class _Converter:
         self.pool = futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="gan_style-io")
         self._encodes: collections.deque = collections.deque()
         self._tiled = None
-        # One trace for every batch and image size: no retracing per image.
-        self._translate = tf.function(
-            lambda images: translator(images, training=False),
-            input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8)],
-        )
+        self._translate = translate_function(translator)
 
     # manifest + counters
     def record(self, source: Source, status: str, reason: str = "", seconds: float = 0.0, **extra) -> None:
@@ -421,8 +464,7 @@ class _Converter:
             return source, e.reason, time.perf_counter() - start
         except Exception as e:  # noqa: BLE001 - a bad file must not stop the run
             return source, f"could not read: {type(e).__name__}: {e}", time.perf_counter() - start
-        model_input = image_io.composite(image.rgb, image.alpha, _WHITE)
-        return _Decoded(source, image, model_input, time.perf_counter() - start), None, 0.0
+        return _Decoded(source, image, model_input(image), time.perf_counter() - start), None, 0.0
 
     # translate
     def translate_group(self, group: list[_Decoded]) -> None:
@@ -445,9 +487,8 @@ class _Converter:
         start = time.perf_counter()
         try:
             if self._tiled is None:
-                tile_batch = max(1, self.batch_size * 256 * 256 // (self.tile * self.tile))
-                self._tiled = tiling.TiledTranslator(self.translator, tile=self.tile, overlap=self.overlap,
-                                                     stats_size=self.stats_size, batch_size=tile_batch)
+                self._tiled = tiled_translator(self.translator, self.tile, self.overlap, self.stats_size,
+                                               self.batch_size)
             out = self._tiled.generate(item.model_input)
         except Exception as e:  # noqa: BLE001
             self.record(item.source, FAILED, f"tiled translation failed: {type(e).__name__}: {e}",
@@ -470,13 +511,7 @@ class _Converter:
     def _encode(self, item: _Decoded, out: np.ndarray, seconds: float, tiled: bool) -> None:
         start = time.perf_counter()
         source, image = item.source, item.image
-        notes = list(image.notes)
-        fmt = image_writer.output_format(self.fmt, image.format, image.alpha is not None)
-        alpha = image.alpha
-        if alpha is not None and not image_writer.can_carry_alpha(fmt):
-            out = image_io.composite(out, alpha, _WHITE)
-            notes.append(f"transparency dropped: {fmt} has none, composited on white")
-            alpha = None
+        out, alpha, fmt, notes = finish_output(image, out, self.fmt)
         planned = source.output
         target = planned.with_suffix(image_writer.output_suffix(fmt, planned.suffix))
         try:
