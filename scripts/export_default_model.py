@@ -60,7 +60,7 @@ def export_default_model(
       checkpoint: ``latest`` (``export/gen_ab.keras``) or ``best``
         (``export/best/gen_ab.keras``).
       output: where to write (default ``gan_style.convert.DEFAULT_MODEL_PATH``).
-      max_mb: refuse a file larger than this many MiB (the issue's 20 MB cap).
+      max_mb: refuse a file larger than this many MB (10^6 bytes; the issue's 20 MB cap).
       sample: an image the written model must convert (checked after loading).
 
     Returns:
@@ -106,9 +106,9 @@ def export_default_model(
     try:
         translator.save(temporary)
         size = temporary.stat().st_size
-        if size > max_mb * 2**20:
+        if size > max_mb * 1e6:
             raise ValueError(
-                f"{source} makes a {size / 2**20:.1f} MiB translator, over --max_mb={max_mb:g}: "
+                f"{source} makes a {size / 1e6:.1f} MB translator, over --max_mb={max_mb:g}: "
                 "train a smaller generator (fewer filters or blocks)"
             )
         loaded = load_translator(temporary)  # safe mode

@@ -357,14 +357,14 @@ def markdown(
     )
     rate = run.get("images_per_second")
     lines.append(
-        f"- Wall time: {_hours(run['wall_seconds'])} over {run['sessions']} session(s) on this "
-        "2-core CPU (from the TensorBoard event files)"
+        f"- Wall time: {_hours(run['wall_seconds'])} over {run['sessions']} session(s) "
+        "(from the TensorBoard event files; gaps between sessions not counted)"
         + (f"; {rate:.2f} training images/s on average" if rate else "")
     )
     if model_info:
         lines.append(
             f"- Model: {model_info['parameters']:,} parameters, "
-            f"{model_info['file_bytes'] / 2**20:.1f} MiB `.keras`"
+            f"{model_info['file_bytes'] / 1e6:.1f} MB `.keras`"
         )
     lines.append("")
     lines.append("## Evaluation")
@@ -403,7 +403,7 @@ def markdown(
         "",
         "```bash",
         (
-            f"python -m gan_style.evaluate --model=MODEL.keras --source={scores.get('source_arg', 'ikea/test')} "
+            f"python -m gan_style.evaluate --model={(model_info or {}).get('path', 'MODEL.keras')} --source={scores.get('source_arg', 'ikea/test')} "
             f"--target={scores.get('target_arg', 'monet')}"
         ),
         (

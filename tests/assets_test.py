@@ -197,10 +197,10 @@ def test_read_run_takes_steps_wall_time_and_config_from_the_workdir(workdir):
     assert run["config"]["model"]["generator_filters"] == 4
     best = model_card.read_run(workdir, "best")
     assert best["step"] == 6 and best["generator_path"].endswith("best/gen_ab.keras")
-    card = model_card.markdown(run, None, {"parameters": 1234, "file_bytes": 2**20})
+    card = model_card.markdown(run, None, {"parameters": 1234, "file_bytes": 1_500_000})
     assert "Steps: 9 (3.00 epochs of 3 steps)" in card
     assert "0 h 02 min (130 s) over 2 session(s)" in card
-    assert "1,234 parameters, 1.0 MiB" in card
+    assert "1,234 parameters, 1.5 MB" in card
     assert "`resnet_6blocks`, 4 filters" in card and "Not yet measured" in card
 
 
@@ -352,7 +352,13 @@ def test_markdown_reports_kid_times_1000_and_the_bar(workdir):
         "target_arg": "monet",
         "limit": None,
     }
-    card = model_card.markdown(run, scores)
+    card = model_card.markdown(
+        run, scores, {"path": "m.keras", "parameters": 1, "file_bytes": 1}
+    )
+    assert (
+        "python -m gan_style.evaluate --model=m.keras --source=ikea/test --target=monet"
+        in card
+    )
     assert "| `ikea/test` untranslated | 200 | 12.00 ± 1.00 | 80.0 |" in card
     assert "| `ikea/test` translated | 200 | 4.00 ± 1.00 | 80.0 |" in card
     assert "0.333 (meets the bar of ≤ 0.5)" in card
@@ -462,7 +468,7 @@ def test_the_bundled_model_when_present_is_small_neutral_and_loads():
         pytest.skip(
             f"{path} is not committed yet (made by scripts/export_default_model.py)"
         )
-    assert path.stat().st_size < 20 * 2**20
+    assert path.stat().st_size < 20_000_000
     translator = load_translator(path)
     assert translator.profile.tonal_params() == tonal.PRESETS["neutral"].tonal_params()
     assert translator.generator.count_params() <= 5_000_000
