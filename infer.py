@@ -3,7 +3,7 @@ r"""Converts a product catalog with a gan_style translator.
     python infer.py --input=catalog/ --output=styled/ --model=translator.keras \
         [--tone=warm|profile.json] [--strength=0.8] [--format=same|jpg|png|webp] \
         [--quality=95] [--batch_size=4] [--tile=512 --overlap=96] [--max_pixels=N] \
-        [--overwrite] [--num_shards=N --shard_index=I]
+        [--overwrite] [--num_shards=N --shard_index=I] [--runner=local|beam [-- BEAM_OPTIONS]]
 
 Every source gets one line in OUTPUT/manifest.jsonl (converted, skipped or
 failed, with the reason). Exit status: 0 when nothing failed, 3 when some
@@ -37,6 +37,11 @@ flags.DEFINE_integer("max_pixels", None, "Sources with more pixels than this fai
 flags.DEFINE_bool("overwrite", False, "Convert again even sources the manifest records as done.")
 flags.DEFINE_integer("num_shards", 1, "Split the catalog into this many shards (by a stable hash of the path).")
 flags.DEFINE_integer("shard_index", 0, "Which shard this worker converts, 0..num_shards-1.")
+flags.DEFINE_enum(
+    "runner", "local", ["local", "beam"],
+    "local: this process (convert_catalog); beam: an Apache Beam pipeline (pip install gan-style[beam]), "
+    "Beam's own options after `--`.",
+)
 flags.mark_flags_as_required(["input", "output"])
 
 
@@ -46,8 +51,9 @@ def _fail(message: str) -> int:
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    extra = [a for a in argv[1:] if a != "--"]
+    if extra and FLAGS.runner != "beam":
+        raise app.UsageError(f"unexpected arguments: {' '.join(extra)} (Beam options need --runner=beam)")
     model = FLAGS.model
     if model is None:
         if not convert.DEFAULT_MODEL_PATH.exists():
@@ -56,6 +62,8 @@ def main(argv):
                 f"(looked for {convert.DEFAULT_MODEL_PATH}). Pass --model=path/to/translator.keras."
             )
         model = convert.DEFAULT_MODEL_PATH
+    if FLAGS.runner == "beam":
+        return _run_beam(model, extra)
     try:
         summary = convert.convert_catalog(
             model,
@@ -78,6 +86,38 @@ def main(argv):
     print(summary, flush=True)
     if summary.failed:
         logging.warning("%d file(s) failed; see reasons in %s", summary.failed, summary.manifest)
+    return summary.exit_code
+
+
+def _run_beam(model, pipeline_args) -> int:
+    """The same flags, run as an Apache Beam pipeline (gan_style.beam)."""
+    try:
+        from gan_style import beam as beam_conversion
+    except ImportError as e:
+        return _fail(f"--runner=beam needs Apache Beam: pip install 'gan-style[beam]' ({e})")
+    try:
+        summary = beam_conversion.run_pipeline(
+            model,
+            FLAGS.input,
+            FLAGS.output,
+            tone=FLAGS.tone,
+            strength=FLAGS.strength,
+            format=FLAGS.format,
+            quality=FLAGS.quality,
+            batch_size=FLAGS.batch_size,
+            tile=FLAGS.tile,
+            overlap=FLAGS.overlap,
+            max_pixels=FLAGS.max_pixels,
+            overwrite=FLAGS.overwrite,
+            num_shards=FLAGS.num_shards,
+            shard_index=FLAGS.shard_index,
+            pipeline_args=pipeline_args,
+        )
+    except (FileNotFoundError, ValueError) as e:
+        return _fail(str(e))
+    print(summary, flush=True)
+    if summary.failed:
+        logging.warning("%d file(s) failed; see the dead_letter.beam-*.jsonl files in %s", summary.failed, FLAGS.output)
     return summary.exit_code
 
 

@@ -1,0 +1,517 @@
+r"""Catalog conversion on Apache Beam (the optional ``gan-style[beam]`` extra).
+
+``python infer.py --runner=beam --input=SRC --output=DST [infer.py flags] -- [Beam options]``
+runs :func:`run_pipeline`: the same per-file work as :func:`gan_style.convert_catalog`
+(decode -> translate, tiled when large -> format/alpha -> encode -> atomic write
+-> one manifest record), spread over Beam workers, so one catalog can be
+converted by a DirectRunner on this machine or by Dataflow, Flink or Spark
+without a change.
+
+The pipeline::
+
+    plan (launcher)  ->  ReadFromText(plan)  ->  Reshuffle  ->  ParDo(ConvertFn)
+                                                                  |-- main: converted / skipped records
+                                                                  '-- dead_letter: failed records
+    manifest  = main + dead_letter  -> DST/manifest.beam-<run>-SSSSS-of-NNNNN.jsonl
+    dead letters                    -> DST/dead_letter.beam-<run>-SSSSS-of-NNNNN.jsonl
+
+* The launcher lists the sources and plans the output names with the same
+  rules as ``infer.py`` (path safety, mirrored folders, clashing names), works
+  out which sources a previous run already converted, and writes that plan to
+  ``DST/.beam-plan-<run>.jsonl``; the workers read it in parallel, so the
+  pipeline graph stays small for a catalog of millions of files.
+* :class:`ConvertFn` loads the Translator once per worker in ``setup()``,
+  importing :mod:`gan_style` there so its registered Keras classes exist on
+  the worker.
+* All reads and writes go through ``apache_beam.io.filesystems``: local paths
+  here, ``gs://`` / ``s3://`` where the Beam installation has those
+  filesystems. Outputs are written to a temporary name next to the final one
+  and renamed (atomic on a local disk; object stores publish whole objects).
+* Every failed file is a record with its reason on the ``dead_letter`` output;
+  nothing is dropped, and a failing file never fails the bundle.
+* Manifest records have the keys of ``infer.py``'s, and the manifests are
+  named ``manifest*.jsonl``, so a later local run (or Beam run) resumes from
+  them.
+"""
+
+from __future__ import annotations
+
+import datetime
+import glob
+import io
+import json
+import logging
+import os
+import pathlib
+import tempfile
+import time
+import uuid
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.options.pipeline_options import PipelineOptions
+
+#: Tag of the failed-records output.
+DEAD_LETTER = "dead_letter"
+_COUNTERS = ("converted", "skipped", "failed")
+_NAMESPACE = "gan_style"
+
+
+def _is_remote(path: str) -> bool:
+    """A path with a scheme (gs://, s3://, ...), handled by a Beam filesystem."""
+    return "://" in str(path)
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+
+
+# -- planning (on the launcher) --------------------------------------------------
+
+
+def _remote_entries(source: str):
+    """Sources of a remote ``--input``: a glob, a folder, one image, or a list file."""
+    from gan_style import convert, image_io
+
+    if glob.has_magic(source):
+        first = min(i for i, c in enumerate(source) if c in "*?[")
+        root, pattern = source[:first].rsplit("/", 1)[0], source
+    elif source.endswith("/") or pathlib.PurePosixPath(source).suffix.lower() not in image_io.IMAGE_EXTENSIONS | {
+        ".txt", ".lst", ".list", ".csv"
+    }:
+        root, pattern = source.rstrip("/"), source.rstrip("/") + "/**"
+    elif pathlib.PurePosixPath(source).suffix.lower() in image_io.IMAGE_EXTENSIONS:
+        root, pattern = source.rsplit("/", 1)[0], source
+    else:  # a text file listing paths relative to its folder
+        root = source.rsplit("/", 1)[0]
+        with FileSystems.open(source) as f:
+            lines = f.read().decode("utf-8").splitlines()
+        entries, seen = [], set()
+        for number, line in enumerate(lines, 1):
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            pure = pathlib.PurePosixPath(line)
+            if pure.is_absolute() or _is_remote(line):
+                entries.append(convert.Source(pathlib.Path(line), line, f"absolute path refused (line {number} of {source})"))
+            elif ".." in pure.parts:
+                entries.append(convert.Source(pathlib.Path(line), line, f"'..' refused in a listed path (line {number} of {source})"))
+            elif pure.as_posix() not in seen:
+                seen.add(pure.as_posix())
+                entries.append(convert.Source(pathlib.Path(pure), pure.as_posix()))
+        return root, entries
+    matches = FileSystems.match([pattern])[0].metadata_list
+    entries = []
+    for meta in sorted(matches, key=lambda m: m.path):
+        rel = meta.path[len(root):].lstrip("/")
+        if pathlib.PurePosixPath(rel).suffix.lower() in image_io.IMAGE_EXTENSIONS and rel:
+            entries.append(convert.Source(pathlib.Path(rel), rel))
+    if not entries and not matches:
+        raise FileNotFoundError(f"--input {source!r}: nothing matched")
+    return root, entries
+
+
+def plan_catalog(source: str, output: str, fmt: str = "same") -> list[dict]:
+    """Lists a catalog and plans each source's output, as ``infer.py`` does.
+
+    Local inputs go through :func:`gan_style.convert.collect_sources` (same
+    path-safety rules and relative names); remote ones (``gs://...``) are
+    listed with Beam's filesystems. Output names come from the same planner,
+    so ``a.jpg`` + ``a.png`` with ``--format=png`` become ``a_jpg.png`` and
+    ``a_png.png`` here too.
+
+    Returns:
+      One dict per source: ``source``, ``rel``, ``output`` (None when
+      refused) and ``refused`` (the reason, or None).
+
+    Raises:
+      FileNotFoundError, ValueError: as :func:`~gan_style.convert.collect_sources`.
+    """
+    from gan_style import convert
+
+    if _is_remote(source):
+        root, entries = _remote_entries(source)
+        for entry in entries:
+            if not entry.refused:
+                entry.path = FileSystems.join(root, entry.rel)
+    else:
+        if _is_remote(output):
+            output_local = os.path.join(tempfile.gettempdir(), "gan_style-remote-output-" + uuid.uuid4().hex)
+        else:
+            output_local = output
+        _, entries = convert.collect_sources(source, output_local)
+    # Plan relative targets against a dummy root, then join with the real one
+    # (pathlib would collapse the "//" of gs://).
+    dummy = pathlib.PurePosixPath("/")
+    convert._plan_outputs(entries, dummy, fmt)  # type: ignore[arg-type]
+    plan = []
+    for entry in entries:
+        target = None
+        if entry.output is not None:
+            target = FileSystems.join(output, pathlib.PurePosixPath(entry.output).relative_to(dummy).as_posix())
+        plan.append({"source": str(entry.path), "rel": entry.rel, "output": target, "refused": entry.refused})
+    return plan
+
+
+def _previous_records(output: str) -> dict[str, dict]:
+    """Last manifest record per relative path, over every ``manifest*.jsonl`` in ``output``."""
+    from gan_style import convert
+
+    if not _is_remote(output):
+        return convert.Manifest.read(pathlib.Path(output)) if os.path.isdir(output) else {}
+    records: dict[str, dict] = {}
+    try:
+        matches = FileSystems.match([FileSystems.join(output, "manifest*.jsonl")])[0].metadata_list
+    except Exception:  # noqa: BLE001 - no output folder yet
+        return records
+    for meta in sorted(matches, key=lambda m: m.path):
+        with FileSystems.open(meta.path) as f:
+            for line in f.read().decode("utf-8", "replace").splitlines():
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                if isinstance(record, dict) and "rel" in record:
+                    records[record["rel"]] = record
+    return records
+
+
+def _skip(item: dict, record: dict | None, settings: str) -> tuple[str, dict] | None:
+    """(reason, kept record fields) when ``item`` needs no conversion, else None."""
+    from gan_style import convert
+
+    keep_keys = ("output_size", "width", "height", "tiled", "format", "settings")
+    if _is_remote(item["source"]) or _is_remote(item["output"]):
+        # No mtimes to trust across object stores: same settings and the recorded output still there.
+        if record and record.get("status") in (convert.CONVERTED, convert.SKIPPED) and record.get("settings") == settings:
+            out = record.get("output")
+            if out and FileSystems.exists(out):
+                return "recorded as converted with these settings; output present", {
+                    k: record[k] for k in keep_keys + ("output",) if k in record}
+        return None
+    source = convert.Source(pathlib.Path(item["source"]), item["rel"], output=pathlib.Path(item["output"]))
+    try:
+        source.stat = os.stat(source.path)
+    except OSError:
+        return None
+    reason = convert._skip_reason(source, record, settings)
+    if reason is None:
+        return None
+    if record is None:
+        record = {"output_size": source.output.stat().st_size, "settings": settings}
+    return reason, {k: record[k] for k in keep_keys + ("output",) if k in record}
+
+
+# -- the DoFn -----------------------------------------------------------------------
+
+
+def _encode(rgb, alpha, fmt: str, quality: int, icc_profile, exif) -> bytes:
+    """The bytes :func:`gan_style.image_writer.write_image` would write."""
+    import numpy as np
+    from PIL import Image
+
+    from gan_style import image_writer
+
+    rgb = np.ascontiguousarray(rgb)
+    if alpha is not None and image_writer.can_carry_alpha(fmt):
+        image = Image.fromarray(rgb, "RGB")
+        image.putalpha(Image.fromarray(np.ascontiguousarray(alpha), "L"))
+    else:
+        image = Image.frombuffer("RGB", (rgb.shape[1], rgb.shape[0]), rgb, "raw", "RGB", 0, 1)
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **image_writer._save_options(fmt, quality, icc_profile, exif))
+    return buffer.getvalue()
+
+
+def _write_atomically(target: str, data: bytes) -> None:
+    """Temporary name in the same folder, then rename: never a truncated file under ``target``."""
+    from gan_style import image_writer
+
+    head, name = target.rsplit("/", 1) if "/" in target else ("", target)
+    temp = f"{head}/.{name}.{uuid.uuid4().hex[:12]}{image_writer.TEMP_SUFFIX}" if head else (
+        f".{name}.{uuid.uuid4().hex[:12]}{image_writer.TEMP_SUFFIX}")
+    try:
+        with FileSystems.create(temp) as f:
+            f.write(data)
+        FileSystems.rename([temp], [target])
+    except BaseException:
+        try:
+            FileSystems.delete([temp])
+        except Exception:  # noqa: BLE001 - nothing was written, or already gone
+            pass
+        raise
+
+
+class ConvertFn(beam.DoFn):
+    """Converts one planned source; records go to the main or ``dead_letter`` output.
+
+    Args:
+      model: the Translator ``.keras`` (local path or any Beam filesystem path).
+      tone: None (keep the model's) or a :class:`gan_style.tonal.Profile`
+        resolved on the launcher (a profile file need not exist on workers).
+      strength, fmt, quality, batch_size, tile, overlap, stats_size,
+      max_pixels: as :func:`gan_style.convert_catalog`.
+      settings: the settings fingerprint recorded in the manifest.
+      output_root: the output folder (local paths: writes are kept inside it).
+    """
+
+    def __init__(self, model: str, *, tone: Any, strength: float | None, fmt: str, quality: int,
+                 batch_size: int, tile: int, overlap: int, stats_size: int, max_pixels: int | None,
+                 settings: str, output_root: str):
+        self.model, self.tone, self.strength = str(model), tone, strength
+        self.fmt, self.quality, self.batch_size = fmt, int(quality), int(batch_size)
+        self.tile, self.overlap, self.stats_size = int(tile or 0), int(overlap), int(stats_size)
+        self.max_pixels, self.settings, self.output_root = max_pixels, settings, output_root
+        self.counters = {name: beam.metrics.Metrics.counter(_NAMESPACE, name) for name in _COUNTERS}
+
+    def setup(self):
+        # Imported here: the worker needs gan_style's registered Keras classes
+        # before the model is deserialised.
+        import gan_style  # noqa: F401
+        from gan_style import convert
+        from gan_style.translator import load_translator
+
+        model = self.model
+        if _is_remote(model):
+            local = os.path.join(tempfile.mkdtemp(prefix="gan_style-model-"), os.path.basename(model))
+            with FileSystems.open(model) as src, open(local, "wb") as dst:
+                dst.write(src.read())
+            model = local
+        self._translator = load_translator(model, tone=self.tone, strength=self.strength)
+        self._translate = convert.translate_function(self._translator)
+        self._tiled = None
+
+    def _record(self, item: dict, status: str, reason: str, seconds: float, **extra) -> dict:
+        record = {
+            "source": item["source"],
+            "output": item.get("output"),
+            "status": status,
+            "reason": reason,
+            "seconds": round(float(seconds), 4),
+            "rel": item["rel"],
+            "time": _now(),
+        }
+        record.update(extra)
+        self.counters[status].inc()
+        return record
+
+    def process(self, line: str) -> Iterable:
+        item = json.loads(line) if isinstance(line, str) else line
+        if item.get("refused"):
+            failed = dict(item, output=None)
+            yield beam.pvalue.TaggedOutput(DEAD_LETTER, self._record(failed, "failed", item["refused"], 0.0))
+            return
+        if item.get("skip"):
+            reason, keep = item["skip"]
+            item = dict(item, output=keep.pop("output", item["output"]))
+            yield self._record(item, "skipped", reason, 0.0, **item.get("stat", {}), **keep)
+            return
+        start = time.perf_counter()
+        try:
+            record = self._convert(item, start)
+        except Exception as e:  # noqa: BLE001 - whatever goes wrong, this file fails, the run goes on
+            logging.getLogger(__name__).warning("%s: %s", item["source"], e)
+            record = self._record(item, "failed", f"{type(e).__name__}: {e}", time.perf_counter() - start)
+        if record["status"] == "failed":
+            yield beam.pvalue.TaggedOutput(DEAD_LETTER, record)
+        else:
+            yield record
+
+    def _read(self, item: dict, stat: dict):
+        from gan_style import image_io
+
+        source = item["source"]
+        if not _is_remote(source):
+            try:
+                st = os.stat(source)
+                stat.update(source_size=st.st_size, source_mtime_ns=st.st_mtime_ns)
+            except OSError:
+                pass  # read_image says why
+            return image_io.read_image(source, max_pixels=self.max_pixels)
+        try:
+            with FileSystems.open(source) as f:
+                data = f.read()
+        except Exception as e:  # noqa: BLE001
+            raise image_io.ImageError(source, f"could not read: {type(e).__name__}: {e}") from None
+        stat.update(source_size=len(data))
+        return image_io.read_image_bytes(data, name=source, max_pixels=self.max_pixels)
+
+    def _convert(self, item: dict, start: float) -> dict:
+        import numpy as np
+        import tensorflow as tf
+
+        from gan_style import convert, image_io, image_writer, tiling
+
+        stat: dict = {}
+        try:
+            image = self._read(item, stat)
+        except image_io.ImageError as e:
+            return self._record(item, "failed", e.reason, time.perf_counter() - start, **stat)
+        except Exception as e:  # noqa: BLE001
+            return self._record(item, "failed", f"could not read: {type(e).__name__}: {e}",
+                                time.perf_counter() - start, **stat)
+        x = convert.model_input(image)
+        tiled = tiling.needs_tiling(x.shape[0], x.shape[1], self.tile)
+        try:
+            if tiled:
+                if self._tiled is None:
+                    self._tiled = convert.tiled_translator(self._translator, self.tile, self.overlap,
+                                                           self.stats_size, self.batch_size)
+                out = self._tiled.generate(x)
+            else:
+                out = self._translate(tf.constant(x[None])).numpy()[0]
+        except Exception as e:  # noqa: BLE001
+            what = "tiled translation" if tiled else "translation"
+            return self._record(item, "failed", f"{what} failed: {type(e).__name__}: {e}",
+                                time.perf_counter() - start, **stat)
+        out, alpha, fmt, notes = convert.finish_output(image, np.asarray(out), self.fmt)
+        planned = item["output"]
+        stem, dot, suffix = planned.rpartition(".")
+        target = f"{stem}.{image_writer.output_suffix(fmt, dot + suffix).lstrip('.')}" if dot else planned
+        item = dict(item, output=target)
+        try:
+            if not _is_remote(target):
+                convert._check_output_path(pathlib.Path(target), self.output_root)
+            data = _encode(out, alpha, fmt, self.quality, image.icc_profile, image.exif)
+            _write_atomically(target, data)
+        except Exception as e:  # noqa: BLE001 - disk full, permissions: this file fails
+            return self._record(item, "failed", f"could not write output: {type(e).__name__}: {e}",
+                                time.perf_counter() - start, **stat)
+        return self._record(item, "converted", "; ".join(notes), time.perf_counter() - start, **stat,
+                            output_size=len(data), width=image.width, height=image.height, tiled=tiled,
+                            format=fmt, settings=self.settings)
+
+
+# -- the pipeline -------------------------------------------------------------------
+
+
+def build_pipeline(pipeline: beam.Pipeline, plan_path: str, output: str, run_id: str,
+                   convert_fn: ConvertFn) -> None:
+    """Adds the conversion to ``pipeline``: plan file -> records -> manifest + dead-letter files."""
+    results = (
+        pipeline
+        | "ReadPlan" >> beam.io.ReadFromText(plan_path)
+        # Spreads the files over workers: a small plan file is one split otherwise.
+        | "Spread" >> beam.Reshuffle()
+        | "Convert" >> beam.ParDo(convert_fn).with_outputs(DEAD_LETTER, main="done")
+    )
+    dead = results[DEAD_LETTER]
+    to_json = lambda record: json.dumps(record, ensure_ascii=False)  # noqa: E731
+    (
+        (results.done, dead)
+        | "AllRecords" >> beam.Flatten()
+        | "ManifestJson" >> beam.Map(to_json)
+        | "WriteManifest" >> beam.io.WriteToText(
+            FileSystems.join(output, f"manifest.beam-{run_id}"), file_name_suffix=".jsonl")
+    )
+    (
+        dead
+        | "DeadLetterJson" >> beam.Map(to_json)
+        | "WriteDeadLetter" >> beam.io.WriteToText(
+            FileSystems.join(output, f"dead_letter.beam-{run_id}"), file_name_suffix=".jsonl")
+    )
+
+
+def run_pipeline(
+    model: str | os.PathLike,
+    source: str,
+    output: str,
+    *,
+    tone: Any = None,
+    strength: float | None = None,
+    format: str = "same",  # noqa: A002 - the --format flag's name
+    quality: int = 95,
+    batch_size: int = 4,
+    tile: int | None = None,
+    overlap: int | None = None,
+    stats_size: int | None = None,
+    max_pixels: int | None = None,
+    overwrite: bool = False,
+    num_shards: int = 1,
+    shard_index: int = 0,
+    pipeline_args: Sequence[str] = (),
+):
+    """Converts a catalog on Beam; the counterpart of :func:`gan_style.convert_catalog`.
+
+    Arguments are those of ``convert_catalog`` (``num_shards``/``shard_index``
+    still select a shard of the catalog, though a Beam runner needs none);
+    ``pipeline_args`` are Beam's own options (``--runner=DataflowRunner``,
+    ``--direct_num_workers=2``, ...; default: the DirectRunner).
+
+    Returns:
+      A :class:`gan_style.convert.ConversionSummary` (counts from the
+      pipeline's metrics; ``manifest`` names the manifest file pattern).
+
+    Raises:
+      FileNotFoundError, ValueError: bad arguments (named), before the pipeline starts.
+    """
+    from gan_style import convert, tiling, tonal
+
+    start = time.monotonic()
+    tile = tiling.DEFAULT_TILE if tile is None else tile
+    overlap = tiling.DEFAULT_OVERLAP if overlap is None else overlap
+    stats_size = tiling.DEFAULT_STATS_SIZE if stats_size is None else stats_size
+    convert._check_options(format, quality, batch_size, tile, overlap, max_pixels, num_shards, shard_index)
+    model, output, source = str(model), str(output), str(source)
+    if not _is_remote(model) and not os.path.exists(model):
+        raise FileNotFoundError(f"--model {model!r}: not found")
+    profile = None if tone is None else tonal.resolve_tone(tone)
+    # The launcher loads the model once too: validates it and --tile early, and
+    # fingerprints the settings exactly as the local run does (so either resumes the other).
+    local_model = model
+    if _is_remote(model):
+        local_model = os.path.join(tempfile.mkdtemp(prefix="gan_style-model-"), os.path.basename(model))
+        with FileSystems.open(model) as src, open(local_model, "wb") as dst:
+            dst.write(src.read())
+    translator = convert._resolve_translator(local_model, profile, strength)
+    if tile:
+        try:
+            tiling.tile_size(int(tile), translator.multiple, translator.minimum)
+        except ValueError as e:
+            raise ValueError(f"--tile: {e}") from None
+    settings = convert._settings_fingerprint(translator, format=format, quality=int(quality), tile=int(tile or 0),
+                                             overlap=int(overlap), stats_size=int(stats_size))
+    del translator
+
+    plan = [p for p in plan_catalog(source, output, format) if convert.shard_of(p["rel"], num_shards) == shard_index]
+    previous = {} if overwrite else _previous_records(output)
+    for item in plan:
+        if item["refused"] or overwrite:
+            continue
+        skip = _skip(item, previous.get(item["rel"]), settings)
+        if skip is not None:
+            item["skip"] = skip
+            if not _is_remote(item["source"]):
+                st = os.stat(item["source"])
+                item["stat"] = {"source_size": st.st_size, "source_mtime_ns": st.st_mtime_ns}
+
+    run_id = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
+    if not _is_remote(output):
+        os.makedirs(output, exist_ok=True)
+    plan_path = FileSystems.join(output, f".beam-plan-{run_id}.jsonl")
+    with FileSystems.create(plan_path) as f:
+        f.write("".join(json.dumps(p, ensure_ascii=False) + "\n" for p in plan).encode("utf-8"))
+
+    convert_fn = ConvertFn(model, tone=profile, strength=strength, fmt=format, quality=quality,
+                           batch_size=batch_size, tile=tile, overlap=overlap, stats_size=stats_size,
+                           max_pixels=max_pixels, settings=settings,
+                           output_root=output if _is_remote(output) else os.path.realpath(output))
+    options = PipelineOptions(list(pipeline_args))
+    pipeline = beam.Pipeline(options=options)
+    build_pipeline(pipeline, plan_path, output, run_id, convert_fn)
+    result = pipeline.run()
+    result.wait_until_finish()
+    summary = convert.ConversionSummary(manifest=FileSystems.join(output, f"manifest.beam-{run_id}-*.jsonl"))
+    counts = {}
+    for name in _COUNTERS:
+        query = result.metrics().query(beam.metrics.MetricsFilter().with_namespace(_NAMESPACE).with_name(name))
+        counts[name] = sum(c.committed or 0 for c in query["counters"]) if plan else 0
+        setattr(summary, name, counts[name])
+    try:
+        FileSystems.delete([plan_path])
+    except Exception:  # noqa: BLE001 - a leftover plan file is harmless
+        pass
+    summary.seconds = time.monotonic() - start
+    return summary

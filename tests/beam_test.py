@@ -1,0 +1,141 @@
+"""Catalog conversion on Apache Beam (DirectRunner): same outputs and records as infer.py's."""
+
+import io
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+beam = pytest.importorskip("apache_beam", reason="the optional gan-style[beam] extra is not installed")
+
+from gan_style import beam as beam_conversion  # noqa: E402
+from gan_style import convert  # noqa: E402
+from gan_style.networks import build_generator  # noqa: E402
+from gan_style.translator import Translator  # noqa: E402
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+DIRECT = ["--direct_num_workers=2", "--direct_running_mode=multi_threading"]
+OPTIONS = {"tone": "warm", "strength": 0.8, "tile": 64, "overlap": 32}
+BAD = {"empty.jpg": "empty file", "truncated.jpg": "truncated", "notes.png": "not an image"}
+
+
+def noise(height, width, channels=3, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (height, width, channels), dtype=np.uint8)
+
+
+def save(path, array, **options):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array).save(path, **options)
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory):
+    path = tmp_path_factory.mktemp("model") / "tiny.keras"
+    translator = Translator(build_generator("resnet_6blocks", base_filters=4, seed=5))
+    translator(np.zeros((1, 8, 8, 3), np.uint8))  # build before saving
+    translator.save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def catalog(tmp_path_factory):
+    src = tmp_path_factory.mktemp("catalog")
+    for i in range(6):
+        save(src / f"shelf{i % 2}" / f"item{i}.jpg", noise(32 + 4 * (i % 3), 40, seed=i), quality=90)
+    cut = noise(30, 41, 4, seed=10)
+    cut[:8, :, 3] = 0  # a transparent band: a product cut-out
+    save(src / "cutout.png", cut)
+    save(src / "wide.png", noise(72, 150, seed=11))  # over --tile=64: tiled
+    save(src / "a.bmp", noise(13, 7, seed=12))
+    (src / "empty.jpg").write_bytes(b"")
+    buffer = io.BytesIO()
+    Image.fromarray(noise(40, 40, seed=13)).save(buffer, "JPEG")
+    (src / "truncated.jpg").write_bytes(buffer.getvalue()[: len(buffer.getvalue()) // 2])
+    (src / "notes.png").write_text("this is not a picture")
+    return src
+
+
+def manifest_rows(output, pattern):
+    rows = []
+    for path in sorted(pathlib.Path(output).glob(pattern)):
+        rows += [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    return rows
+
+
+def images(output):
+    return sorted(p.relative_to(output).as_posix() for p in pathlib.Path(output).rglob("*")
+                  if p.is_file() and "jsonl" not in p.name)
+
+
+def test_beam_outputs_and_records_match_infer_py(model_path, catalog, tmp_path):
+    local, on_beam = tmp_path / "local", tmp_path / "beam"
+    # batch_size=1: the local run calls the model on one image at a time, as
+    # the DoFn does, so the bytes must be identical (batched calls may differ
+    # by 1 level on a few pixels, the Translator's documented tolerance).
+    expected = convert.convert_catalog(model_path, catalog, local, batch_size=1, progress=False, **OPTIONS)
+    summary = beam_conversion.run_pipeline(model_path, str(catalog), str(on_beam), batch_size=1,
+                                           pipeline_args=DIRECT, **OPTIONS)
+    assert (summary.converted, summary.skipped, summary.failed) == (expected.converted, 0, expected.failed)
+    assert (summary.converted, summary.failed) == (9, 3)
+    assert summary.exit_code == convert.EXIT_SOME_FAILED
+
+    assert images(on_beam) == images(local) and len(images(local)) == 9
+    for rel in images(local):
+        assert (on_beam / rel).read_bytes() == (local / rel).read_bytes(), rel
+    with Image.open(on_beam / "cutout.png") as image:  # alpha kept
+        assert image.mode == "RGBA"
+    assert not [p for p in on_beam.rglob("*") if p.name.endswith(".gan_style-tmp") or ".beam-plan" in p.name]
+
+    want = {r["rel"]: r for r in manifest_rows(local, "manifest.jsonl")}
+    got = {r["rel"]: r for r in manifest_rows(on_beam, "manifest.beam-*.jsonl")}
+    assert set(got) == set(want) and len(got) == 12
+    for rel, row in want.items():
+        for key in ("status", "reason", "output_size", "width", "height", "tiled", "format", "settings",
+                    "source_size", "source_mtime_ns"):
+            assert got[rel].get(key) == row.get(key), (rel, key)
+        assert got[rel]["output"] == (str(on_beam / pathlib.Path(row["output"]).relative_to(local))
+                                      if row["output"] else None)
+    assert got["wide.png"]["tiled"] is True
+
+    dead = {r["rel"]: r for r in manifest_rows(on_beam, "dead_letter.beam-*.jsonl")}
+    assert set(dead) == set(BAD)
+    for rel, words in BAD.items():
+        assert dead[rel]["status"] == "failed" and words in dead[rel]["reason"], dead[rel]
+
+
+def test_rerun_skips_done_files_and_refused_paths_are_dead_letters(model_path, catalog, tmp_path):
+    out = tmp_path / "out"
+    listing = catalog / "list.txt"
+    listing.write_text("shelf0/item0.jpg\nshelf1/item1.jpg\n../outside.jpg\nempty.jpg\n")
+    try:
+        first = beam_conversion.run_pipeline(model_path, str(listing), str(out), pipeline_args=DIRECT)
+        assert (first.converted, first.failed) == (2, 2)
+        dead = {r["rel"]: r["reason"] for r in manifest_rows(out, "dead_letter.beam-*.jsonl")}
+        assert "'..' refused" in dead["../outside.jpg"] and "empty file" in dead["empty.jpg"]
+        assert not (tmp_path / "outside.jpg").exists()
+        # The Beam run's manifests resume a local run, and a Beam rerun skips too.
+        assert convert.convert_catalog(model_path, listing, out, progress=False).skipped == 2
+        again = beam_conversion.run_pipeline(model_path, str(listing), str(out), pipeline_args=DIRECT)
+        assert (again.converted, again.skipped, again.failed) == (0, 2, 2)
+    finally:
+        listing.unlink()
+
+
+def test_infer_py_runner_beam_end_to_end(model_path, catalog, tmp_path):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=str(ROOT))
+    base = [sys.executable, str(ROOT / "infer.py"), f"--input={catalog}", f"--model={model_path}", "--format=png"]
+    beam_run = subprocess.Popen([*base, f"--output={tmp_path / 'b'}", "--runner=beam", "--", *DIRECT],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+    misuse = subprocess.Popen([*base, f"--output={tmp_path / 'x'}", "--", "--direct_num_workers=2"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+    out, err = beam_run.communicate(timeout=300)
+    assert beam_run.returncode == convert.EXIT_SOME_FAILED, err[-3000:]
+    assert "converted 9, skipped 0, failed 3" in out
+    assert sorted(p.suffix for p in (tmp_path / "b").rglob("*") if "jsonl" not in p.name and p.is_file()) == [".png"] * 9
+    _, err = misuse.communicate(timeout=300)
+    assert misuse.returncode == 1 and "--runner=beam" in err
