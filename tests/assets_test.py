@@ -395,6 +395,10 @@ def test_make_gallery_writes_a_png_of_the_documented_size(tiny_default_model, tm
         )
         pixels = np.asarray(image.convert("RGB"))
     assert summary["rows"] == len(make_samples.SAMPLES) and summary["dpi"] == 40
+    assert set(summary["checks"]) == set(make_samples.SAMPLES)
+    assert (
+        summary["checks"]["kettle_gray.png"]["warm_cool_flip"] is None
+    )  # a gray source
     assert output.stat().st_size < 1_000_000
     assert (
         len(np.unique(pixels.reshape(-1, 3), axis=0)) > 200
@@ -413,6 +417,37 @@ def test_gallery_tones_differ_and_neutral_matches_the_converter(tiny_default_mod
     assert (warm[..., 0].astype(int) - warm[..., 2]).mean() > (
         neutral[..., 0].astype(int) - neutral[..., 2]
     ).mean()
+
+
+def test_gallery_diagnostics_catch_inversion_warm_cool_flips_and_checkerboards():
+    yy, xx = np.mgrid[0:64, 0:48]
+    # A smooth orange object on white: warm pixels, no lattice power to speak of.
+    inside = ((yy - 32) / 20.0) ** 2 + ((xx - 24) / 14.0) ** 2 < 1
+    source = np.full((64, 48, 3), 255.0)
+    source[inside] = [220, 130, 40]
+    source = source.astype(np.uint8)
+    same = make_gallery.diagnostics(source, source)
+    assert same["luma_corr"] == pytest.approx(1.0) and same["warm_cool_flip"] == 0.0
+    assert same["flags"] == []
+    inverted = make_gallery.diagnostics(source, 255 - source)
+    assert (
+        inverted["luma_corr"] == pytest.approx(-1.0) and "inverted" in inverted["flags"]
+    )
+    swapped = make_gallery.diagnostics(source, source[..., ::-1])  # orange -> blue
+    assert swapped["warm_cool_flip"] == 1.0 and swapped["flags"] == [
+        "warm/cool flipped"
+    ]
+    assert (
+        make_gallery.warm_cool_flip(np.full((8, 8, 3), 128, np.uint8), source[:8, :8])
+        is None
+    )
+    # A period-2 checkerboard puts all its AC power on the lattice; added to the
+    # object at +-12 levels it is flagged, while the clean object is not.
+    board = np.where((yy + xx) % 2, 12.0, -12.0)[..., None]
+    assert make_gallery.lattice_power(128 + board * np.ones(3)) == pytest.approx(1.0)
+    assert make_gallery.lattice_power(source) < make_gallery.CHECKERBOARD_LIMIT
+    noisy = np.clip(source + board, 0, 255).astype(np.uint8)
+    assert make_gallery.diagnostics(source, noisy)["flags"] == ["checkerboard"]
 
 
 def test_gallery_without_a_model_says_how_to_make_one(tmp_path, monkeypatch):
