@@ -36,6 +36,7 @@ The pipeline::
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import glob
 import io
@@ -43,6 +44,7 @@ import json
 import logging
 import os
 import pathlib
+import re
 import tempfile
 import time
 import uuid
@@ -225,13 +227,29 @@ def _encode(rgb, alpha, fmt: str, quality: int, icc_profile, exif) -> bytes:
     return buffer.getvalue()
 
 
-def _write_atomically(target: str, data: bytes) -> None:
-    """Temporary name in the same folder, then rename: never a truncated file under ``target``."""
+def _temp_name(target: str) -> str:
     from gan_style import image_writer
 
-    head, name = target.rsplit("/", 1) if "/" in target else ("", target)
-    temp = f"{head}/.{name}.{uuid.uuid4().hex[:12]}{image_writer.TEMP_SUFFIX}" if head else (
-        f".{name}.{uuid.uuid4().hex[:12]}{image_writer.TEMP_SUFFIX}")
+    head, _, name = target.rpartition("/")
+    temp = f".{name}.{uuid.uuid4().hex[:12]}{image_writer.TEMP_SUFFIX}"
+    return f"{head}/{temp}" if head else temp
+
+
+def _remove_stale_temp_files(output: str) -> None:
+    """Temporary files of a killed Beam run (local output folders; object stores have none to fear)."""
+    from gan_style import image_writer
+
+    pattern = re.compile(r"^\..+\.[0-9a-f]{12}" + re.escape(image_writer.TEMP_SUFFIX) + "$")
+    for dirpath, _, filenames in os.walk(output):
+        for name in filenames:
+            if pattern.match(name):
+                with contextlib.suppress(OSError):
+                    os.unlink(os.path.join(dirpath, name))
+
+
+def _write_atomically(target: str, data: bytes) -> None:
+    """Temporary name in the same folder, then rename: never a truncated file under ``target``."""
+    temp = _temp_name(target)
     try:
         with FileSystems.create(temp) as f:
             f.write(data)
@@ -239,8 +257,8 @@ def _write_atomically(target: str, data: bytes) -> None:
     except BaseException:
         try:
             FileSystems.delete([temp])
-        except Exception:  # noqa: BLE001 - nothing was written, or already gone
-            pass
+        except Exception as cleanup:  # noqa: BLE001 - nothing was written, or already gone
+            logging.getLogger(__name__).debug("no temporary %s to remove: %s", temp, cleanup)
         raise
 
 
@@ -487,6 +505,8 @@ def run_pipeline(
                 st = os.stat(item["source"])
                 item["stat"] = {"source_size": st.st_size, "source_mtime_ns": st.st_mtime_ns}
 
+    if not _is_remote(output) and os.path.isdir(output):
+        _remove_stale_temp_files(output)
     run_id = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
     if not _is_remote(output):
         os.makedirs(output, exist_ok=True)
@@ -511,7 +531,7 @@ def run_pipeline(
         setattr(summary, name, counts[name])
     try:
         FileSystems.delete([plan_path])
-    except Exception:  # noqa: BLE001 - a leftover plan file is harmless
-        pass
+    except Exception as e:  # noqa: BLE001 - a leftover plan file is harmless
+        logging.getLogger(__name__).warning("could not remove the plan file %s: %s", plan_path, e)
     summary.seconds = time.monotonic() - start
     return summary

@@ -13,6 +13,9 @@ from PIL import Image
 
 beam = pytest.importorskip("apache_beam", reason="the optional gan-style[beam] extra is not installed")
 
+from apache_beam.io.filesystem import FileMetadata  # noqa: E402
+from apache_beam.io.localfilesystem import LocalFileSystem  # noqa: E402
+
 from gan_style import beam as beam_conversion  # noqa: E402
 from gan_style import convert  # noqa: E402
 from gan_style.networks import build_generator  # noqa: E402
@@ -21,6 +24,7 @@ from gan_style.translator import Translator  # noqa: E402
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 DIRECT = ["--direct_num_workers=2", "--direct_running_mode=multi_threading"]
 OPTIONS = {"tone": "warm", "strength": 0.8, "tile": 64, "overlap": 32}
+FAKE = "gsfake://"
 BAD = {"empty.jpg": "empty file", "truncated.jpg": "truncated", "notes.png": "not an image"}
 
 
@@ -77,6 +81,9 @@ def test_beam_outputs_and_records_match_infer_py(model_path, catalog, tmp_path):
     # batch_size=1: the local run calls the model on one image at a time, as
     # the DoFn does, so the bytes must be identical (batched calls may differ
     # by 1 level on a few pixels, the Translator's documented tolerance).
+    stale = on_beam / "shelf0" / ".item0.jpg.0123456789ab.gan_style-tmp"  # left by a killed worker
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"half an image")
     expected = convert.convert_catalog(model_path, catalog, local, batch_size=1, progress=False, **OPTIONS)
     summary = beam_conversion.run_pipeline(model_path, str(catalog), str(on_beam), batch_size=1,
                                            pipeline_args=DIRECT, **OPTIONS)
@@ -106,36 +113,112 @@ def test_beam_outputs_and_records_match_infer_py(model_path, catalog, tmp_path):
     assert set(dead) == set(BAD)
     for rel, words in BAD.items():
         assert dead[rel]["status"] == "failed" and words in dead[rel]["reason"], dead[rel]
+    # The Beam run's manifests resume a local run: nothing converted twice.
+    rerun = convert.convert_catalog(model_path, catalog, on_beam, progress=False, **OPTIONS)
+    assert (rerun.converted, rerun.skipped, rerun.failed) == (0, 9, 3)
 
 
-def test_rerun_skips_done_files_and_refused_paths_are_dead_letters(model_path, catalog, tmp_path):
-    out = tmp_path / "out"
-    listing = catalog / "list.txt"
+class FakeRemoteFileSystem(LocalFileSystem):
+    """``gsfake://<local path>``: a Beam filesystem with a scheme, backed by local disk.
+
+    Exercises the code a ``gs://`` or ``s3://`` catalog takes (listing with
+    FileSystems.match, reads and writes through FileSystems, no os.stat).
+    """
+
+    @classmethod
+    def scheme(cls):
+        return "gsfake"
+
+    def join(self, basepath, *paths):
+        return FAKE + os.path.join(_local(basepath), *paths)
+
+    def split(self, path):
+        head, tail = os.path.split(_local(path))
+        return FAKE + head, tail
+
+    def _list(self, dir_or_prefix):
+        for dirpath, _, files in os.walk(_local(dir_or_prefix)):
+            for name in files:
+                path = os.path.join(dirpath, name)
+                yield FileMetadata(FAKE + path, os.path.getsize(path), os.path.getmtime(path))
+
+    def rename(self, sources, destinations):
+        return super().rename([_local(p) for p in sources], [_local(p) for p in destinations])
+
+    def copy(self, sources, destinations):
+        return super().copy([_local(p) for p in sources], [_local(p) for p in destinations])
+
+    def delete(self, paths):
+        return super().delete([_local(p) for p in paths])
+
+    def mkdirs(self, path):
+        return super().mkdirs(_local(path))
+
+    def create(self, path, *args, **kwargs):
+        return super().create(_local(path), *args, **kwargs)
+
+    def open(self, path, *args, **kwargs):
+        return super().open(_local(path), *args, **kwargs)
+
+    def exists(self, path):
+        return super().exists(_local(path))
+
+    def size(self, path):
+        return super().size(_local(path))
+
+    def last_updated(self, path):
+        return super().last_updated(_local(path))
+
+    def checksum(self, path):
+        return super().checksum(_local(path))
+
+    def metadata(self, path):
+        meta = super().metadata(_local(path))
+        return FileMetadata(FAKE + meta.path, meta.size_in_bytes, meta.last_updated_in_seconds)
+
+
+def _local(path):
+    return path.removeprefix(FAKE)
+
+
+def test_remote_paths_list_file_refusals_and_rerun(model_path, catalog, tmp_path):
+    listing = tmp_path / "lists" / "catalog.txt"
+    listing.parent.mkdir()
+    for rel in ("shelf0/item0.jpg", "shelf1/item1.jpg", "empty.jpg"):
+        target = listing.parent / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes((catalog / rel).read_bytes())
     listing.write_text("shelf0/item0.jpg\nshelf1/item1.jpg\n../outside.jpg\nempty.jpg\n")
-    try:
-        first = beam_conversion.run_pipeline(model_path, str(listing), str(out), pipeline_args=DIRECT)
-        assert (first.converted, first.failed) == (2, 2)
-        dead = {r["rel"]: r["reason"] for r in manifest_rows(out, "dead_letter.beam-*.jsonl")}
-        assert "'..' refused" in dead["../outside.jpg"] and "empty file" in dead["empty.jpg"]
-        assert not (tmp_path / "outside.jpg").exists()
-        # The Beam run's manifests resume a local run, and a Beam rerun skips too.
-        assert convert.convert_catalog(model_path, listing, out, progress=False).skipped == 2
-        again = beam_conversion.run_pipeline(model_path, str(listing), str(out), pipeline_args=DIRECT)
-        assert (again.converted, again.skipped, again.failed) == (0, 2, 2)
-    finally:
-        listing.unlink()
+    out = tmp_path / "out"
+    first = beam_conversion.run_pipeline(FAKE + str(model_path), FAKE + str(listing), FAKE + str(out),
+                                         pipeline_args=DIRECT)
+    assert (first.converted, first.skipped, first.failed) == (2, 0, 2)
+    rows = {r["rel"]: r for r in manifest_rows(out, "manifest.beam-*.jsonl")}
+    assert rows["shelf1/item1.jpg"]["output"] == FAKE + str(out / "shelf1" / "item1.jpg")
+    assert rows["shelf1/item1.jpg"]["source_size"] == (catalog / "shelf1" / "item1.jpg").stat().st_size
+    local = convert.convert_catalog(model_path, listing, tmp_path / "local", progress=False)
+    for rel in ("shelf0/item0.jpg", "shelf1/item1.jpg"):
+        assert (out / rel).read_bytes() == (tmp_path / "local" / rel).read_bytes(), rel
+    dead = {r["rel"]: r["reason"] for r in manifest_rows(out, "dead_letter.beam-*.jsonl")}
+    assert "'..' refused" in dead["../outside.jpg"] and "empty file" in dead["empty.jpg"]
+    assert local.failed == 2 and not (tmp_path / "outside.jpg").exists()
+    again = beam_conversion.run_pipeline(FAKE + str(model_path), FAKE + str(listing), FAKE + str(out),
+                                         pipeline_args=DIRECT)
+    assert (again.converted, again.skipped, again.failed) == (0, 2, 2)
 
 
 def test_infer_py_runner_beam_end_to_end(model_path, catalog, tmp_path):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=str(ROOT))
-    base = [sys.executable, str(ROOT / "infer.py"), f"--input={catalog}", f"--model={model_path}", "--format=png"]
+    # cutout.png, wide.png (tiled at --tile=64) and notes.png (not an image).
+    base = [sys.executable, str(ROOT / "infer.py"), f"--input={catalog}/*.png", f"--model={model_path}",
+            "--format=webp", "--tile=64", "--overlap=32"]
     beam_run = subprocess.Popen([*base, f"--output={tmp_path / 'b'}", "--runner=beam", "--", *DIRECT],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
     misuse = subprocess.Popen([*base, f"--output={tmp_path / 'x'}", "--", "--direct_num_workers=2"],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
     out, err = beam_run.communicate(timeout=300)
     assert beam_run.returncode == convert.EXIT_SOME_FAILED, err[-3000:]
-    assert "converted 9, skipped 0, failed 3" in out
-    assert sorted(p.suffix for p in (tmp_path / "b").rglob("*") if "jsonl" not in p.name and p.is_file()) == [".png"] * 9
+    assert "converted 2, skipped 0, failed 1" in out
+    assert sorted(p.name for p in (tmp_path / "b").rglob("*") if "jsonl" not in p.name) == ["cutout.webp", "wide.webp"]
     _, err = misuse.communicate(timeout=300)
     assert misuse.returncode == 1 and "--runner=beam" in err
