@@ -37,6 +37,7 @@ The pipeline::
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime
 import glob
 import io
@@ -267,8 +268,10 @@ class ConvertFn(beam.DoFn):
 
     Args:
       model: the Translator ``.keras`` (local path or any Beam filesystem path).
-      tone: None (keep the model's) or a :class:`gan_style.tonal.Profile`
-        resolved on the launcher (a profile file need not exist on workers).
+      tone: None (keep the model's) or the fields of a
+        :class:`gan_style.tonal.Profile` resolved on the launcher, as a plain
+        dict (a profile file need not exist on workers, and unpickling the
+        DoFn needs no gan_style).
       strength, fmt, quality, batch_size, tile, overlap, stats_size,
       max_pixels: as :func:`gan_style.convert_catalog`.
       settings: the settings fingerprint recorded in the manifest.
@@ -288,7 +291,7 @@ class ConvertFn(beam.DoFn):
         # Imported here: the worker needs gan_style's registered Keras classes
         # before the model is deserialised.
         import gan_style  # noqa: F401
-        from gan_style import convert
+        from gan_style import convert, tonal
         from gan_style.translator import load_translator
 
         model = self.model
@@ -297,7 +300,8 @@ class ConvertFn(beam.DoFn):
             with FileSystems.open(model) as src, open(local, "wb") as dst:
                 dst.write(src.read())
             model = local
-        self._translator = load_translator(model, tone=self.tone, strength=self.strength)
+        tone = None if self.tone is None else tonal.Profile(**self.tone)
+        self._translator = load_translator(model, tone=tone, strength=self.strength)
         self._translate = convert.translate_function(self._translator)
         self._tiled = None
 
@@ -514,7 +518,7 @@ def run_pipeline(
     with FileSystems.create(plan_path) as f:
         f.write("".join(json.dumps(p, ensure_ascii=False) + "\n" for p in plan).encode("utf-8"))
 
-    convert_fn = ConvertFn(model, tone=profile, strength=strength, fmt=format, quality=quality,
+    convert_fn = ConvertFn(model, tone=None if profile is None else dataclasses.asdict(profile), strength=strength, fmt=format, quality=quality,
                            batch_size=batch_size, tile=tile, overlap=overlap, stats_size=stats_size,
                            max_pixels=max_pixels, settings=settings,
                            output_root=output if _is_remote(output) else os.path.realpath(output))
