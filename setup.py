@@ -36,6 +36,9 @@ setup(
         # .ci/run installs the CPU build (torch==2.13.0) itself.
         # python -m gan_style.studio: a small local web app (see README, "Tone studio").
         "studio": ["flask>=3.0,<4"],
+        # infer.py --runner=beam. Beam 2.77 pins pillow<13, protobuf<7 and
+        # pyarrow<26, so this extra moves those back a major version.
+        "beam": ["apache-beam>=2.77,<3"],
         "test": [
             "pytest>=8",
             "pytest-timeout>=2.3",
