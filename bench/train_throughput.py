@@ -1,6 +1,6 @@
 """Images per second of the CycleGAN train step on this machine.
 
-    python bench/train_throughput.py --size=128 --size=256 --json=bench/train_throughput.json
+    python bench/train_throughput.py --size=128 --json=/tmp/train.json
 
 Reference networks (resnet_9blocks + basic PatchGAN, 64 filters), batch 1, pool
 50, identity on. Variants:
@@ -9,17 +9,31 @@ Reference networks (resnet_9blocks + basic PatchGAN, 64 filters), batch 1, pool
   tf.distribute -- the simplest correct step, as a baseline;
 * ``default``: gan_style's distributed step (default strategy), float32;
 * ``xla``: the same with each replica's forward/backward XLA-compiled;
-* ``bf16``: the ``mixed_bfloat16`` policy; ``bf16_xla``: both.
+* ``bf16``: the ``mixed_bfloat16`` policy; ``bf16_xla``: both;
+* ``fastnorm``: the default step with instance norm as one fused batch-norm
+  kernel per image (``bench/fast_norm.py``; an experiment, not the library's).
 
-JSON keys: ``<variant>_img_per_s`` per size, e.g. ``{"128": {"plain_img_per_s": ...}}``.
-Not a test: run it on an idle machine.
+The variants are built first and then timed interleaved (plain, default,
+xla, plain, default, xla, ...; ``--rounds`` times ``--steps`` steps each), so
+load changes on a shared machine hit every variant alike; the median round
+counts. Every timed step fetches its losses to the host, as the training loop
+does.
+
+JSON: ``{"default_img_per_s": x, "plain_img_per_s": y, ..., "default_over_plain":
+r, "peak_gflop_per_s": p, "train_gflop_per_image": f, "load_average_at_start":
+l, ...}`` for the first ``--size``, and ``"by_size": {"128": {...}, ...}``
+for all of them.
 """
 
 import json
 import os
+import pathlib
+import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
@@ -29,10 +43,12 @@ from absl import app, flags  # noqa: E402
 from gan_style import losses  # noqa: E402
 from gan_style.cyclegan import CycleGAN  # noqa: E402
 
-flags.DEFINE_multi_integer("size", [128, 256], "Crop sizes to measure.")
-flags.DEFINE_integer("steps", 10, "Timed steps per variant (after warm-up).")
+flags.DEFINE_multi_integer("size", [128], "Crop sizes to measure.")
+flags.DEFINE_integer("steps", 2, "Timed steps per variant and round (after warm-up).")
+flags.DEFINE_integer("rounds", 4, "Interleaved rounds; the median round counts.")
 flags.DEFINE_integer("warmup", 2, "Untimed steps first (tracing, compilation).")
-flags.DEFINE_list("variants", ["plain", "default", "xla", "bf16", "bf16_xla"], "Variants to run.")
+flags.DEFINE_list("variants", ["plain", "default", "xla"],
+                  "Variants to run (also: bf16, bf16_xla -- slower on CPUs without AMX).")
 flags.DEFINE_string("json", "", "Write the results here as JSON.")
 FLAGS = flags.FLAGS
 
@@ -76,42 +92,87 @@ def plain_step(model):
     return lambda batch: step(*batch)
 
 
-def measure(variant, size):
+def prepare(variant, size):
+    """Builds the variant's model and step, warmed up; returns ``run()`` doing ``--steps`` steps."""
     policy = "mixed_bfloat16" if variant.startswith("bf16") else "float32"
     keras.mixed_precision.set_global_policy(policy)
     try:
-        model = _model(size) if "xla" not in variant else None
-        if model is None:
-            model = CycleGAN("resnet_9blocks", "basic", pool_size=50, jit_compile=True)
-            model.build((size, size, 3))
-            model.compile()
+        model = CycleGAN("resnet_9blocks", "basic", pool_size=50, jit_compile="xla" in variant)
+        if "fastnorm" in variant:  # experiment: fused instance norm (bench/fast_norm.py)
+            from fast_norm import swap_instance_norm
+
+            for name in ("gen_ab", "gen_ba", "disc_a", "disc_b"):
+                setattr(model, name, swap_instance_norm(getattr(model, name)))
+        model.build((size, size, 3))
+        model.compile()
         strategy = tf.distribute.get_strategy()
         step = plain_step(model) if variant == "plain" else model.make_distributed_step(strategy, 1)
         rs = np.random.RandomState(0)
         batch = tuple(tf.constant(rs.uniform(-1, 1, (1, size, size, 3)).astype(np.float32)) for _ in range(2))
         for _ in range(FLAGS.warmup):
             _sync(step(batch))
-        start = time.perf_counter()
-        for _ in range(FLAGS.steps):
-            _sync(step(batch))
-        return FLAGS.steps / (time.perf_counter() - start)
     finally:
         keras.mixed_precision.set_global_policy("float32")
+
+    def run():
+        for _ in range(FLAGS.steps):
+            _sync(step(batch))
+
+    return run
 
 
 def _sync(out):
     tf.nest.map_structure(lambda t: t.numpy(), out)
 
 
+def train_gflop_per_image(size):
+    """Forward FLOPs of one step's network calls (6 generator, 6 discriminator) times 3 for backward."""
+    from gan_style.networks import build_discriminator, build_generator
+
+    def flops(model):
+        fn = tf.function(lambda x: model(x, training=True))
+        graph = fn.get_concrete_function(tf.TensorSpec([1, size, size, 3], tf.float32)).graph
+        options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
+        options["output"] = "none"
+        return tf.compat.v1.profiler.profile(graph, options=options).total_float_ops / 1e9
+
+    gen, disc = build_generator("resnet_9blocks"), build_discriminator("basic")
+    # Generators: 6 forward, all with backward. Discriminators: 2 in the
+    # generator pass (backward through them) and 4 in their own pass.
+    return 3 * (6 * flops(gen) + 6 * flops(disc))
+
+
 def main(argv):
     del argv
-    results = {}
-    print(f"{'size':>5} {'variant':>10} {'img/s':>8}")
+    from peak import matmul_peak_gflop_per_s
+
+    by_size = {}
+    peak = matmul_peak_gflop_per_s()
+    print(f"float32 matmul peak measured now: {peak:.0f} GFLOP/s; load average {os.getloadavg()[0]:.1f}")
     for size in FLAGS.size:
-        row = results[str(size)] = {}
-        for variant in FLAGS.variants:
-            row[f"{variant}_img_per_s"] = measure(variant, size)
-            print(f"{size:>5} {variant:>10} {row[f'{variant}_img_per_s']:8.3f}", flush=True)
+        row = by_size[str(size)] = {"load_average_at_start": os.getloadavg()[0], "peak_gflop_per_s": peak}
+        runs = {variant: prepare(variant, size) for variant in FLAGS.variants}
+        times = {variant: [] for variant in runs}
+        for _ in range(FLAGS.rounds):
+            for variant, run in runs.items():
+                start = time.perf_counter()
+                run()
+                times[variant].append(time.perf_counter() - start)
+        gflop = row["train_gflop_per_image"] = train_gflop_per_image(size)
+        for variant, seconds in times.items():
+            rate = row[f"{variant}_img_per_s"] = FLAGS.steps / float(np.median(seconds))
+            row[f"{variant}_rounds_img_per_s"] = [round(FLAGS.steps / t, 4) for t in seconds]
+            row[f"{variant}_gflop_per_s"] = rate * gflop
+            print(f"{size:>5} {variant:>10} {rate:8.3f} img/s  {rate * gflop:6.0f} GFLOP/s "
+                  f"(peak {peak:.0f})", flush=True)
+        if "plain" in runs:
+            for variant in runs:
+                if variant != "plain":
+                    row[f"{variant}_over_plain"] = row[f"{variant}_img_per_s"] / row["plain_img_per_s"]
+        row["load_average_at_end"] = os.getloadavg()[0]
+        print(json.dumps(row))
+        del runs
+    results = {**by_size[str(FLAGS.size[0])], "size": FLAGS.size[0], "by_size": by_size}
     if FLAGS.json:
         with open(FLAGS.json, "w") as f:
             json.dump(results, f, indent=2, sort_keys=True)
