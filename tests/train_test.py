@@ -125,7 +125,8 @@ def test_train_py_end_to_end_and_exact_resume_after_sigkill(tmp_path, shared_dat
     # What the end-to-end run left in its workdir.
     config = json.loads((straight / "config.json").read_text())
     assert config["train"]["deterministic"] is True
-    assert config["data"]["root"] == str((ROOT / "../shared/data/horse2zebra").resolve())
+    # Stored absolute (resolved against the working directory); compare as real paths.
+    assert pathlib.Path(config["data"]["root"]).resolve() == (ROOT / "../shared/data/horse2zebra").resolve()
     assert len(list((straight / "checkpoints").glob("ckpt-*.index"))) == 2  # keep = 2
     tags = _events(straight)
     assert {"train/gen_ab_loss", "train/disc_b_loss", "train/cycle_a_loss", "train/lr",
