@@ -40,7 +40,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from absl import app, flags  # noqa: E402
+from absl import app, flags
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("images", str(ROOT.parent / "shared" / "data" / "horse2zebra" / "testA"), "Folder of JPEGs.")
@@ -115,10 +115,10 @@ def main(argv):
     if FLAGS.rss_child is not None:
         _rss_child(FLAGS.rss_child, pathlib.Path(FLAGS.rss_dir))
         return
-    import gan_style
-
     import numpy as np
     from peak import matmul_peak_gflop_per_s
+
+    import gan_style
 
     images = sorted(pathlib.Path(FLAGS.images).glob("*.jpg"))
     if not images:

@@ -35,8 +35,8 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-import numpy as np  # noqa: E402
-from absl import app, flags  # noqa: E402
+import numpy as np
+from absl import app, flags
 
 flags.DEFINE_integer("batch_size", 1, "Images per inference call.")
 flags.DEFINE_integer("rounds", 4, "Interleaved timed rounds per comparison.")

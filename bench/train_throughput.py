@@ -35,13 +35,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-from absl import app, flags  # noqa: E402
+import keras
+import numpy as np
+import tensorflow as tf
+from absl import app, flags
 
-from gan_style import losses  # noqa: E402
-from gan_style.cyclegan import CycleGAN  # noqa: E402
+from gan_style import losses
+from gan_style.cyclegan import CycleGAN
 
 flags.DEFINE_multi_integer("size", [128], "Crop sizes to measure.")
 flags.DEFINE_integer("steps", 2, "Timed steps per variant and round (after warm-up).")
