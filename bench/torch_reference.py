@@ -43,6 +43,7 @@ flags.DEFINE_integer("rounds", 4, "Interleaved timed rounds per comparison.")
 flags.DEFINE_integer("infer_calls", 2, "Inference calls per round and side.")
 flags.DEFINE_integer("train_size", 128, "Training crop size.")
 flags.DEFINE_integer("train_steps", 2, "Training steps per round and side.")
+flags.DEFINE_integer("torch_threads", 0, "PyTorch intra-op threads (0: one per core, like TF).")
 flags.DEFINE_list("parts", ["inference", "train"], "Which comparisons to run.")
 flags.DEFINE_string("json", None, "Write the results here as JSON.")
 FLAGS = flags.FLAGS
@@ -55,8 +56,9 @@ def _median_rate(seconds, items):
 def _torch_threads():
     import torch
 
-    # Same core count TensorFlow uses by default.
-    torch.set_num_threads(os.cpu_count() or 1)
+    # Same core count TensorFlow uses by default, unless told otherwise (on an
+    # oversubscribed machine PyTorch's OpenMP barriers degrade badly).
+    torch.set_num_threads(FLAGS.torch_threads or os.cpu_count() or 1)
     return torch
 
 
@@ -177,7 +179,8 @@ def main(argv):
     del argv
     from peak import matmul_peak_gflop_per_s
 
-    results = {"load_average_at_start": os.getloadavg()[0], "peak_gflop_per_s": matmul_peak_gflop_per_s()}
+    results = {"load_average_at_start": os.getloadavg()[0], "peak_gflop_per_s": matmul_peak_gflop_per_s(),
+               "torch_threads": FLAGS.torch_threads or os.cpu_count()}
     print(f"float32 matmul peak measured now: {results['peak_gflop_per_s']:.0f} GFLOP/s")
     if "inference" in FLAGS.parts:
         inference(results)
