@@ -45,6 +45,23 @@ flags.DEFINE_enum(
 flags.mark_flags_as_required(["input", "output"])
 
 
+def _conversion_options() -> dict:
+    """The per-file options, the same for the local and the Beam runner."""
+    return dict(
+        tone=FLAGS.tone,
+        strength=FLAGS.strength,
+        format=FLAGS.format,
+        quality=FLAGS.quality,
+        batch_size=FLAGS.batch_size,
+        tile=FLAGS.tile,
+        overlap=FLAGS.overlap,
+        max_pixels=FLAGS.max_pixels,
+        overwrite=FLAGS.overwrite,
+        num_shards=FLAGS.num_shards,
+        shard_index=FLAGS.shard_index,
+    )
+
+
 def _fail(message: str) -> int:
     print(f"infer.py: error: {message}", file=sys.stderr, flush=True)
     return 1
@@ -65,22 +82,7 @@ def main(argv):
     if FLAGS.runner == "beam":
         return _run_beam(model, extra)
     try:
-        summary = convert.convert_catalog(
-            model,
-            FLAGS.input,
-            FLAGS.output,
-            tone=FLAGS.tone,
-            strength=FLAGS.strength,
-            format=FLAGS.format,
-            quality=FLAGS.quality,
-            batch_size=FLAGS.batch_size,
-            tile=FLAGS.tile,
-            overlap=FLAGS.overlap,
-            max_pixels=FLAGS.max_pixels,
-            overwrite=FLAGS.overwrite,
-            num_shards=FLAGS.num_shards,
-            shard_index=FLAGS.shard_index,
-        )
+        summary = convert.convert_catalog(model, FLAGS.input, FLAGS.output, **_conversion_options())
     except (FileNotFoundError, ValueError) as e:  # bad flags, found before any work
         return _fail(str(e))
     print(summary, flush=True)
@@ -97,21 +99,7 @@ def _run_beam(model, pipeline_args) -> int:
         return _fail(f"--runner=beam needs Apache Beam: pip install 'gan-style[beam]' ({e})")
     try:
         summary = beam_conversion.run_pipeline(
-            model,
-            FLAGS.input,
-            FLAGS.output,
-            tone=FLAGS.tone,
-            strength=FLAGS.strength,
-            format=FLAGS.format,
-            quality=FLAGS.quality,
-            batch_size=FLAGS.batch_size,
-            tile=FLAGS.tile,
-            overlap=FLAGS.overlap,
-            max_pixels=FLAGS.max_pixels,
-            overwrite=FLAGS.overwrite,
-            num_shards=FLAGS.num_shards,
-            shard_index=FLAGS.shard_index,
-            pipeline_args=pipeline_args,
+            model, FLAGS.input, FLAGS.output, pipeline_args=pipeline_args, **_conversion_options()
         )
     except (FileNotFoundError, ValueError) as e:
         return _fail(str(e))
