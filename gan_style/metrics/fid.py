@@ -137,12 +137,8 @@ def fid_from_stats(stats1: FeatureStats, stats2: FeatureStats) -> float:
     )
 
 
-def fid_from_features(features1, features2) -> float:
-    """FID between two feature sets [N1, d] and [N2, d] (N1, N2 >= 2).
-
-    Same statistics as pytorch-fid: ``np.mean(axis=0)`` and ``np.cov(rowvar=False)``
-    in float64.
-    """
+def feature_pair(features1, features2) -> tuple[np.ndarray, np.ndarray]:
+    """Two feature sets as float64 ``[N >= 2, dim]`` arrays of one dimension, or ValueError."""
     f1 = np.asarray(features1, np.float64)
     f2 = np.asarray(features2, np.float64)
     for name, f in (("features1", f1), ("features2", f2)):
@@ -150,6 +146,16 @@ def fid_from_features(features1, features2) -> float:
             raise ValueError(f"{name} must have shape [N >= 2, dim], got {f.shape}")
     if f1.shape[1] != f2.shape[1]:
         raise ValueError(f"feature dimensions differ: {f1.shape[1]} vs {f2.shape[1]}")
+    return f1, f2
+
+
+def fid_from_features(features1, features2) -> float:
+    """FID between two feature sets [N1, d] and [N2, d] (N1, N2 >= 2).
+
+    Same statistics as pytorch-fid: ``np.mean(axis=0)`` and ``np.cov(rowvar=False)``
+    in float64.
+    """
+    f1, f2 = feature_pair(features1, features2)
     return frechet_distance(
         f1.mean(axis=0),
         np.cov(f1, rowvar=False),

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from gan_style.metrics.fid import FeatureStats
+from gan_style.metrics.fid import FeatureStats, feature_pair
 
 
 def polynomial_kernel(x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -50,13 +50,7 @@ def kid_from_features(
         (mean, std) of the per-subset MMD^2 estimates. Multiply by 1000 for the
         "KID x 10^3" that papers usually print.
     """
-    f1 = np.asarray(features1, np.float64)
-    f2 = np.asarray(features2, np.float64)
-    for name, f in (("features1", f1), ("features2", f2)):
-        if f.ndim != 2 or f.shape[0] < 2:
-            raise ValueError(f"{name} must have shape [N >= 2, dim], got {f.shape}")
-    if f1.shape[1] != f2.shape[1]:
-        raise ValueError(f"feature dimensions differ: {f1.shape[1]} vs {f2.shape[1]}")
+    f1, f2 = feature_pair(features1, features2)
     if num_subsets < 1 or subset_size < 2:
         raise ValueError(
             f"need num_subsets >= 1 and subset_size >= 2, got {num_subsets}, {subset_size}"
