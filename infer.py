@@ -3,7 +3,8 @@ r"""Converts a product catalog with a gan_style translator.
     python infer.py --input=catalog/ --output=styled/ --model=translator.keras \
         [--tone=warm|profile.json] [--strength=0.8] [--format=same|jpg|png|webp] \
         [--quality=95] [--batch_size=4] [--tile=512 --overlap=96] [--max_pixels=N] \
-        [--overwrite] [--num_shards=N --shard_index=I] [--runner=local|beam [-- BEAM_OPTIONS]]
+        [--overwrite] [--num_shards=N --shard_index=I] [--precision=auto|float32|bfloat16] \
+        [--runner=local|beam [-- BEAM_OPTIONS]]
 
 Every source gets one line in OUTPUT/manifest.jsonl (converted, skipped or
 failed, with the reason). Exit status: 0 when nothing failed, 3 when some
@@ -19,6 +20,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import app, flags, logging  # noqa: E402
 
 from gan_style import convert, tiling  # noqa: E402
+from gan_style.precision import PRECISIONS  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("input", None, "A folder (walked recursively), a glob, or a text file listing image paths.")
@@ -37,6 +39,11 @@ flags.DEFINE_integer("max_pixels", None, "Sources with more pixels than this fai
 flags.DEFINE_bool("overwrite", False, "Convert again even sources the manifest records as done.")
 flags.DEFINE_integer("num_shards", 1, "Split the catalog into this many shards (by a stable hash of the path).")
 flags.DEFINE_integer("shard_index", 0, "Which shard this worker converts, 0..num_shards-1.")
+flags.DEFINE_enum(
+    "precision", "auto", list(PRECISIONS),
+    "Generator arithmetic: auto = bfloat16 on CPUs that compute it natively (AVX512-BF16/AMX; about 1.7x "
+    "faster, ~44 dB from float32), float32 elsewhere; or force float32 / bfloat16.",
+)
 flags.DEFINE_enum(
     "runner", "local", ["local", "beam"],
     "local: this process (convert_catalog); beam: an Apache Beam pipeline (pip install gan-style[beam]), "
@@ -59,6 +66,7 @@ def _conversion_options() -> dict:
         overwrite=FLAGS.overwrite,
         num_shards=FLAGS.num_shards,
         shard_index=FLAGS.shard_index,
+        precision=FLAGS.precision,
     )
 
 

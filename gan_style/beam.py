@@ -274,14 +274,17 @@ class ConvertFn(beam.DoFn):
         DoFn needs no gan_style).
       strength, fmt, quality, batch_size, tile, overlap, stats_size,
       max_pixels: as :func:`gan_style.convert_catalog`.
+      precision: ``float32`` or ``bfloat16`` (``auto`` is resolved on the
+        launcher, so that every worker computes what the fingerprint says).
       settings: the settings fingerprint recorded in the manifest.
       output_root: the output folder (local paths: writes are kept inside it).
     """
 
     def __init__(self, model: str, *, tone: Any, strength: float | None, fmt: str, quality: int,
                  batch_size: int, tile: int, overlap: int, stats_size: int, max_pixels: int | None,
-                 settings: str, output_root: str):
+                 settings: str, output_root: str, precision: str = "float32"):
         self.model, self.tone, self.strength = str(model), tone, strength
+        self.precision = precision
         self.fmt, self.quality, self.batch_size = fmt, int(quality), int(batch_size)
         self.tile, self.overlap, self.stats_size = int(tile or 0), int(overlap), int(stats_size)
         self.max_pixels, self.settings, self.output_root = max_pixels, settings, output_root
@@ -301,7 +304,7 @@ class ConvertFn(beam.DoFn):
                 dst.write(src.read())
             model = local
         tone = None if self.tone is None else tonal.Profile(**self.tone)
-        self._translator = load_translator(model, tone=tone, strength=self.strength)
+        self._translator = load_translator(model, tone=tone, strength=self.strength).with_precision(self.precision)
         self._translate = convert.translate_function(self._translator)
         self._tiled = None
 
@@ -453,6 +456,7 @@ def run_pipeline(
     overwrite: bool = False,
     num_shards: int = 1,
     shard_index: int = 0,
+    precision: str = "auto",
     pipeline_args: Sequence[str] = (),
 ):
     """Converts a catalog on Beam; the counterpart of :func:`gan_style.convert_catalog`.
@@ -476,6 +480,7 @@ def run_pipeline(
     overlap = tiling.DEFAULT_OVERLAP if overlap is None else overlap
     stats_size = tiling.DEFAULT_STATS_SIZE if stats_size is None else stats_size
     convert._check_options(format, quality, batch_size, tile, overlap, max_pixels, num_shards, shard_index)
+    precision = convert.resolve_precision(precision)
     model, output, source = str(model), str(output), str(source)
     if not _is_remote(model) and not os.path.exists(model):
         raise FileNotFoundError(f"--model {model!r}: not found")
@@ -487,14 +492,15 @@ def run_pipeline(
         local_model = os.path.join(tempfile.mkdtemp(prefix="gan_style-model-"), os.path.basename(model))
         with FileSystems.open(model) as src, open(local_model, "wb") as dst:
             dst.write(src.read())
-    translator = convert._resolve_translator(local_model, profile, strength)
+    translator = convert._resolve_translator(local_model, profile, strength, precision)
     if tile:
         try:
             tiling.tile_size(int(tile), translator.multiple, translator.minimum)
         except ValueError as e:
             raise ValueError(f"--tile: {e}") from None
     settings = convert._settings_fingerprint(translator, format=format, quality=int(quality), tile=int(tile or 0),
-                                             overlap=int(overlap), stats_size=int(stats_size))
+                                             overlap=int(overlap), stats_size=int(stats_size),
+                                             precision=precision)
     del translator
 
     plan = [p for p in plan_catalog(source, output, format) if convert.shard_of(p["rel"], num_shards) == shard_index]
@@ -520,7 +526,7 @@ def run_pipeline(
 
     convert_fn = ConvertFn(model, tone=None if profile is None else dataclasses.asdict(profile), strength=strength, fmt=format, quality=quality,
                            batch_size=batch_size, tile=tile, overlap=overlap, stats_size=stats_size,
-                           max_pixels=max_pixels, settings=settings,
+                           max_pixels=max_pixels, settings=settings, precision=precision,
                            output_root=output if _is_remote(output) else os.path.realpath(output))
     options = PipelineOptions(list(pipeline_args))
     pipeline = beam.Pipeline(options=options)

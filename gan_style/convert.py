@@ -45,6 +45,7 @@ import numpy as np
 import tensorflow as tf
 
 from gan_style import image_io, image_writer, tiling
+from gan_style.precision import resolve_precision
 from gan_style.translator import Translator, load_translator
 
 #: Exit status of ``infer.py`` when some files failed (the rest converted).
@@ -327,18 +328,20 @@ def _settings_fingerprint(translator: Translator, **options) -> str:
     return h.hexdigest()[:16]
 
 
-def _resolve_translator(translator, tone, strength) -> Translator:
+def _resolve_translator(translator, tone, strength, precision="float32") -> Translator:
+    precision = resolve_precision(precision)
     if isinstance(translator, (str, os.PathLike)):
-        return load_translator(translator, tone=tone, strength=strength)
+        return load_translator(translator, tone=tone, strength=strength).with_precision(precision)
     if not isinstance(translator, Translator):
         raise ValueError(
             "translator must be a gan_style.Translator or a path to a .keras file, "
             f"got {type(translator).__name__}"
         )
-    if tone is None and strength is None:
-        return translator
-    # A new wrapper around the same generator: the caller's object stays as it was.
-    return Translator(translator.generator, tone=tone if tone is not None else translator.profile, strength=strength)
+    if tone is not None or strength is not None:
+        # A new wrapper around the same generator: the caller's object stays as it was.
+        translator = Translator(translator.generator, tone=tone if tone is not None else translator.profile,
+                                strength=strength)
+    return translator.with_precision(precision)
 
 
 def _check_options(fmt, quality, batch_size, tile, overlap, max_pixels, num_shards, shard_index):
@@ -636,6 +639,7 @@ def convert_catalog(
     overwrite: bool = False,
     num_shards: int = 1,
     shard_index: int = 0,
+    precision: str = "auto",
     workers: int | None = None,
     progress: bool = True,
 ) -> ConversionSummary:
@@ -662,6 +666,8 @@ def convert_catalog(
       overwrite: convert again even when the manifest says the output is done.
       num_shards, shard_index: convert only the sources whose stable hash of
         the relative path falls in this shard.
+      precision: ``auto`` (bfloat16 on CPUs that compute it natively, else
+        float32), ``float32`` or ``bfloat16``; see :mod:`gan_style.precision`.
       workers: decode/encode threads (default: the CPU count).
       progress: show a progress bar on stderr.
 
@@ -674,7 +680,8 @@ def convert_catalog(
     """
     start = time.monotonic()
     _check_options(format, quality, batch_size, tile, overlap, max_pixels, num_shards, shard_index)
-    translator = _resolve_translator(translator, tone, strength)
+    precision = resolve_precision(precision)
+    translator = _resolve_translator(translator, tone, strength, precision)
     if tile:
         try:
             tiling.tile_size(int(tile), translator.multiple, translator.minimum)
@@ -688,7 +695,7 @@ def convert_catalog(
     temp_tag = "" if num_shards == 1 else f"-s{shard_index}of{num_shards}"
     _remove_stale_temp_files(output, temp_tag)
     settings = _settings_fingerprint(translator, format=format, quality=int(quality), tile=int(tile or 0),
-                                     overlap=int(overlap), stats_size=int(stats_size))
+                                     overlap=int(overlap), stats_size=int(stats_size), precision=precision)
     previous = {} if overwrite else Manifest.read(output)
     manifest = Manifest(output / manifest_name(num_shards, shard_index))
     bar = _Progress(len(entries), progress)

@@ -25,6 +25,7 @@ import tensorflow as tf
 
 from gan_style import tonal
 from gan_style.networks import input_requirements
+from gan_style.precision import generator_with_precision
 
 #: Names of the serving signatures written by :meth:`Translator.export`.
 SIGNATURE_IMAGES = "serving_default"
@@ -225,6 +226,18 @@ class Translator(keras.Model):
             profile = profile.replace(strength=strength)
         self.tonal.set_params(profile)
         self.strength = profile.strength
+
+    def with_precision(self, precision: str) -> "Translator":
+        """This translator computing in ``precision`` (``auto``, ``float32``, ``bfloat16``).
+
+        float32 (or ``auto`` resolving to it) returns ``self``; bfloat16 a new
+        Translator around a bfloat16 copy of the generator, with the same tone
+        and strength (see :mod:`gan_style.precision`).
+        """
+        generator = generator_with_precision(self.generator, precision)
+        if generator is self.generator:
+            return self
+        return Translator(generator, tone=self.profile, name=self.name)
 
     # -- saving ---------------------------------------------------------------
 

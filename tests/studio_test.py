@@ -590,7 +590,8 @@ def test_preview_matches_the_catalog_converter_with_alpha_and_tiles(model_path, 
     profile.save(profile_path)
 
     tile, overlap = 64, 16
-    client = create_app(load_translator(model_path), tile=tile, overlap=overlap).test_client()
+    # Both in the default precision (python -m gan_style.studio and infer.py: auto).
+    client = create_app(load_translator(model_path).with_precision("auto"), tile=tile, overlap=overlap).test_client()
     convert.convert_catalog(
         str(model_path), str(catalog), str(tmp_path / "out"), tone=str(profile_path),
         format="png", tile=tile, overlap=overlap, progress=False,

@@ -12,6 +12,8 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from gan_style.precision import PRECISIONS  # noqa: E402
+
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     from gan_style.studio import engine
@@ -69,6 +71,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--overlap", type=int, default=None, help="as infer.py --overlap (default: infer.py's)"
     )
+    parser.add_argument(
+        "--precision",
+        default="auto",
+        choices=PRECISIONS,
+        help="as infer.py --precision (default %(default)s, like infer.py, so the preview matches it)",
+    )
     args = parser.parse_args(argv)
     if not 0 <= args.port <= 65535:
         parser.error(f"--port must be in 0..65535, got {args.port}")
@@ -96,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     from gan_style.translator import load_translator
 
     try:
-        translator = load_translator(model)
+        translator = load_translator(model).with_precision(args.precision)
     except Exception as error:  # noqa: BLE001 - any failure to load is reported the same way
         print(f"gan_style.studio: error: cannot load --model {model}: {error}", file=sys.stderr)
         return 1

@@ -284,6 +284,10 @@ class Studio:
             tf.TensorSpec([None, len(tonal.PROFILE_VECTOR_NAMES)], tf.float32),
         ]
         self._finish_graph = tf.function(self._finish_eager, input_signature=signature)
+        # The generator as a graph, as infer.py runs it: in bfloat16, eager and
+        # graph execution (whose fused kernels round differently) disagree by a
+        # level on many pixels; two graphs agree.
+        self._generate_graph = tf.function(self.translator.generate, input_signature=signature[:1])
         self._finish_xla = tf.function(
             self._finish_eager, input_signature=signature, jit_compile=True
         )
@@ -382,7 +386,7 @@ class Studio:
         """The generator's float32 [1, H, W, 3] output, tiled as infer.py tiles."""
         height, width = rgb.shape[:2]
         if not tiling.needs_tiling(height, width, self.tile):
-            return tf.identity(self.translator.generate(rgb[None]))
+            return self._generate_graph(tf.constant(rgb[None]))
         if self._tiled is None:
             self._tiled = tiling.TiledTranslator(
                 self.translator, tile=self.tile, overlap=self.overlap, stats_size=self.stats_size
