@@ -85,6 +85,31 @@ def test_strategy_auto_picks_default_without_tpu_gpus_or_cluster(monkeypatch):
     assert training._tf_config_workers() == 2
 
 
+@pytest.mark.parametrize("native, expected", [(True, "mixed_bfloat16"), (False, "float32")])
+def test_precision_auto_follows_native_bfloat16_and_is_recorded(tmp_path, monkeypatch, native, expected):
+    monkeypatch.setattr(training, "native_bfloat16", lambda: native)
+    assert training.resolve_train_precision("auto") == expected
+    assert training.resolve_train_precision("mixed_float16") == "mixed_float16"
+    config = smoke.get_config()
+    assert default.get_config().train.precision == "auto"
+    config.data.root = str(_tiny_folders(tmp_path / "data", count=2, size=32))
+    config.data.max_images = 0
+    config.train.precision = "auto"
+    config.train.max_steps = 1
+    config.train.progress = False
+    seen = {}
+
+    class Policy(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            seen["policy"] = keras.mixed_precision.global_policy().name
+
+    training.train_and_evaluate(config, tmp_path / "run", callbacks=[Policy()])
+    assert seen["policy"] == expected
+    assert keras.mixed_precision.global_policy().name == "float32"  # restored afterwards
+    recorded = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert recorded["train"]["precision"] == expected
+
+
 def _tiny_folders(root, count=4, size=40):
     rs = np.random.RandomState(0)
     from PIL import Image
