@@ -413,8 +413,17 @@ def finish_output(image: image_io.DecodedImage, out: np.ndarray,
 class _Decoded:
     source: Source
     image: image_io.DecodedImage
-    model_input: np.ndarray  # uint8 RGB the model sees (alpha composited on white)
+    model_input: np.ndarray | None  # uint8 RGB the model sees (alpha composited on white)
     seconds: float
+
+    def release_pixels(self) -> None:
+        """Drops the source pixels once translated: encoding needs only the
+        metadata (and alpha), so a big image's input is freed before its
+        output is encoded (PIL copies the output while encoding)."""
+        rgb = self.image.rgb
+        # A zero-strided stand-in keeps .height/.width without the pixels.
+        self.image = dataclasses.replace(self.image, rgb=np.broadcast_to(np.zeros((), np.uint8), rgb.shape))
+        self.model_input = None
 
 
 class _Converter:
@@ -484,6 +493,7 @@ class _Converter:
             return
         share = (time.perf_counter() - start) / len(group)
         for item, out in zip(group, outputs):
+            item.release_pixels()
             self.submit_encode(item, out, share, tiled=False)
 
     def translate_tiled(self, item: _Decoded) -> None:
@@ -497,6 +507,7 @@ class _Converter:
             self.record(item.source, FAILED, f"tiled translation failed: {type(e).__name__}: {e}",
                         item.seconds + time.perf_counter() - start)
             return
+        item.release_pixels()
         self.submit_encode(item, out, time.perf_counter() - start, tiled=True)
 
     # encode

@@ -328,3 +328,23 @@ def test_bad_arguments_are_named(translator, tmp_path):
             run(translator, tmp_path / "in", tmp_path / "out", **kwargs)
     with pytest.raises(FileNotFoundError, match="nowhere"):
         run(translator, tmp_path / "nowhere", tmp_path / "out")
+
+
+def test_source_pixels_are_released_before_encoding(tmp_path):
+    """A translated image's input is freed before its output is encoded
+    (the peak of a big tiled image: input + output, not input + output + PIL's copy)."""
+    import gc
+    import weakref
+
+    from gan_style import image_io
+
+    path = save(tmp_path / "a.png", noise(30, 20))
+    image = image_io.read_image(path)
+    item = convert._Decoded(convert.Source(path=path, rel="a.png"), image, convert.model_input(image), 0.0)
+    pixels = weakref.ref(image.rgb)
+    del image
+    item.release_pixels()
+    gc.collect()
+    assert pixels() is None and item.model_input is None
+    assert (item.image.height, item.image.width) == (30, 20)  # the manifest still has the size
+    assert item.image.rgb.strides == (0, 0, 0)
