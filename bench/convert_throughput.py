@@ -8,7 +8,12 @@ in the numbers, so it prints the load average next to them):
 * ``convert_img_per_s``: :func:`gan_style.convert_catalog` converting the
   256x256 JPEGs of ``../shared/data/horse2zebra/testA`` (JPEG in, JPEG out)
   with ``resnet_9blocks`` at 64 filters (random init: speed does not depend on
-  the weights).
+  the weights), ``precision="float32"``.
+* ``bf16_img_per_s``: the same with ``precision="bfloat16"`` (what
+  ``--precision=auto`` picks on CPUs with native bfloat16), and
+  ``bf16_psnr_db``: its output against float32's on the same images, for the
+  random-init reference network and (``bf16_psnr_db_bundled``) for the
+  trained bundled model, whose weights are what decides the error.
 * ``naive_img_per_s``: the same model and images, one after another: PIL
   decode -> ``Translator.predict`` on one image -> PIL encode -> write.
 * ``peak_rss_mb_200`` / ``peak_rss_mb_2000``: peak resident memory of a whole
@@ -16,14 +21,22 @@ in the numbers, so it prints the load average next to them):
   repeatedly into a scratch folder), each in a fresh subprocess; it must not
   grow with the catalog. Uses ``--rss_filters`` (default 8) so that 2,000
   images take about a minute; the pipeline, not the model, decides growth.
+* ``tiled_peak_rss_mb_<side>`` for one ``side x side`` JPEG (2000 and 8000 by
+  default), converted in tiles in a fresh subprocess, and
+  ``tiled_bytes_per_extra_pixel``: the growth of peak RSS from the smallest to
+  the largest side per extra pixel (the target: the decoded input and the
+  output as uint8, 3 + 3 bytes, plus a constant).
 * ``gflop_per_image`` and achieved GFLOP/s for the conversion, next to
   ``peak_gflop_per_s``: a float32 matmul probe run in the same process.
 * ``int8_img_per_s`` / ``int8_psnr_db``: the optional int8 path (issue 7's
   stretch goal); ``null`` with ``int8_note`` saying why while it does not exist.
 
-The two loops are interleaved (``--rounds`` times: ``--convert_chunk`` images
-through convert_catalog, then ``--naive_chunk`` through the naive loop) so a
-shared machine's load changes hit both; each rate is the median over rounds.
+The loops are interleaved (``--rounds`` times: ``--convert_chunk`` images
+through convert_catalog in float32, the same in bfloat16, then
+``--naive_chunk`` through the naive loop) so a shared machine's load changes
+hit all of them; each rate is the median over rounds. A convert_catalog rate
+includes its per-call setup (listing, tracing the graph, cloning the
+bfloat16 generator), which a real catalog amortises over many more images.
 """
 
 import json
@@ -45,13 +58,17 @@ from absl import app, flags
 FLAGS = flags.FLAGS
 flags.DEFINE_string("images", str(ROOT.parent / "shared" / "data" / "horse2zebra" / "testA"), "Folder of JPEGs.")
 flags.DEFINE_integer("rounds", 3, "Interleaved rounds (convert chunk, naive chunk).")
-flags.DEFINE_integer("convert_chunk", 16, "Images converted by convert_catalog per round.")
-flags.DEFINE_integer("naive_chunk", 6, "Images converted by the naive loop per round.")
+flags.DEFINE_integer("convert_chunk", 0, "Images converted by convert_catalog per round (0: the whole folder).")
+flags.DEFINE_integer("naive_chunk", 12, "Images converted by the naive loop per round.")
 flags.DEFINE_integer("filters", 64, "Generator base filters for the throughput comparison.")
 flags.DEFINE_integer("batch_size", 4, "convert_catalog batch size.")
 flags.DEFINE_integer("rss_filters", 8, "Generator base filters for the memory runs.")
 flags.DEFINE_list("rss_counts", ["200", "2000"], "Catalog sizes for the peak-RSS runs (empty: skip).")
+flags.DEFINE_list("tiled_sides", ["2000", "8000"], "Image sides for the tiled peak-RSS runs (empty: skip).")
 flags.DEFINE_string("json", None, "Write the results here as JSON.")
+flags.DEFINE_list("precisions", ["float32", "bfloat16"], "convert_catalog precisions to time.")
+flags.DEFINE_string("bundled", str(ROOT / "assets" / "default_translator.keras"),
+                    "A trained translator for the bfloat16-vs-float32 PSNR ('' to skip).")
 flags.DEFINE_integer("rss_child", None, "Internal: convert this many images and report peak RSS.")
 flags.DEFINE_string("rss_dir", None, "Internal: the scratch catalog for --rss_child.")
 
@@ -97,6 +114,52 @@ def _naive(translator, images, output: pathlib.Path) -> float:
     return len(images) / (time.perf_counter() - start)
 
 
+def _psnr_db(a, b) -> float:
+    import numpy as np
+
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return float("inf") if mse == 0 else float(10 * np.log10(255.0**2 / mse))
+
+
+def _precision_psnr(translator, images) -> float:
+    """PSNR of bfloat16 against float32 outputs over ``images`` (one pooled MSE)."""
+    import numpy as np
+    from PIL import Image
+
+    fast = translator.with_precision("bfloat16")
+    exact, approx = [], []
+    for path in images:
+        with Image.open(path) as image:
+            rgb = np.asarray(image.convert("RGB"))[None]
+        exact.append(translator(rgb).numpy())
+        approx.append(fast(rgb).numpy())
+    return _psnr_db(np.concatenate(exact), np.concatenate(approx))
+
+
+def _child_rss(count: int, catalog: pathlib.Path) -> dict:
+    """Converts ``catalog`` in a fresh process; its peak RSS and timing."""
+    child = subprocess.run(
+        [sys.executable, __file__, f"--rss_child={count}", f"--rss_dir={catalog}",
+         f"--rss_filters={FLAGS.rss_filters}", f"--batch_size={FLAGS.batch_size}"],
+        capture_output=True, text=True, check=True,
+    )
+    return json.loads(child.stdout.strip().splitlines()[-1])
+
+
+def _synthetic_jpeg(path: pathlib.Path, side: int) -> None:
+    """A side x side JPEG with gradients and texture (the content does not change the memory)."""
+    import numpy as np
+    from PIL import Image
+
+    ramp = np.linspace(0, 255, side, dtype=np.float32)
+    rows = np.random.default_rng(0).integers(0, 32, (side, 1), dtype=np.uint8)
+    image = np.empty((side, side, 3), np.uint8)
+    image[..., 0] = ramp[None, :]
+    image[..., 1] = ramp[:, None]
+    image[..., 2] = rows
+    Image.fromarray(image).save(path, quality=90)
+
+
 def _rss_child(count: int, catalog: pathlib.Path) -> None:
     import gan_style
 
@@ -123,6 +186,8 @@ def main(argv):
     images = sorted(pathlib.Path(FLAGS.images).glob("*.jpg"))
     if not images:
         raise app.UsageError(f"no JPEGs in --images={FLAGS.images}")
+    if not FLAGS.convert_chunk:
+        FLAGS.convert_chunk = len(images)
     results = {"load_average_at_start": os.getloadavg()[0], "peak_gflop_per_s": matmul_peak_gflop_per_s()}
     translator = _translator(FLAGS.filters)
     gflop = _gflop_per_image(translator.generator)
@@ -139,38 +204,62 @@ def main(argv):
         # Warm-up for both: trace the graph and create the batch shape's
         # kernels once (as any long run amortises them); Keras predict builds
         # its predict function on the first call.
-        gan_style.convert_catalog(translator, chunks[0], scratch / "out0", format="jpg", progress=False,
-                                  batch_size=FLAGS.batch_size)
+        for precision in FLAGS.precisions:
+            gan_style.convert_catalog(translator, chunks[0], scratch / f"out0{precision}", format="jpg",
+                                      progress=False, batch_size=FLAGS.batch_size, precision=precision)
         translator.predict(np.zeros((1, 256, 256, 3), np.uint8), verbose=0)
-        convert_rates, naive_rates = [], []
+        rates = {precision: [] for precision in FLAGS.precisions}
+        naive_rates = []
         for r in range(1, FLAGS.rounds + 1):
-            start = time.perf_counter()
-            summary = gan_style.convert_catalog(translator, chunks[r], scratch / f"out{r}", format="jpg",
-                                                batch_size=FLAGS.batch_size, progress=False)
-            seconds = time.perf_counter() - start
-            assert summary.converted == FLAGS.convert_chunk, summary
-            convert_rates.append(summary.converted / seconds)
+            for precision in FLAGS.precisions:
+                start = time.perf_counter()
+                summary = gan_style.convert_catalog(translator, chunks[r], scratch / f"out{r}{precision}",
+                                                    format="jpg", batch_size=FLAGS.batch_size, progress=False,
+                                                    precision=precision)
+                seconds = time.perf_counter() - start
+                assert summary.converted == FLAGS.convert_chunk, summary
+                rates[precision].append(summary.converted / seconds)
             naive_images = [images[(r * FLAGS.naive_chunk + i) % len(images)] for i in range(FLAGS.naive_chunk)]
             naive_rates.append(_naive(translator, naive_images, scratch / f"naive{r}"))
-            print(f"round {r}: convert_catalog {convert_rates[-1]:.3f} img/s, naive {naive_rates[-1]:.3f} img/s, "
-                  f"load {os.getloadavg()[0]:.1f}", flush=True)
-        results["convert_img_per_s"] = float(np.median(convert_rates))
+            shown = ", ".join(f"convert_catalog {p} {rates[p][-1]:.3f}" for p in FLAGS.precisions)
+            print(f"round {r}: {shown}, naive {naive_rates[-1]:.3f} img/s, load {os.getloadavg()[0]:.1f}",
+                  flush=True)
+        keys = {"float32": "convert", "bfloat16": "bf16"}
+        for precision in FLAGS.precisions:
+            key = keys[precision]
+            results[f"{key}_img_per_s"] = float(np.median(rates[precision]))
+            results[f"{key}_rounds_img_per_s"] = [round(x, 4) for x in rates[precision]]
         results["naive_img_per_s"] = float(np.median(naive_rates))
-        results["convert_rounds_img_per_s"] = [round(x, 4) for x in convert_rates]
         results["naive_rounds_img_per_s"] = [round(x, 4) for x in naive_rates]
-        results["speedup"] = results["convert_img_per_s"] / results["naive_img_per_s"]
-        results["convert_gflop_per_s"] = results["convert_img_per_s"] * gflop
         results["naive_gflop_per_s"] = results["naive_img_per_s"] * gflop
-        results["int8_img_per_s"] = None
-        results["int8_psnr_db"] = None
-        results["int8_note"] = "no int8 path yet (issue 7 stretch goal not attempted)"
         peak = results["peak_gflop_per_s"]
         print(f"float32 matmul peak measured now: {peak:.0f} GFLOP/s")
-        print(f"convert_catalog: {results['convert_img_per_s']:.2f} img/s "
-              f"({results['convert_gflop_per_s']:.0f} GFLOP/s at {gflop:.1f} GFLOP/image, "
-              f"{100 * results['convert_gflop_per_s'] / peak:.0f}% of peak)")
+        for precision in FLAGS.precisions:
+            key = keys[precision]
+            rate = results[f"{key}_img_per_s"]
+            results[f"{key}_over_naive"] = rate / results["naive_img_per_s"]
+            results[f"{key}_gflop_per_s"] = rate * gflop
+            print(f"convert_catalog {precision}: {rate:.2f} img/s ({rate * gflop:.0f} GFLOP/s at {gflop:.1f} "
+                  f"GFLOP/image, {100 * rate * gflop / peak:.0f}% of the float32 peak), "
+                  f"{results[f'{key}_over_naive']:.2f}x the naive loop")
+        if "convert_over_naive" in results:
+            results["speedup"] = results["convert_over_naive"]
+        if "bfloat16" in FLAGS.precisions:
+            psnr_images = images[:8]
+            results["bf16_psnr_db"] = _precision_psnr(translator, psnr_images)
+            if FLAGS.bundled and pathlib.Path(FLAGS.bundled).exists():
+                bundled = gan_style.load_translator(FLAGS.bundled)
+                results["bf16_psnr_db_bundled"] = _precision_psnr(bundled, psnr_images)
+            if "convert_img_per_s" in results:
+                results["bf16_over_float32"] = results["bf16_img_per_s"] / results["convert_img_per_s"]
+            print(f"bfloat16 vs float32 output: {results['bf16_psnr_db']:.1f} dB (random-init reference net), "
+                  f"{results.get('bf16_psnr_db_bundled', float('nan')):.1f} dB (bundled model), "
+                  f"{len(psnr_images)} images")
         print(f"naive loop:      {results['naive_img_per_s']:.2f} img/s ({results['naive_gflop_per_s']:.0f} GFLOP/s)")
-        print(f"speedup:         {results['speedup']:.2f}x")
+        results["int8_img_per_s"] = None
+        results["int8_psnr_db"] = None
+        results["int8_note"] = ("no int8 path: not attempted; bfloat16 (bf16_img_per_s, bf16_psnr_db) is the "
+                                "faster-than-float32 path on this CPU")
 
         for count in [int(c) for c in FLAGS.rss_counts]:
             big = scratch / f"rss{count}"
@@ -179,17 +268,28 @@ def main(argv):
                 sub = big / f"{i // 500:02d}"
                 sub.mkdir(exist_ok=True)
                 shutil.copyfile(images[i % len(images)], sub / f"{i:05d}.jpg")
-            child = subprocess.run(
-                [sys.executable, __file__, f"--rss_child={count}", f"--rss_dir={big}",
-                 f"--rss_filters={FLAGS.rss_filters}", f"--batch_size={FLAGS.batch_size}"],
-                capture_output=True, text=True, check=True,
-            )
-            row = json.loads(child.stdout.strip().splitlines()[-1])
+            row = _child_rss(count, big)
             results[f"peak_rss_mb_{count}"] = row["peak_rss_mb"]
             results[f"rss_run_img_per_s_{count}"] = row["converted"] / row["seconds"]
             print(f"peak RSS, {count} images: {row['peak_rss_mb']:.0f} MB "
                   f"({row['converted'] / row['seconds']:.1f} img/s at {FLAGS.rss_filters} filters)")
             shutil.rmtree(big)
+        sides = [int(side) for side in FLAGS.tiled_sides]
+        for side in sides:
+            big = scratch / f"tiled{side}"
+            big.mkdir()
+            _synthetic_jpeg(big / "big.jpg", side)
+            row = _child_rss(side, big)
+            results[f"tiled_peak_rss_mb_{side}"] = row["peak_rss_mb"]
+            print(f"peak RSS, one {side}x{side} JPEG (tiled): {row['peak_rss_mb']:.0f} MB "
+                  f"({row['seconds']:.1f} s at {FLAGS.rss_filters} filters)", flush=True)
+            shutil.rmtree(big)
+        if len(sides) > 1:
+            low, high = min(sides), max(sides)
+            growth = (results[f"tiled_peak_rss_mb_{high}"] - results[f"tiled_peak_rss_mb_{low}"]) * 2**20
+            results["tiled_bytes_per_extra_pixel"] = growth / (high * high - low * low)
+            print(f"tiled: {results['tiled_bytes_per_extra_pixel']:.2f} bytes of peak RSS per extra pixel "
+                  f"({low}^2 -> {high}^2; target 6 = input + output as uint8)")
     results["load_average_at_end"] = os.getloadavg()[0]
     if FLAGS.json:
         pathlib.Path(FLAGS.json).write_text(json.dumps(results, indent=2) + "\n")

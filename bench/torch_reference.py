@@ -12,12 +12,16 @@ shared machine's load changes hit both sides alike:
   input signature vs the torch module under ``torch.inference_mode()``, and
   the same generator with instance norm fused (``bench/fast_norm.py``,
   ``tf_fastnorm_infer_img_per_s``; its largest output difference from the
-  library's generator is ``fastnorm_max_abs_diff``).
+  library's generator is ``fastnorm_max_abs_diff``), and in bfloat16
+  (``tf_bf16_infer_img_per_s``: what ``--precision=auto`` runs on CPUs with
+  native bfloat16).
 * ``train``: one CycleGAN step at ``--train_size`` px, batch 1, identity on,
   LSGAN, Adam(2e-4, 0.5): gan_style's ``make_distributed_step`` (the default
   training path, image pool included) vs a plain PyTorch step written the
   way the reference trains (generators forward once, backward, then the
-  discriminators on the detached fakes).
+  discriminators on the detached fakes); gan_style's step also in the
+  default precision (``train.precision=auto``: ``tf_default_train_img_per_s``,
+  ``tf_default_precision`` says which policy that was).
 
 JSON keys: ``tf_infer_img_per_s``, ``torch_infer_img_per_s``,
 ``tf_train_img_per_s``, ``torch_train_img_per_s``, their ratios, the float32
@@ -78,6 +82,11 @@ def inference(results):
     fused = swap_instance_norm(generator)
     fused_fn = tf.function(lambda x: fused(x, training=False),
                            input_signature=[tf.TensorSpec([n, size, size, 3], tf.float32)])
+    from gan_style.precision import generator_with_precision
+
+    fast = generator_with_precision(generator, "bfloat16")
+    bf16_fn = tf.function(lambda x: fast(x, training=False),
+                          input_signature=[tf.TensorSpec([n, size, size, 3], tf.float32)])
     net = ref.randomize(ref.ResnetGenerator(3, 3, 64, n_blocks=9)).eval()
     x = np.random.RandomState(0).uniform(-1, 1, (n, size, size, 3)).astype(np.float32)
     x_tf, x_torch = tf.constant(x), torch.from_numpy(x.transpose(0, 3, 1, 2).copy())
@@ -88,12 +97,19 @@ def inference(results):
     def run_tf_fused():
         fused_fn(x_tf).numpy()
 
+    def run_tf_bf16():
+        bf16_fn(x_tf).numpy()
+
     def run_torch():
         with torch.inference_mode():
             net(x_torch)
 
     results["fastnorm_max_abs_diff"] = float(np.abs(fused_fn(x_tf).numpy() - tf_fn(x_tf).numpy()).max())
-    times = _interleave({"tf": run_tf, "tf_fastnorm": run_tf_fused, "torch": run_torch}, FLAGS.infer_calls)
+    times = _interleave({"tf": run_tf, "tf_fastnorm": run_tf_fused, "tf_bf16": run_tf_bf16, "torch": run_torch},
+                        FLAGS.infer_calls)
+    results["tf_bf16_infer_img_per_s"] = _median_rate(times["tf_bf16"], n * FLAGS.infer_calls)
+    results["tf_bf16_over_torch_infer"] = results["tf_bf16_infer_img_per_s"] / _median_rate(
+        times["torch"], n * FLAGS.infer_calls)
     results["tf_fastnorm_infer_img_per_s"] = _median_rate(times["tf_fastnorm"], n * FLAGS.infer_calls)
     results["tf_infer_img_per_s"] = _median_rate(times["tf"], n * FLAGS.infer_calls)
     results["torch_infer_img_per_s"] = _median_rate(times["torch"], n * FLAGS.infer_calls)
@@ -106,12 +122,26 @@ def train(results):
     from gan_style.cyclegan import CycleGAN
     from tests import torch_reference as ref
 
+    import keras
+
+    from gan_style.training import resolve_train_precision
+
     torch = _torch_threads()
     size = FLAGS.train_size
-    model = CycleGAN("resnet_9blocks", "basic", pool_size=50)
-    model.build((size, size, 3))
-    model.compile()
-    tf_step = model.make_distributed_step(tf.distribute.get_strategy(), 1)
+
+    def make_step(policy):
+        keras.mixed_precision.set_global_policy(policy)
+        try:
+            model = CycleGAN("resnet_9blocks", "basic", pool_size=50)
+            model.build((size, size, 3))
+            model.compile()
+            return model.make_distributed_step(tf.distribute.get_strategy(), 1)
+        finally:
+            keras.mixed_precision.set_global_policy("float32")
+
+    tf_step = make_step("float32")
+    results["tf_default_precision"] = resolve_train_precision("auto")
+    default_step = make_step(results["tf_default_precision"])
     rs = np.random.RandomState(0)
     a, b = (rs.uniform(-1, 1, (1, size, size, 3)).astype(np.float32) for _ in range(2))
     batch = (tf.constant(a), tf.constant(b))
@@ -152,14 +182,20 @@ def train(results):
         for _ in range(FLAGS.train_steps):
             float(tf_step(batch)["gen_ab_loss"])
 
+    def tf_default_run():
+        for _ in range(FLAGS.train_steps):
+            float(default_step(batch)["gen_ab_loss"])
+
     def torch_run():
         for _ in range(FLAGS.train_steps):
             torch_step()
 
-    times = _interleave({"tf": tf_run, "torch": torch_run}, 1)
+    times = _interleave({"tf": tf_run, "tf_default": tf_default_run, "torch": torch_run}, 1)
     results["tf_train_img_per_s"] = _median_rate(times["tf"], FLAGS.train_steps)
+    results["tf_default_train_img_per_s"] = _median_rate(times["tf_default"], FLAGS.train_steps)
     results["torch_train_img_per_s"] = _median_rate(times["torch"], FLAGS.train_steps)
     results["tf_over_torch_train"] = results["tf_train_img_per_s"] / results["torch_train_img_per_s"]
+    results["tf_default_over_torch_train"] = results["tf_default_train_img_per_s"] / results["torch_train_img_per_s"]
 
 
 def _interleave(runs, calls):
@@ -187,11 +223,14 @@ def main(argv):
         print(f"inference resnet_9blocks 256px batch {FLAGS.batch_size}: gan_style "
               f"{results['tf_infer_img_per_s']:.3f} img/s, PyTorch {results['torch_infer_img_per_s']:.3f} img/s "
               f"({results['tf_over_torch_infer']:.2f}x); fused instance norm {results['tf_fastnorm_infer_img_per_s']:.3f} img/s "
-              f"(max |diff| {results['fastnorm_max_abs_diff']:.1e})", flush=True)
+              f"(max |diff| {results['fastnorm_max_abs_diff']:.1e}); bfloat16 {results['tf_bf16_infer_img_per_s']:.3f} "
+              f"img/s ({results['tf_bf16_over_torch_infer']:.2f}x PyTorch)", flush=True)
     if "train" in FLAGS.parts:
         train(results)
         print(f"train step {FLAGS.train_size}px batch 1: gan_style {results['tf_train_img_per_s']:.3f} img/s, "
-              f"PyTorch {results['torch_train_img_per_s']:.3f} img/s ({results['tf_over_torch_train']:.2f}x)")
+              f"PyTorch {results['torch_train_img_per_s']:.3f} img/s ({results['tf_over_torch_train']:.2f}x); "
+              f"default precision ({results['tf_default_precision']}) {results['tf_default_train_img_per_s']:.3f} "
+              f"img/s ({results['tf_default_over_torch_train']:.2f}x PyTorch)")
     results["load_average_at_end"] = os.getloadavg()[0]
     if FLAGS.json:
         pathlib.Path(FLAGS.json).write_text(json.dumps(results, indent=2) + "\n")

@@ -7,17 +7,22 @@ Reference networks (resnet_9blocks + basic PatchGAN, 64 filters), batch 1, pool
 
 * ``plain``: one ``tf.function`` with a ``GradientTape``, float32, no XLA, no
   tf.distribute -- the simplest correct step, as a baseline;
-* ``default``: gan_style's distributed step (default strategy), float32;
-* ``xla``: the same with each replica's forward/backward XLA-compiled;
+* ``default``: gan_style's distributed step (default strategy, image pool)
+  in the default precision, ``train.precision=auto``: ``mixed_bfloat16`` on
+  CPUs with native bfloat16 (as here), float32 elsewhere
+  (``default_precision`` in the JSON says which);
+* ``fp32``: the same step in float32;
+* ``xla``: the float32 step with each replica's forward/backward XLA-compiled;
 * ``bf16``: the ``mixed_bfloat16`` policy; ``bf16_xla``: both;
 * ``fastnorm``: the default step with instance norm as one fused batch-norm
   kernel per image (``bench/fast_norm.py``; an experiment, not the library's).
 
 The variants are built first and then timed interleaved (plain, default,
-xla, plain, default, xla, ...; ``--rounds`` times ``--steps`` steps each), so
+fp32, plain, default, fp32, ...; ``--rounds`` times ``--steps`` steps each), so
 load changes on a shared machine hit every variant alike; the median round
 counts. Every timed step fetches its losses to the host, as the training loop
-does.
+does. The batches are fixed tensors: the input pipeline (tf.data decoding and
+cropping in parallel with the step) is not timed here.
 
 JSON: ``{"default_img_per_s": x, "plain_img_per_s": y, ..., "default_over_plain":
 r, "peak_gflop_per_s": p, "train_gflop_per_image": f, "load_average_at_start":
@@ -42,13 +47,14 @@ from absl import app, flags
 
 from gan_style import losses
 from gan_style.cyclegan import CycleGAN
+from gan_style.training import resolve_train_precision
 
 flags.DEFINE_multi_integer("size", [128], "Crop sizes to measure.")
 flags.DEFINE_integer("steps", 2, "Timed steps per variant and round (after warm-up).")
 flags.DEFINE_integer("rounds", 4, "Interleaved rounds; the median round counts.")
 flags.DEFINE_integer("warmup", 2, "Untimed steps first (tracing, compilation).")
-flags.DEFINE_list("variants", ["plain", "default", "xla"],
-                  "Variants to run (also: bf16, bf16_xla -- slower on CPUs without AMX).")
+flags.DEFINE_list("variants", ["plain", "default", "fp32"],
+                  "Variants to run (also: xla, bf16, bf16_xla, fastnorm).")
 flags.DEFINE_string("json", "", "Write the results here as JSON.")
 FLAGS = flags.FLAGS
 
@@ -94,7 +100,10 @@ def plain_step(model):
 
 def prepare(variant, size):
     """Builds the variant's model and step, warmed up; returns ``run()`` doing ``--steps`` steps."""
-    policy = "mixed_bfloat16" if variant.startswith("bf16") else "float32"
+    if variant == "default":
+        policy = resolve_train_precision("auto")
+    else:
+        policy = "mixed_bfloat16" if variant.startswith("bf16") else "float32"
     keras.mixed_precision.set_global_policy(policy)
     try:
         model = CycleGAN("resnet_9blocks", "basic", pool_size=50, jit_compile="xla" in variant)
@@ -150,7 +159,8 @@ def main(argv):
     peak = matmul_peak_gflop_per_s()
     print(f"float32 matmul peak measured now: {peak:.0f} GFLOP/s; load average {os.getloadavg()[0]:.1f}")
     for size in FLAGS.size:
-        row = by_size[str(size)] = {"load_average_at_start": os.getloadavg()[0], "peak_gflop_per_s": peak}
+        row = by_size[str(size)] = {"load_average_at_start": os.getloadavg()[0], "peak_gflop_per_s": peak,
+                                    "default_precision": resolve_train_precision("auto")}
         runs = {variant: prepare(variant, size) for variant in FLAGS.variants}
         times = {variant: [] for variant in runs}
         for _ in range(FLAGS.rounds):
