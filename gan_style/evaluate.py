@@ -102,6 +102,22 @@ def _statistics(inception, images, total, batch_size, progress, label):
     )
 
 
+def _real_vs_fake(inception, real_paths, real_label, fakes, fake_total, fake_label, *,
+                  batch_size, progress, kid_subsets, kid_subset_size) -> dict:
+    """FID/KID of the ``fakes`` iterator against the images at ``real_paths``."""
+    real = _statistics(inception, (_load(p) for p in real_paths), len(real_paths), batch_size,
+                       progress, real_label)
+    fake = _statistics(inception, fakes, fake_total, batch_size, progress, fake_label)
+    return _score_stats(real, fake, kid_subsets, kid_subset_size)
+
+
+def _add_pair(psnr_mean: _Mean, ssim_mean: _Mean, reference: np.ndarray, image: np.ndarray) -> None:
+    """PSNR and (for images of at least 11 px, SSIM's window) SSIM of one pair."""
+    psnr_mean.add(metrics.psnr(reference, image))
+    if min(image.shape[:2]) >= 11:
+        ssim_mean.add(metrics.ssim(reference, image))
+
+
 def evaluate_folders(
     real_dir: str | os.PathLike,
     fake_dir: str | os.PathLike,
@@ -150,23 +166,12 @@ def evaluate_folders(
                 if source.shape != fake.shape:
                     mismatched += 1
                 else:
-                    psnr_mean.add(metrics.psnr(source, fake))
-                    if min(fake.shape[:2]) >= 11:
-                        ssim_mean.add(metrics.ssim(source, fake))
+                    _add_pair(psnr_mean, ssim_mean, source, fake)
             yield fake
 
-    real = _statistics(
-        inception,
-        (_load(p) for p in real_paths),
-        len(real_paths),
-        batch_size,
-        progress,
-        real_dir,
-    )
-    fake = _statistics(
-        inception, fakes(), len(fake_paths), batch_size, progress, fake_dir
-    )
-    results = _score_stats(real, fake, kid_subsets, kid_subset_size)
+    results = _real_vs_fake(inception, real_paths, real_dir, fakes(), len(fake_paths), fake_dir,
+                            batch_size=batch_size, progress=progress, kid_subsets=kid_subsets,
+                            kid_subset_size=kid_subset_size)
     if psnr_mean.count:
         results.update(
             psnr=psnr_mean.value, ssim=ssim_mean.value, n_pairs=psnr_mean.count
@@ -228,33 +233,14 @@ def evaluate_translator(
                 raise ValueError(
                     f"{path}: translator returned shape {fake.shape} for {source.shape}"
                 )
-            means["psnr"].add(metrics.psnr(source, fake))
-            if min(source.shape[:2]) >= 11:
-                means["ssim"].add(metrics.ssim(source, fake))
+            _add_pair(means["psnr"], means["ssim"], source, fake)
             if reverse is not None:
-                back = _translate(reverse, fake)
-                means["cycle_psnr"].add(metrics.psnr(source, back))
-                if min(source.shape[:2]) >= 11:
-                    means["cycle_ssim"].add(metrics.ssim(source, back))
+                _add_pair(means["cycle_psnr"], means["cycle_ssim"], source, _translate(reverse, fake))
             yield fake
 
-    real = _statistics(
-        inception,
-        (_load(p) for p in target_paths),
-        len(target_paths),
-        batch_size,
-        progress,
-        target_dir,
-    )
-    fake = _statistics(
-        inception,
-        fakes(),
-        len(source_paths),
-        batch_size,
-        progress,
-        f"translated {source_dir}",
-    )
-    results = _score_stats(real, fake, kid_subsets, kid_subset_size)
+    results = _real_vs_fake(inception, target_paths, target_dir, fakes(), len(source_paths),
+                            f"translated {source_dir}", batch_size=batch_size, progress=progress,
+                            kid_subsets=kid_subsets, kid_subset_size=kid_subset_size)
     results.update({name: mean.value for name, mean in means.items() if mean.count})
     results["n_pairs"] = means["psnr"].count
     return results
