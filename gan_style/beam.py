@@ -391,6 +391,8 @@ class ConvertFn(beam.DoFn):
             what = "tiled translation" if tiled else "translation"
             return self._record(item, "failed", f"{what} failed: {type(e).__name__}: {e}",
                                 time.perf_counter() - start, **stat)
+        del x
+        image = convert.without_pixels(image)
         out, alpha, fmt, notes = convert.finish_output(image, np.asarray(out), self.fmt)
         planned = item["output"]
         stem, dot, suffix = planned.rpartition(".")

@@ -409,6 +409,16 @@ def finish_output(image: image_io.DecodedImage, out: np.ndarray,
     return out, alpha, fmt, notes
 
 
+def without_pixels(image: image_io.DecodedImage) -> image_io.DecodedImage:
+    """``image`` with its RGB pixels dropped, metadata and alpha kept.
+
+    Encoding needs only those, so a big image's input is freed before its
+    output is encoded (PIL copies the output while encoding). A zero-strided
+    stand-in keeps ``height``/``width`` without the pixels.
+    """
+    return dataclasses.replace(image, rgb=np.broadcast_to(np.zeros((), np.uint8), image.rgb.shape))
+
+
 @dataclasses.dataclass
 class _Decoded:
     source: Source
@@ -417,12 +427,8 @@ class _Decoded:
     seconds: float
 
     def release_pixels(self) -> None:
-        """Drops the source pixels once translated: encoding needs only the
-        metadata (and alpha), so a big image's input is freed before its
-        output is encoded (PIL copies the output while encoding)."""
-        rgb = self.image.rgb
-        # A zero-strided stand-in keeps .height/.width without the pixels.
-        self.image = dataclasses.replace(self.image, rgb=np.broadcast_to(np.zeros((), np.uint8), rgb.shape))
+        """Drops the source pixels once translated (see :func:`without_pixels`)."""
+        self.image = without_pixels(self.image)
         self.model_input = None
 
 
