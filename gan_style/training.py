@@ -310,6 +310,38 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
     return bool(strategy.extended.should_checkpoint)
 
 
+def num_workers(strategy: tf.distribute.Strategy) -> int:
+    """How many hosts (chief + workers) the strategy spans; 1 without a cluster."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None:
+        return 1
+    spec = resolver.cluster_spec()
+    return max(1, sum(spec.num_tasks(job) for job in spec.jobs if job in ("chief", "worker")))
+
+
+def distributed_train_dataset(strategy, data, *, batch_size: int, seed: int, epoch: int, skip: int):
+    """One epoch of training batches fed to ``strategy``, after ``skip`` global steps.
+
+    On one host the whole pipeline is split by tf.distribute. On several, each
+    host's pipeline reads only its shard of the samples
+    (``distribute_datasets_from_function``), so no host decodes the images
+    the others train on.
+    """
+    workers = num_workers(strategy)
+    if workers == 1:
+        dataset = input_pipeline.train_dataset(data, batch_size=batch_size, seed=seed, epoch=epoch)
+        return strategy.experimental_distribute_dataset(dataset.skip(skip))
+    logging.info("input: each of %d hosts reads every %d-th sample", workers, workers)
+
+    def per_host(context: tf.distribute.InputContext) -> tf.data.Dataset:
+        local = input_pipeline.train_dataset(data, batch_size=batch_size, seed=seed, epoch=epoch,
+                                             input_context=context)
+        # Each global step takes one per-replica batch per local replica.
+        return local.skip(skip * context.num_replicas_in_sync // context.num_input_pipelines)
+
+    return strategy.distribute_datasets_from_function(per_host)
+
+
 def _worker_id(strategy) -> str:
     resolver = getattr(strategy, "cluster_resolver", None)
     if resolver is None:
@@ -833,8 +865,8 @@ def _train(config, workdir, strategy, chief, extra_callbacks, feature_fn):
     while not stop and int(counters.epoch.numpy()) < total_epochs:
         epoch = int(counters.epoch.numpy())
         done = int(counters.step_in_epoch.numpy())
-        dataset = input_pipeline.train_dataset(data, batch_size=batch_size, seed=config.seed, epoch=epoch)
-        dataset = strategy.experimental_distribute_dataset(dataset.skip(done))
+        dataset = distributed_train_dataset(strategy, data, batch_size=batch_size, seed=config.seed,
+                                            epoch=epoch, skip=done)
         progbar = keras.utils.Progbar(
             steps_per_epoch, verbose=1 if (chief and train.progress) else 0,
             stateful_metrics=["lr"], unit_name="step",

@@ -32,8 +32,11 @@ CHILD = textwrap.dedent(
     """
     import json, os, signal, sys
     import keras, numpy as np
+    from absl import logging
     from configs import smoke
     from gan_style import training
+
+    logging.set_verbosity(logging.INFO)
 
     workdir, overrides, kill_at, dump = sys.argv[1], json.loads(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
     config = smoke.get_config()
@@ -188,6 +191,8 @@ def test_two_workers_train_to_identical_weights(tmp_path, shared_data):
                 run.kill()
     for run, output in zip(runs, outputs):
         assert run.returncode == 0, output[-3000:]
+        # Each host's pipeline reads its own half of the samples.
+        assert "input: each of 2 hosts reads every 2-th sample" in output, output[-3000:]
     first, second = np.load(tmp_path / "weights0.npz"), np.load(tmp_path / "weights1.npz")
     assert len(first.files) > 10
     for name in first.files:

@@ -110,6 +110,15 @@ def test_precision_auto_follows_native_bfloat16_and_is_recorded(tmp_path, monkey
     assert recorded["train"]["precision"] == expected
 
 
+def test_num_workers_counts_chief_and_workers():
+    import types
+
+    assert training.num_workers(tf.distribute.get_strategy()) == 1
+    spec = tf.train.ClusterSpec({"chief": ["a:1"], "worker": ["b:2", "c:3"], "ps": ["d:4"]})
+    resolver = tf.distribute.cluster_resolver.SimpleClusterResolver(spec)
+    assert training.num_workers(types.SimpleNamespace(cluster_resolver=resolver)) == 3
+
+
 def _tiny_folders(root, count=4, size=40):
     rs = np.random.RandomState(0)
     from PIL import Image
