@@ -10,7 +10,10 @@ equals the pixels the page showed, within 1 level.
 Needs ``/usr/bin/chromium``, ``/usr/bin/chromedriver`` (Debian's chromium and
 chromium-driver) and the ``selenium`` package; skips, saying which is
 missing, without them. A screenshot of the page is saved in the test's
-temporary folder (``studio.png``), or where ``STUDIO_SCREENSHOT`` says.
+temporary folder (``studio.png``), or where ``STUDIO_SCREENSHOT`` says; the
+model is a tiny random one, or the ``.keras`` file ``STUDIO_MODEL`` names
+(``STUDIO_MODEL=assets/default_translator.keras STUDIO_SCREENSHOT=assets/studio.png``
+retakes the README's screenshot).
 """
 
 from __future__ import annotations
@@ -63,6 +66,8 @@ WAIT = 90
 
 @pytest.fixture
 def model_path(tmp_path) -> pathlib.Path:
+    if os.environ.get("STUDIO_MODEL"):  # e.g. the bundled model, to retake assets/studio.png
+        return pathlib.Path(os.environ["STUDIO_MODEL"]).resolve()
     generator = gan_style.build_generator("resnet_6blocks", base_filters=4, seed=2)
     translator = Translator(generator)
     translator(np.zeros((1, 8, 8, 3), np.uint8))
