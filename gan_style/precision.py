@@ -60,18 +60,22 @@ def generator_with_precision(generator: keras.Model, precision: str) -> keras.Mo
     """``generator`` computing in ``precision`` (``float32`` or ``bfloat16``).
 
     bfloat16: a clone whose layers run under ``mixed_bfloat16`` (float32
-    weights, bfloat16 compute) except its output layer, which stays float32;
-    the weights are copied, the original is untouched. float32 returns
-    ``generator`` itself.
+    weights, bfloat16 compute) except its output layer, which stays float32.
+    float32: ``generator`` itself when all its layers compute in float32,
+    else a float32 clone (a generator trained under a mixed policy carries
+    it). Clones get copies of the weights; the original is untouched.
     """
     precision = resolve_precision(precision)
-    if precision == "float32":
+    if precision == "float32" and all(layer.dtype_policy.name == "float32" for layer in generator.layers):
         return generator
     output_layer = generator.layers[-1].name
 
     def clone(layer):
         config = layer.get_config()
-        config["dtype"] = "float32" if layer.name == output_layer else "mixed_bfloat16"
+        if precision == "float32" or layer.name == output_layer:
+            config["dtype"] = "float32"
+        else:
+            config["dtype"] = "mixed_bfloat16"
         return layer.__class__.from_config(config)
 
     clone_model = keras.models.clone_model(generator, clone_function=clone)

@@ -52,7 +52,7 @@ from absl import logging
 
 from gan_style import input_pipeline, networks
 from gan_style.cyclegan import LOSS_NAMES, CycleGAN
-from gan_style.precision import native_bfloat16
+from gan_style.precision import generator_with_precision, native_bfloat16
 from gan_style.schedules import LinearDecaySchedule
 
 STRATEGIES = ("auto", "default", "mirrored", "multi_worker", "tpu")
@@ -420,13 +420,17 @@ def _check_sizes(model: CycleGAN, config) -> None:
 
 
 def export_generators(model: CycleGAN, directory: str | os.PathLike) -> None:
-    """Writes ``gen_ab.keras`` and ``gen_ba.keras``; each file appears whole or not at all."""
+    """Writes ``gen_ab.keras`` and ``gen_ba.keras``; each file appears whole or not at all.
+
+    The files hold float32 generators whatever the training precision: the
+    precision to run them in is the user's choice (``infer.py --precision``).
+    """
     directory = pathlib.Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     for name in ("gen_ab", "gen_ba"):
         final = directory / f"{name}.keras"
         temporary = directory / f".{name}.tmp{os.getpid()}.keras"
-        getattr(model, name).save(temporary)
+        generator_with_precision(getattr(model, name), "float32").save(temporary)
         os.replace(temporary, final)  # atomic on POSIX: a kill leaves the old file
 
 

@@ -75,6 +75,7 @@ def export_default_model(
     import numpy as np
 
     from gan_style import convert, image_io, tonal
+    from gan_style.precision import generator_with_precision
     from gan_style.translator import Translator, load_translator
 
     start = time.perf_counter()
@@ -88,13 +89,10 @@ def export_default_model(
     run = model_card.read_run(workdir, checkpoint)
 
     generator = keras.saving.load_model(source, safe_mode=True, compile=False)
-    policy = getattr(generator, "dtype_policy", None)
-    if policy is not None and getattr(policy, "compute_dtype", "float32") != "float32":
-        # A mixed-precision export computes in float16 on CPUs, slowly and less exactly.
-        raise ValueError(
-            f"{source}: generator computes in {policy.compute_dtype}; export a float32 generator "
-            "(rebuild it with the float32 policy and copy the weights)"
-        )
+    # Runs exported before training saved float32 generators may carry the
+    # training's mixed policy; the bundled model is float32 (infer.py picks
+    # the precision to run it in).
+    generator = generator_with_precision(generator, "float32")
     translator = Translator(
         generator, tone=None, strength=1.0, name="default_translator"
     )

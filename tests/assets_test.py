@@ -246,6 +246,24 @@ def test_export_default_model_writes_a_loadable_neutral_translator(workdir, tmp_
     )
 
 
+def test_export_default_model_makes_a_mixed_precision_export_float32(workdir, tmp_path):
+    """A run trained in mixed_bfloat16 before exports were float32 saved its policy."""
+    from gan_style.precision import generator_with_precision
+
+    path = workdir / "export" / "gen_ab.keras"
+    original = keras.saving.load_model(path, safe_mode=True)
+    generator_with_precision(original, "bfloat16").save(path)
+    try:
+        output = tmp_path / "default_translator.keras"
+        export_default_model.export_default_model(workdir, output=output)
+        loaded = load_translator(output)
+        assert {layer.dtype_policy.name for layer in loaded.generator.layers} == {"float32"}
+        image = image_io.load_rgb(SAMPLES_DIR / "vase.jpg")[None]
+        np.testing.assert_array_equal(np.asarray(loaded(image)), np.asarray(Translator(original)(image)))
+    finally:
+        original.save(path)
+
+
 def test_export_default_model_refuses_a_large_model_and_keeps_the_old_one(
     workdir, tmp_path
 ):

@@ -72,6 +72,16 @@ def test_bfloat16_generator_is_close_and_leaves_the_original_alone(generator):
     assert error.mean() < 0.01
 
 
+def test_a_mixed_policy_generator_comes_back_to_float32_exactly(generator):
+    fast = precision.generator_with_precision(generator, "bfloat16")
+    exact = precision.generator_with_precision(fast, "float32")
+    assert exact is not fast
+    assert {layer.dtype_policy.name for layer in exact.layers} == {"float32"}
+    x = np.random.default_rng(4).uniform(-1, 1, (1, 40, 40, 3)).astype(np.float32)
+    np.testing.assert_array_equal(np.asarray(exact(x)), np.asarray(generator(x)))
+    assert Translator(fast).with_precision("float32").generator is not fast
+
+
 def test_bfloat16_translator_keeps_tone_strength_and_sizes(generator):
     translator = Translator(generator, tone="warm", strength=0.7)
     fast = translator.with_precision("bfloat16")

@@ -108,6 +108,9 @@ def test_precision_auto_follows_native_bfloat16_and_is_recorded(tmp_path, monkey
     assert keras.mixed_precision.global_policy().name == "float32"  # restored afterwards
     recorded = json.loads((tmp_path / "run" / "config.json").read_text())
     assert recorded["train"]["precision"] == expected
+    # Exports are float32 whatever the training precision.
+    exported = keras.saving.load_model(tmp_path / "run" / "export" / "gen_ab.keras", compile=False)
+    assert {layer.dtype_policy.name for layer in exported.layers} == {"float32"}
 
 
 def test_num_workers_counts_chief_and_workers():
