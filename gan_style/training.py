@@ -434,6 +434,39 @@ def export_generators(model: CycleGAN, directory: str | os.PathLike) -> None:
         os.replace(temporary, final)  # atomic on POSIX: a kill leaves the old file
 
 
+def export_checkpoint(workdir: str | os.PathLike, step: int) -> pathlib.Path:
+    """Exports the generators of ``workdir/checkpoints/ckpt-<step>`` (float32).
+
+    For picking a checkpoint other than the last (training keeps the last
+    ``checkpoint.keep``). Writes ``workdir/export/ckpt-<step>/gen_ab.keras``
+    and ``gen_ba.keras`` and returns that folder.
+
+    Raises:
+      FileNotFoundError: no config.json or no such checkpoint (names it).
+    """
+    workdir = pathlib.Path(workdir)
+    config_file = workdir / "config.json"
+    if not config_file.exists():
+        raise FileNotFoundError(f"{config_file} not found: is {str(workdir)!r} a training workdir?")
+    prefix = workdir / "checkpoints" / f"ckpt-{int(step)}"
+    if not pathlib.Path(f"{prefix}.index").exists():
+        kept = sorted(path.stem for path in (workdir / "checkpoints").glob("ckpt-*.index"))
+        raise FileNotFoundError(f"checkpoint {prefix} not found; the workdir keeps {', '.join(kept) or 'none'}")
+    config = ml_collections.ConfigDict(json.loads(config_file.read_text()))
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("float32")
+    try:
+        model = build_model(config)
+        model.build((config.data.crop_size, config.data.crop_size, 3))
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+    status = tf.train.Checkpoint(gen_ab=model.gen_ab, gen_ba=model.gen_ba).restore(str(prefix))
+    status.expect_partial().assert_existing_objects_matched()
+    directory = workdir / "export" / f"ckpt-{int(step)}"
+    export_generators(model, directory)
+    return directory
+
+
 def _summary_metadata(plugin: str):
     from tensorflow.core.framework import summary_pb2
 

@@ -1,6 +1,6 @@
 r"""Turns a training run's export into the bundled default translator.
 
-    python scripts/export_default_model.py WORKDIR [--checkpoint=latest|best]
+    python scripts/export_default_model.py WORKDIR [--checkpoint=latest|best|ckpt-STEP]
         [--output=assets/default_translator.keras] [--max_mb=20]
 
 Wraps ``WORKDIR/export/gen_ab.keras`` (``latest``: the last checkpoint's
@@ -57,8 +57,8 @@ def export_default_model(
 
     Args:
       workdir: the training run's folder.
-      checkpoint: ``latest`` (``export/gen_ab.keras``) or ``best``
-        (``export/best/gen_ab.keras``).
+      checkpoint: ``latest`` (``export/gen_ab.keras``), ``best``
+        (``export/best/gen_ab.keras``) or ``ckpt-<step>`` (that kept checkpoint).
       output: where to write (default ``gan_style.convert.DEFAULT_MODEL_PATH``).
       max_mb: refuse a file larger than this many MB (10^6 bytes; the issue's 20 MB cap).
       sample: an image the written model must convert (checked after loading).
@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("workdir", help="the training run's folder")
     parser.add_argument(
-        "--checkpoint", choices=model_card.CHECKPOINTS, default="latest"
+        "--checkpoint", default="latest", help="latest, best or ckpt-<step> (a kept checkpoint)"
     )
     parser.add_argument(
         "--output", default=None, help="default: assets/default_translator.keras"

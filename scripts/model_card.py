@@ -1,6 +1,6 @@
 r"""Computes the numbers of ``assets/MODEL_CARD.md`` from a training workdir.
 
-    python scripts/model_card.py WORKDIR [--checkpoint=latest|best] [--model=PATH]
+    python scripts/model_card.py WORKDIR [--checkpoint=latest|best|ckpt-STEP] [--model=PATH]
         [--source=../shared/data/ikea/test] [--target=../shared/data/monet]
         [--limit=N] [--json=card.json] [--markdown_only]
 
@@ -32,6 +32,7 @@ import json
 import math
 import os
 import pathlib
+import re
 import sys
 import tempfile
 import time
@@ -57,20 +58,26 @@ KID_RATIO_BAR = 0.5
 def generator_path(
     workdir: str | os.PathLike, checkpoint: str = "latest"
 ) -> pathlib.Path:
-    """``export/gen_ab.keras`` (latest) or ``export/best/gen_ab.keras`` (best by FID).
+    """``export/gen_ab.keras`` (latest), ``export/best/gen_ab.keras`` (best by
+    FID) or, for ``ckpt-<step>``, ``export/ckpt-<step>/gen_ab.keras`` (exported
+    from that kept checkpoint first if needed).
 
     Raises:
       ValueError: unknown ``checkpoint``.
       FileNotFoundError: the workdir has no such export; the message says why.
     """
-    if checkpoint not in CHECKPOINTS:
-        raise ValueError(
-            f"--checkpoint must be one of {CHECKPOINTS}, got {checkpoint!r}"
-        )
+    step = checkpoint_step(checkpoint)
     workdir = pathlib.Path(workdir)
     if not workdir.is_dir():
         raise FileNotFoundError(f"workdir {str(workdir)!r} is not a directory")
     export = workdir / "export"
+    if step is not None:
+        path = export / checkpoint / "gen_ab.keras"
+        if not path.exists():
+            from gan_style import training
+
+            training.export_checkpoint(workdir, step)
+        return path
     path = (
         export / "gen_ab.keras"
         if checkpoint == "latest"
@@ -86,6 +93,18 @@ def generator_path(
             f"{path} not found: is {str(workdir)!r} a training workdir that saved a checkpoint yet?"
         )
     return path
+
+
+def checkpoint_step(checkpoint: str) -> int | None:
+    """``ckpt-<step>`` -> step; ``latest``/``best`` -> None; anything else: ValueError."""
+    if checkpoint in CHECKPOINTS:
+        return None
+    match = re.fullmatch(r"ckpt-(\d+)", checkpoint)
+    if not match:
+        raise ValueError(
+            f"--checkpoint must be one of {', '.join(CHECKPOINTS)} or ckpt-<step>, got {checkpoint!r}"
+        )
+    return int(match.group(1))
 
 
 def _checkpoint_step(workdir: pathlib.Path) -> int | None:
@@ -183,6 +202,8 @@ def read_run(workdir: str | os.PathLike, checkpoint: str = "latest") -> dict[str
         scores = json.loads((path.parent / "scores.json").read_text())
         run["best_scores"] = scores
         run["step"] = int(scores["step"])
+    elif checkpoint_step(checkpoint) is not None:
+        run["step"] = checkpoint_step(checkpoint)
     else:
         run["step"] = _checkpoint_step(workdir)
     run.update(read_events(workdir))
@@ -428,7 +449,7 @@ def main(argv: list[str] | None = None) -> int:
         prog="python scripts/model_card.py", description=__doc__.split("\n\n")[0]
     )
     parser.add_argument("workdir", help="the training run's folder")
-    parser.add_argument("--checkpoint", choices=CHECKPOINTS, default="latest")
+    parser.add_argument("--checkpoint", default="latest", help="latest, best or ckpt-<step> (a kept checkpoint)")
     parser.add_argument(
         "--model", help="score this translator .keras instead of the workdir's export"
     )

@@ -113,6 +113,44 @@ def test_precision_auto_follows_native_bfloat16_and_is_recorded(tmp_path, monkey
     assert {layer.dtype_policy.name for layer in exported.layers} == {"float32"}
 
 
+def test_export_checkpoint_restores_a_kept_checkpoint_as_float32(tmp_path):
+    import importlib.util
+
+    config = smoke.get_config()
+    config.data.root = str(_tiny_folders(tmp_path / "data", count=2, size=32))
+    config.data.max_images = 0
+    config.train.max_steps = 2
+    config.train.progress = False
+    config.checkpoint.every_steps = 1
+    workdir = tmp_path / "run"
+    training.train_and_evaluate(config, workdir)
+    folder = training.export_checkpoint(workdir, 1)
+    assert folder == workdir / "export" / "ckpt-1"
+    generator = keras.saving.load_model(folder / "gen_ab.keras", compile=False)
+    assert {layer.dtype_policy.name for layer in generator.layers} == {"float32"}
+    kernel = next(v for v in generator.weights if "stem_conv" in v.path and "kernel" in v.path).numpy()
+
+    def saved_in(name):
+        path = str(workdir / "checkpoints" / name)
+        reader = tf.train.load_checkpoint(path)
+        return any(np.array_equal(reader.get_tensor(key), kernel)
+                   for key, shape in tf.train.list_variables(path) if tuple(shape) == kernel.shape)
+
+    assert saved_in("ckpt-1") and not saved_in("ckpt-2")
+    latest = keras.saving.load_model(workdir / "export" / "gen_ab.keras", compile=False)
+    assert not np.array_equal(latest.get_weights()[1], generator.get_weights()[1])  # step 1, not 2
+    with pytest.raises(FileNotFoundError, match=r"ckpt-7 not found; the workdir keeps ckpt-1, ckpt-2"):
+        training.export_checkpoint(workdir, 7)
+
+    spec = importlib.util.spec_from_file_location("model_card", "scripts/model_card.py")
+    model_card = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(model_card)
+    assert model_card.generator_path(workdir, "ckpt-2") == workdir / "export" / "ckpt-2" / "gen_ab.keras"
+    assert model_card.read_run(workdir, "ckpt-1")["step"] == 1
+    with pytest.raises(ValueError, match="latest, best or ckpt-<step>"):
+        model_card.generator_path(workdir, "ckpt-x")
+
+
 def test_num_workers_counts_chief_and_workers():
     import types
 
