@@ -1,7 +1,7 @@
 r"""Takes the README's screenshot of the tone studio: a sample image with a preset.
 
     python scripts/studio_screenshot.py [--model=assets/default_translator.keras] \
-        [--image=assets/samples/coffee.jpg] [--preset=warm] [--out=assets/studio.png]
+        [--image=assets/samples/vase.jpg] [--preset=warm] [--out=assets/studio.png]
 
 Starts ``python -m gan_style.studio`` on a free port, opens it in headless
 Chromium through Selenium (Debian's ``chromium`` and ``chromium-driver``, the
@@ -24,7 +24,7 @@ WAIT = 120
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=str(REPO / "assets" / "default_translator.keras"))
-    parser.add_argument("--image", default=str(REPO / "assets" / "samples" / "coffee.jpg"))
+    parser.add_argument("--image", default=str(REPO / "assets" / "samples" / "vase.jpg"))
     parser.add_argument("--preset", default="warm")
     parser.add_argument("--out", default=str(REPO / "assets" / "studio.png"))
     args = parser.parse_args(argv)
