@@ -329,7 +329,6 @@ def _settings_fingerprint(translator: Translator, **options) -> str:
 
 
 def _resolve_translator(translator, tone, strength, precision="float32") -> Translator:
-    precision = resolve_precision(precision)
     if isinstance(translator, (str, os.PathLike)):
         return load_translator(translator, tone=tone, strength=strength).with_precision(precision)
     if not isinstance(translator, Translator):

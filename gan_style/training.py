@@ -453,13 +453,8 @@ def export_checkpoint(workdir: str | os.PathLike, step: int) -> pathlib.Path:
         kept = sorted(path.stem for path in (workdir / "checkpoints").glob("ckpt-*.index"))
         raise FileNotFoundError(f"checkpoint {prefix} not found; the workdir keeps {', '.join(kept) or 'none'}")
     config = ml_collections.ConfigDict(json.loads(config_file.read_text()))
-    previous = keras.mixed_precision.global_policy()
-    keras.mixed_precision.set_global_policy("float32")
-    try:
-        model = build_model(config)
-        model.build((config.data.crop_size, config.data.crop_size, 3))
-    finally:
-        keras.mixed_precision.set_global_policy(previous)
+    model = build_model(config)  # under any policy: export_generators writes float32
+    model.build((config.data.crop_size, config.data.crop_size, 3))
     status = tf.train.Checkpoint(gen_ab=model.gen_ab, gen_ba=model.gen_ba).restore(str(prefix))
     status.expect_partial().assert_existing_objects_matched()
     directory = workdir / "export" / f"ckpt-{int(step)}"

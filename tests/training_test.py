@@ -141,6 +141,14 @@ def test_export_checkpoint_restores_a_kept_checkpoint_as_float32(tmp_path):
     assert not np.array_equal(latest.get_weights()[1], generator.get_weights()[1])  # step 1, not 2
     with pytest.raises(FileNotFoundError, match=r"ckpt-7 not found; the workdir keeps ckpt-1, ckpt-2"):
         training.export_checkpoint(workdir, 7)
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:  # a caller's mixed policy does not leak into the export
+        training.export_checkpoint(workdir, 2)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    again = keras.saving.load_model(workdir / "export" / "ckpt-2" / "gen_ab.keras", compile=False)
+    assert {layer.dtype_policy.name for layer in again.layers} == {"float32"}
+    np.testing.assert_array_equal(again.get_weights()[1], latest.get_weights()[1])
 
     spec = importlib.util.spec_from_file_location("model_card", "scripts/model_card.py")
     model_card = importlib.util.module_from_spec(spec)
