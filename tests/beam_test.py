@@ -1,6 +1,5 @@
 """Catalog conversion on Apache Beam (DirectRunner): same outputs and records as infer.py's."""
 
-import io
 import json
 import os
 import pathlib
@@ -15,17 +14,15 @@ beam = pytest.importorskip("apache_beam", reason="the optional gan-style[beam] e
 
 from apache_beam.io.filesystem import FileMetadata  # noqa: E402
 from apache_beam.io.localfilesystem import LocalFileSystem  # noqa: E402
+from catalog_fixtures import BAD_FILES, save_tiny_translator, write_bad_files  # noqa: E402
 
 from gan_style import beam as beam_conversion  # noqa: E402
 from gan_style import convert  # noqa: E402
-from gan_style.networks import build_generator  # noqa: E402
-from gan_style.translator import Translator  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 DIRECT = ["--direct_num_workers=2", "--direct_running_mode=multi_threading"]
 OPTIONS = {"tone": "warm", "strength": 0.8, "tile": 64, "overlap": 32}
 FAKE = "gsfake://"
-BAD = {"empty.jpg": "empty file", "truncated.jpg": "truncated", "notes.png": "not an image"}
 
 
 def noise(height, width, channels=3, seed=0):
@@ -39,11 +36,7 @@ def save(path, array, **options):
 
 @pytest.fixture(scope="module")
 def model_path(tmp_path_factory):
-    path = tmp_path_factory.mktemp("model") / "tiny.keras"
-    translator = Translator(build_generator("resnet_6blocks", base_filters=4, seed=5))
-    translator(np.zeros((1, 8, 8, 3), np.uint8))  # build before saving
-    translator.save(path)
-    return path
+    return save_tiny_translator(tmp_path_factory.mktemp("model") / "tiny.keras", base_filters=4, seed=5)
 
 
 @pytest.fixture(scope="module")
@@ -56,11 +49,7 @@ def catalog(tmp_path_factory):
     save(src / "cutout.png", cut)
     save(src / "wide.png", noise(72, 150, seed=11))  # over --tile=64: tiled
     save(src / "a.bmp", noise(13, 7, seed=12))
-    (src / "empty.jpg").write_bytes(b"")
-    buffer = io.BytesIO()
-    Image.fromarray(noise(40, 40, seed=13)).save(buffer, "JPEG")
-    (src / "truncated.jpg").write_bytes(buffer.getvalue()[: len(buffer.getvalue()) // 2])
-    (src / "notes.png").write_text("this is not a picture")
+    write_bad_files(src, seed=13)
     return src
 
 
@@ -110,8 +99,8 @@ def test_beam_outputs_and_records_match_infer_py(model_path, catalog, tmp_path):
     assert got["wide.png"]["tiled"] is True
 
     dead = {r["rel"]: r for r in manifest_rows(on_beam, "dead_letter.beam-*.jsonl")}
-    assert set(dead) == set(BAD)
-    for rel, words in BAD.items():
+    assert set(dead) == set(BAD_FILES)
+    for rel, words in BAD_FILES.items():
         assert dead[rel]["status"] == "failed" and words in dead[rel]["reason"], dead[rel]
     # The Beam run's manifests resume a local run: nothing converted twice.
     rerun = convert.convert_catalog(model_path, catalog, on_beam, progress=False, **OPTIONS)

@@ -1,13 +1,13 @@
 """Catalog conversion: formats, alpha, bad files, resume, shards, path safety."""
 
 import hashlib
-import io
 import json
 import os
 import pathlib
 
 import numpy as np
 import pytest
+from catalog_fixtures import write_bad_files
 from PIL import Image
 
 from gan_style import convert
@@ -146,11 +146,7 @@ def test_bad_files_fail_with_reasons_and_never_stop_the_run(translator, tmp_path
     src = tmp_path / "in"
     save(src / "good1.jpg", noise(32, 32, seed=1))
     save(src / "z_good2.png", noise(20, 28, seed=2))
-    (src / "empty.jpg").write_bytes(b"")
-    buffer = io.BytesIO()
-    Image.fromarray(noise(40, 40, seed=3)).save(buffer, "JPEG")
-    (src / "truncated.jpg").write_bytes(buffer.getvalue()[: len(buffer.getvalue()) // 2])
-    (src / "notes.png").write_text("this is not a picture")
+    write_bad_files(src, seed=3)
     save(src / "huge.png", noise(50, 60, seed=4))
     (src / "dangling.jpg").symlink_to(src / "missing-target.jpg")
     locked = save(src / "locked.png", noise(8, 8, seed=5))

@@ -11,11 +11,10 @@ import time
 
 import numpy as np
 import pytest
+from catalog_fixtures import save_tiny_translator
 from PIL import Image
 
 from gan_style import convert
-from gan_style.networks import build_generator
-from gan_style.translator import Translator
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 INFER = ROOT / "infer.py"
@@ -33,11 +32,7 @@ def infer(*args, timeout=300):
 
 @pytest.fixture(scope="module")
 def model_path(tmp_path_factory):
-    path = tmp_path_factory.mktemp("model") / "tiny.keras"
-    translator = Translator(build_generator("resnet_6blocks", base_filters=8, seed=3))
-    translator(np.zeros((1, 8, 8, 3), np.uint8))  # build before saving
-    translator.save(path)
-    return path
+    return save_tiny_translator(tmp_path_factory.mktemp("model") / "tiny.keras", base_filters=8, seed=3)
 
 
 def test_usage_errors_exit_1_with_a_clear_message(model_path, tmp_path):

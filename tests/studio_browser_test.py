@@ -48,6 +48,7 @@ pytest.importorskip(
 )
 pytest.importorskip("flask", reason="the studio's optional extra (Flask) is not installed")
 
+from catalog_fixtures import save_tiny_translator
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
@@ -57,7 +58,6 @@ from studio_test import product_image
 
 import gan_style
 import gan_style.studio
-from gan_style.translator import Translator
 
 #: Browser steps wait at most this long (the generator of the tiny model
 #: takes about a second; the machine may be busy).
@@ -68,12 +68,7 @@ WAIT = 90
 def model_path(tmp_path) -> pathlib.Path:
     if os.environ.get("STUDIO_MODEL"):  # e.g. the bundled model, to retake assets/studio.png
         return pathlib.Path(os.environ["STUDIO_MODEL"]).resolve()
-    generator = gan_style.build_generator("resnet_6blocks", base_filters=4, seed=2)
-    translator = Translator(generator)
-    translator(np.zeros((1, 8, 8, 3), np.uint8))
-    path = tmp_path / "tiny_translator.keras"
-    translator.save(path)
-    return path
+    return save_tiny_translator(tmp_path / "tiny_translator.keras", base_filters=4, seed=2)
 
 
 @pytest.fixture

@@ -23,12 +23,14 @@ from PIL import Image
 
 pytest.importorskip("flask", reason="the studio's optional extra (Flask) is not installed")
 
+from catalog_fixtures import save_tiny_translator
+
 import gan_style
 from gan_style import tonal
 from gan_style.studio import __main__ as studio_main
 from gan_style.studio import create_app, host_warning, make_server, server
 from gan_style.studio.app import STATIC_DIR
-from gan_style.translator import Translator, load_translator
+from gan_style.translator import load_translator
 
 
 def product_image(height: int, width: int, seed: int = 0) -> np.ndarray:
@@ -67,12 +69,8 @@ def upload(client, data: bytes, name: str = "shot.png"):
 
 @pytest.fixture(scope="module")
 def model_path(tmp_path_factory) -> pathlib.Path:
-    generator = gan_style.build_generator("resnet_6blocks", base_filters=4, seed=1)
     path = tmp_path_factory.mktemp("studio_model") / "tiny_translator.keras"
-    translator = Translator(generator)
-    translator(np.zeros((1, 8, 8, 3), np.uint8))  # built, so the archive holds its weights
-    translator.save(path)
-    return path
+    return save_tiny_translator(path, base_filters=4, seed=1)
 
 
 @pytest.fixture(scope="module")
