@@ -16,6 +16,12 @@ in the numbers, so it prints the load average next to them):
   trained bundled model, whose weights are what decides the error.
 * ``naive_img_per_s``: the same model and images, one after another: PIL
   decode -> ``Translator.predict`` on one image -> PIL encode -> write.
+* ``torch_img_per_s`` (when PyTorch is installed; ``--torch=False`` skips it):
+  the reference CycleGAN's own test loop over the same networks in PyTorch
+  (``tests/torch_reference.py``) on the same images: one image at a time, no
+  loader threads (its ``test.py`` sets ``num_threads=0, batch_size=1``), PIL
+  decode -> ``ResnetGenerator`` under ``torch.inference_mode()`` -> PIL encode.
+  ``convert_over_torch`` is float32 ``convert_catalog`` over it.
 * ``peak_rss_mb_200`` / ``peak_rss_mb_2000``: peak resident memory of a whole
   conversion process for 200 and 2,000 images (the 120 test images copied
   repeatedly into a scratch folder), each in a fresh subprocess; it must not
@@ -28,8 +34,14 @@ in the numbers, so it prints the load average next to them):
   output as uint8, 3 + 3 bytes, plus a constant).
 * ``gflop_per_image`` and achieved GFLOP/s for the conversion, next to
   ``peak_gflop_per_s``: a float32 matmul probe run in the same process.
-* ``int8_img_per_s`` / ``int8_psnr_db``: the optional int8 path (issue 7's
-  stretch goal); ``null`` with ``int8_note`` saying why while it does not exist.
+* ``int8_img_per_s`` / ``int8_psnr_db``: issue 7's int8 stretch path, an
+  experiment (``bench/int8_tflite.py``, needs ``ai-edge-litert``; ``null``
+  with ``int8_note`` when it is not installed or ``--int8=False``): the
+  generator as a full-integer TFLite model calibrated on ``--int8_calibration``
+  run by XNNPACK in the naive loop's shape, one image at a time;
+  ``int8_over_float32`` is its rate over float32 ``convert_catalog``'s, and
+  the PSNR is against the float32 generator on the same images as bfloat16's
+  (``int8_psnr_db_bundled`` for the bundled model).
 
 The loops are interleaved (``--rounds`` times: ``--convert_chunk`` images
 through convert_catalog in float32, the same in bfloat16, then
@@ -48,15 +60,11 @@ import sys
 import tempfile
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
-
+import common
 from absl import app, flags
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("images", str(ROOT.parent / "shared" / "data" / "horse2zebra" / "testA"), "Folder of JPEGs.")
+flags.DEFINE_string("images", str(common.DATA / "horse2zebra" / "testA"), "Folder of JPEGs.")
 flags.DEFINE_integer("rounds", 3, "Interleaved rounds (convert chunk, naive chunk).")
 flags.DEFINE_integer("convert_chunk", 0, "Images converted by convert_catalog per round (0: the whole folder).")
 flags.DEFINE_integer("naive_chunk", 12, "Images converted by the naive loop per round.")
@@ -67,8 +75,13 @@ flags.DEFINE_list("rss_counts", ["200", "2000"], "Catalog sizes for the peak-RSS
 flags.DEFINE_list("tiled_sides", ["2000", "8000"], "Image sides for the tiled peak-RSS runs (empty: skip).")
 flags.DEFINE_string("json", None, "Write the results here as JSON.")
 flags.DEFINE_list("precisions", ["float32", "bfloat16"], "convert_catalog precisions to time.")
-flags.DEFINE_string("bundled", str(ROOT / "assets" / "default_translator.keras"),
+flags.DEFINE_string("bundled", str(common.ROOT / "assets" / "default_translator.keras"),
                     "A trained translator for the bfloat16-vs-float32 PSNR ('' to skip).")
+flags.DEFINE_bool("torch", True, "Also time the reference's PyTorch test loop (if torch is installed).")
+flags.DEFINE_bool("int8", True, "Also time the int8 TFLite experiment (if ai-edge-litert is installed).")
+flags.DEFINE_string("int8_calibration", str(common.DATA / "horse2zebra" / "trainA"),
+                    "Folder of JPEGs calibrating the int8 model's activation ranges.")
+flags.DEFINE_integer("int8_calibration_images", 32, "Calibration images for the int8 model.")
 flags.DEFINE_integer("rss_child", None, "Internal: convert this many images and report peak RSS.")
 flags.DEFINE_string("rss_dir", None, "Internal: the scratch catalog for --rss_child.")
 
@@ -114,6 +127,62 @@ def _naive(translator, images, output: pathlib.Path) -> float:
     return len(images) / (time.perf_counter() - start)
 
 
+def _torch_loop(filters):
+    """The reference test loop in PyTorch, or None when torch is not installed."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    import numpy as np
+    from PIL import Image
+
+    from tests import torch_reference as ref
+
+    torch.set_num_threads(os.cpu_count() or 1)  # as many as TensorFlow uses
+    net = ref.randomize(ref.ResnetGenerator(3, 3, filters, n_blocks=9)).eval()
+
+    def run(images, output: pathlib.Path) -> float:
+        output.mkdir(parents=True, exist_ok=True)
+        start = time.perf_counter()
+        for path in images:
+            with Image.open(path) as image:
+                rgb = np.array(image.convert("RGB"))  # writable, as torch.from_numpy wants
+            x = torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 127.5 - 1
+            with torch.inference_mode():
+                y = net(x)[0]
+            out = ((y.permute(1, 2, 0).numpy() + 1) * 127.5).clip(0, 255).round().astype(np.uint8)
+            Image.fromarray(out).save(output / path.name, quality=95)
+        return len(images) / (time.perf_counter() - start)
+
+    return run
+
+
+def _int8(generator, results):
+    """bench/int8_tflite.py's ``(run, predict)``, or None (with the reason in ``results``)."""
+    try:
+        import ai_edge_litert  # noqa: F401
+    except ImportError:
+        results["int8_note"] = "ai-edge-litert is not installed (pip install ai-edge-litert)"
+        return None
+    from int8_tflite import int8_loop
+
+    calibration = sorted(pathlib.Path(FLAGS.int8_calibration).glob("*.jpg"))[:FLAGS.int8_calibration_images]
+    if not calibration:
+        raise app.UsageError(f"no JPEGs in --int8_calibration={FLAGS.int8_calibration}")
+    return int8_loop(generator, calibration)
+
+
+def _uint8_model(predict):
+    """A uint8 -> uint8 image function around ``predict``, a model on [-1, 1] floats."""
+    import numpy as np
+
+    def run(rgb):
+        y = predict(rgb.astype(np.float32) / 127.5 - 1)
+        return np.clip(np.round((y + 1) * 127.5), 0, 255).astype(np.uint8)
+
+    return run
+
+
 def _psnr_db(a, b) -> float:
     import numpy as np
 
@@ -121,19 +190,25 @@ def _psnr_db(a, b) -> float:
     return float("inf") if mse == 0 else float(10 * np.log10(255.0**2 / mse))
 
 
-def _precision_psnr(translator, images) -> float:
-    """PSNR of bfloat16 against float32 outputs over ``images`` (one pooled MSE)."""
+def _psnr_to_float32(translator, approx, images) -> float:
+    """PSNR of ``approx`` (uint8 batch -> uint8 batch) against the float32 translator over
+    ``images`` (one pooled MSE)."""
     import numpy as np
     from PIL import Image
 
-    fast = translator.with_precision("bfloat16")
-    exact, approx = [], []
+    exact, approximate = [], []
     for path in images:
         with Image.open(path) as image:
             rgb = np.asarray(image.convert("RGB"))[None]
         exact.append(translator(rgb).numpy())
-        approx.append(fast(rgb).numpy())
-    return _psnr_db(np.concatenate(exact), np.concatenate(approx))
+        approximate.append(np.asarray(approx(rgb)))
+    return _psnr_db(np.concatenate(exact), np.concatenate(approximate))
+
+
+def _precision_psnr(translator, images) -> float:
+    """PSNR of bfloat16 against float32 outputs over ``images``."""
+    fast = translator.with_precision("bfloat16")
+    return _psnr_to_float32(translator, lambda rgb: fast(rgb).numpy(), images)
 
 
 def _child_rss(count: int, catalog: pathlib.Path) -> dict:
@@ -179,7 +254,6 @@ def main(argv):
         _rss_child(FLAGS.rss_child, pathlib.Path(FLAGS.rss_dir))
         return
     import numpy as np
-    from peak import matmul_peak_gflop_per_s
 
     import gan_style
 
@@ -188,7 +262,7 @@ def main(argv):
         raise app.UsageError(f"no JPEGs in --images={FLAGS.images}")
     if not FLAGS.convert_chunk:
         FLAGS.convert_chunk = len(images)
-    results = {"load_average_at_start": os.getloadavg()[0], "peak_gflop_per_s": matmul_peak_gflop_per_s()}
+    results = {"load_average_at_start": os.getloadavg()[0], "peak_gflop_per_s": common.matmul_peak_gflop_per_s()}
     translator = _translator(FLAGS.filters)
     gflop = _gflop_per_image(translator.generator)
     results["gflop_per_image"] = round(gflop, 2)
@@ -208,8 +282,14 @@ def main(argv):
             gan_style.convert_catalog(translator, chunks[0], scratch / f"out0{precision}", format="jpg",
                                       progress=False, batch_size=FLAGS.batch_size, precision=precision)
         translator.predict(np.zeros((1, 256, 256, 3), np.uint8), verbose=0)
+        torch_loop = _torch_loop(FLAGS.filters) if FLAGS.torch else None
+        if torch_loop:
+            torch_loop(images[:1], scratch / "torch0")
+        int8 = _int8(translator.generator, results) if FLAGS.int8 else None
+        if int8:
+            int8[0](images[:1], scratch / "int80")
         rates = {precision: [] for precision in FLAGS.precisions}
-        naive_rates = []
+        naive_rates, torch_rates, int8_rates = [], [], []
         for r in range(1, FLAGS.rounds + 1):
             for precision in FLAGS.precisions:
                 start = time.perf_counter()
@@ -222,6 +302,12 @@ def main(argv):
             naive_images = [images[(r * FLAGS.naive_chunk + i) % len(images)] for i in range(FLAGS.naive_chunk)]
             naive_rates.append(_naive(translator, naive_images, scratch / f"naive{r}"))
             shown = ", ".join(f"convert_catalog {p} {rates[p][-1]:.3f}" for p in FLAGS.precisions)
+            if torch_loop:
+                torch_rates.append(torch_loop(naive_images, scratch / f"torch{r}"))
+                shown += f", PyTorch loop {torch_rates[-1]:.3f}"
+            if int8:
+                int8_rates.append(int8[0](naive_images, scratch / f"int8{r}"))
+                shown += f", int8 TFLite loop {int8_rates[-1]:.3f}"
             print(f"round {r}: {shown}, naive {naive_rates[-1]:.3f} img/s, load {os.getloadavg()[0]:.1f}",
                   flush=True)
         keys = {"float32": "convert", "bfloat16": "bf16"}
@@ -249,6 +335,16 @@ def main(argv):
                   f"{results[f'{key}_over_naive_median_of_rounds']:.2f}x)")
         if "convert_over_naive" in results:
             results["speedup"] = results["convert_over_naive"]
+        if torch_rates:
+            results["torch_img_per_s"] = float(np.median(torch_rates))
+            results["torch_rounds_img_per_s"] = [round(x, 4) for x in torch_rates]
+            for precision in FLAGS.precisions:
+                key = keys[precision]
+                results[f"{key}_over_torch"] = results[f"{key}_img_per_s"] / results["torch_img_per_s"]
+                paired = [c / t for c, t in zip(rates[precision], torch_rates)]
+                results[f"{key}_over_torch_median_of_rounds"] = float(np.median(paired))
+                print(f"convert_catalog {precision} over the PyTorch test loop: {results[f'{key}_over_torch']:.2f}x "
+                      f"(median of per-round ratios {results[f'{key}_over_torch_median_of_rounds']:.2f}x)")
         if "bfloat16" in FLAGS.precisions:
             psnr_images = images[:8]
             results["bf16_psnr_db"] = _precision_psnr(translator, psnr_images)
@@ -261,10 +357,21 @@ def main(argv):
                   f"{results.get('bf16_psnr_db_bundled', float('nan')):.1f} dB (bundled model), "
                   f"{len(psnr_images)} images")
         print(f"naive loop:      {results['naive_img_per_s']:.2f} img/s ({results['naive_gflop_per_s']:.0f} GFLOP/s)")
-        results["int8_img_per_s"] = None
-        results["int8_psnr_db"] = None
-        results["int8_note"] = ("no int8 path: not attempted; bfloat16 (bf16_img_per_s, bf16_psnr_db) is the "
-                                "faster-than-float32 path on this CPU")
+        results["int8_img_per_s"] = results["int8_psnr_db"] = None
+        if int8_rates:
+            results["int8_img_per_s"] = float(np.median(int8_rates))
+            results["int8_rounds_img_per_s"] = [round(x, 4) for x in int8_rates]
+            results["int8_psnr_db"] = _psnr_to_float32(translator, _uint8_model(int8[1]), images[:8])
+            if FLAGS.bundled and pathlib.Path(FLAGS.bundled).exists():
+                bundled = gan_style.load_translator(FLAGS.bundled)
+                bundled_int8 = _int8(bundled.generator, {})[1]
+                results["int8_psnr_db_bundled"] = _psnr_to_float32(bundled, _uint8_model(bundled_int8), images[:8])
+            if "convert_img_per_s" in results:
+                results["int8_over_float32"] = results["int8_img_per_s"] / results["convert_img_per_s"]
+            print(f"int8 TFLite loop: {results['int8_img_per_s']:.2f} img/s "
+                  f"({results.get('int8_over_float32', float('nan')):.2f}x float32 convert_catalog), "
+                  f"{results['int8_psnr_db']:.1f} dB vs float32 (random-init reference net), "
+                  f"{results.get('int8_psnr_db_bundled', float('nan')):.1f} dB (bundled model)")
 
         for count in [int(c) for c in FLAGS.rss_counts]:
             big = scratch / f"rss{count}"
@@ -296,9 +403,7 @@ def main(argv):
             print(f"tiled: {results['tiled_bytes_per_extra_pixel']:.2f} bytes of peak RSS per extra pixel "
                   f"({low}^2 -> {high}^2; target 6 = input + output as uint8)")
     results["load_average_at_end"] = os.getloadavg()[0]
-    if FLAGS.json:
-        pathlib.Path(FLAGS.json).write_text(json.dumps(results, indent=2) + "\n")
-    print(json.dumps(results))
+    common.write_results(results, FLAGS.json)
 
 
 if __name__ == "__main__":

@@ -12,14 +12,10 @@ sqrt(n)), so "within noise" is a number.
 """
 
 import glob
-import json
 import math
 import pathlib
-import sys
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
+import common
 from absl import app, flags
 
 FLAGS = flags.FLAGS
@@ -111,8 +107,7 @@ def main(argv):
         fig.tight_layout()
         fig.savefig(FLAGS.out, dpi=80)
         print(f"wrote {FLAGS.out}")
-    if FLAGS.json:
-        pathlib.Path(FLAGS.json).write_text(json.dumps(results, indent=2) + "\n")
+    common.write_results(results, FLAGS.json)
 
 
 if __name__ == "__main__":

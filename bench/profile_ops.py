@@ -13,13 +13,9 @@ import collections
 import glob
 import os
 import pathlib
-import sys
 import tempfile
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
+import common  # noqa: F401 (first: the repository on sys.path, TF's C++ logs quiet)
 from absl import app, flags
 
 flags.DEFINE_string("generator", "resnet_9blocks", "Generator network.")

@@ -28,17 +28,10 @@ JSON keys: ``tf_infer_img_per_s``, ``torch_infer_img_per_s``,
 matmul peak measured here (``peak_gflop_per_s``) and the load average.
 """
 
-import json
 import os
-import pathlib
-import sys
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
-
+import common
 import numpy as np
 from absl import app, flags
 
@@ -117,14 +110,12 @@ def inference(results):
 
 
 def train(results):
+    import keras
     import tensorflow as tf
 
     from gan_style.cyclegan import CycleGAN
-    from tests import torch_reference as ref
-
-    import keras
-
     from gan_style.training import resolve_train_precision
+    from tests import torch_reference as ref
 
     torch = _torch_threads()
     size = FLAGS.train_size
@@ -213,9 +204,8 @@ def _interleave(runs, calls):
 
 def main(argv):
     del argv
-    from peak import matmul_peak_gflop_per_s
 
-    results = {"load_average_at_start": os.getloadavg()[0], "peak_gflop_per_s": matmul_peak_gflop_per_s(),
+    results = {"load_average_at_start": os.getloadavg()[0], "peak_gflop_per_s": common.matmul_peak_gflop_per_s(),
                "torch_threads": FLAGS.torch_threads or os.cpu_count()}
     print(f"float32 matmul peak measured now: {results['peak_gflop_per_s']:.0f} GFLOP/s")
     if "inference" in FLAGS.parts:
@@ -232,9 +222,7 @@ def main(argv):
               f"default precision ({results['tf_default_precision']}) {results['tf_default_train_img_per_s']:.3f} "
               f"img/s ({results['tf_default_over_torch_train']:.2f}x PyTorch)")
     results["load_average_at_end"] = os.getloadavg()[0]
-    if FLAGS.json:
-        pathlib.Path(FLAGS.json).write_text(json.dumps(results, indent=2) + "\n")
-    print(json.dumps(results))
+    common.write_results(results, FLAGS.json)
 
 
 if __name__ == "__main__":

@@ -32,14 +32,9 @@ for all of them.
 
 import json
 import os
-import pathlib
-import sys
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-
+import common
 import keras
 import numpy as np
 import tensorflow as tf
@@ -153,10 +148,9 @@ def train_gflop_per_image(size):
 
 def main(argv):
     del argv
-    from peak import matmul_peak_gflop_per_s
 
     by_size = {}
-    peak = matmul_peak_gflop_per_s()
+    peak = common.matmul_peak_gflop_per_s()
     print(f"float32 matmul peak measured now: {peak:.0f} GFLOP/s; load average {os.getloadavg()[0]:.1f}")
     for size in FLAGS.size:
         row = by_size[str(size)] = {"load_average_at_start": os.getloadavg()[0], "peak_gflop_per_s": peak,
@@ -183,9 +177,7 @@ def main(argv):
         print(json.dumps(row))
         del runs
     results = {**by_size[str(FLAGS.size[0])], "size": FLAGS.size[0], "by_size": by_size}
-    if FLAGS.json:
-        with open(FLAGS.json, "w") as f:
-            json.dump(results, f, indent=2, sort_keys=True)
+    common.write_results(results, FLAGS.json)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,48 @@
+"""What every benchmark script shares: the import path, quiet TF logs, the
+float32 peak probe and the JSON output.
+
+The scripts run as ``python bench/NAME.py``, so this folder is already on
+``sys.path``; importing this module first puts the repository root there too
+(for ``gan_style`` and ``tests.torch_reference``) and silences TF's C++ INFO
+logs before TensorFlow is imported.
+"""
+
+import json
+import os
+import pathlib
+import sys
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data"
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def matmul_peak_gflop_per_s(n: int = 2048, seconds: float = 3.0) -> float:
+    """The machine's float32 peak right now: best GFLOP/s of repeated ``n x n``
+    matmuls (2 n^3 flops each) over ``seconds``.
+
+    Measured in the same run as the benchmark, so the printed distance to the
+    limit sees the same load as the numbers next to it.
+    """
+    import tensorflow as tf
+
+    a = tf.random.stateless_normal([n, n], seed=[1, 2])
+    b = tf.random.stateless_normal([n, n], seed=[3, 4])
+    matmul = tf.function(lambda x, y: tf.reduce_sum(tf.matmul(x, y)))
+    matmul(a, b).numpy()
+    best, deadline = 0.0, time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        start = time.perf_counter()
+        matmul(a, b).numpy()
+        best = max(best, 2 * n**3 / (time.perf_counter() - start) / 1e9)
+    return best
+
+
+def write_results(results: dict, path: str | None) -> None:
+    """Prints ``results`` as one JSON line and, given a ``path``, writes it there indented."""
+    if path:
+        pathlib.Path(path).write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+    print(json.dumps(results))
