@@ -4,6 +4,7 @@ r"""Converts a product catalog with a gan_style translator.
         [--tone=warm|profile.json] [--strength=0.8] [--format=same|jpg|png|webp] \
         [--quality=95] [--batch_size=4] [--tile=512 --overlap=96] [--max_pixels=N] \
         [--overwrite] [--num_shards=N --shard_index=I] [--precision=auto|float32|bfloat16] \
+        [--context=PIXELS] \
         [--runner=local|beam [-- BEAM_OPTIONS]]
 
 Every source gets one line in OUTPUT/manifest.jsonl (converted, skipped or
@@ -44,6 +45,12 @@ flags.DEFINE_enum(
     "Generator arithmetic: auto = bfloat16 on CPUs that compute it natively (AVX512-BF16/AMX; about 1.7x "
     "faster, ~44 dB from float32), float32 elsewhere; or force float32 / bfloat16.",
 )
+flags.DEFINE_integer(
+    "context", None,
+    "Pixels of mirrored context around each image for the generator, cropped afterwards: moves the stripes "
+    "a generator draws along image borders out of the picture (default: the model's own; the bundled model's "
+    "is 32).",
+)
 flags.DEFINE_enum(
     "runner", "local", ["local", "beam"],
     "local: this process (convert_catalog); beam: an Apache Beam pipeline (pip install gan-style[beam]), "
@@ -67,6 +74,7 @@ def _conversion_options() -> dict:
         num_shards=FLAGS.num_shards,
         shard_index=FLAGS.shard_index,
         precision=FLAGS.precision,
+        context=FLAGS.context,
     )
 
 

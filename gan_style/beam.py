@@ -276,15 +276,16 @@ class ConvertFn(beam.DoFn):
       max_pixels: as :func:`gan_style.convert_catalog`.
       precision: ``float32`` or ``bfloat16`` (``auto`` is resolved on the
         launcher, so that every worker computes what the fingerprint says).
+      context: mirrored context in pixels (None keeps the model's).
       settings: the settings fingerprint recorded in the manifest.
       output_root: the output folder (local paths: writes are kept inside it).
     """
 
     def __init__(self, model: str, *, tone: Any, strength: float | None, fmt: str, quality: int,
                  batch_size: int, tile: int, overlap: int, stats_size: int, max_pixels: int | None,
-                 settings: str, output_root: str, precision: str = "float32"):
+                 settings: str, output_root: str, precision: str = "float32", context: int | None = None):
         self.model, self.tone, self.strength = str(model), tone, strength
-        self.precision = precision
+        self.precision, self.context = precision, context
         self.fmt, self.quality, self.batch_size = fmt, int(quality), int(batch_size)
         self.tile, self.overlap, self.stats_size = int(tile or 0), int(overlap), int(stats_size)
         self.max_pixels, self.settings, self.output_root = max_pixels, settings, output_root
@@ -304,7 +305,8 @@ class ConvertFn(beam.DoFn):
                 dst.write(src.read())
             model = local
         tone = None if self.tone is None else tonal.Profile(**self.tone)
-        self._translator = load_translator(model, tone=tone, strength=self.strength).with_precision(self.precision)
+        self._translator = load_translator(model, tone=tone, strength=self.strength,
+                                           context=self.context).with_precision(self.precision)
         self._translate = convert.translate_function(self._translator)
         self._tiled = None
 
@@ -459,6 +461,7 @@ def run_pipeline(
     num_shards: int = 1,
     shard_index: int = 0,
     precision: str = "auto",
+    context: int | None = None,
     pipeline_args: Sequence[str] = (),
 ):
     """Converts a catalog on Beam; the counterpart of :func:`gan_style.convert_catalog`.
@@ -483,6 +486,11 @@ def run_pipeline(
     stats_size = tiling.DEFAULT_STATS_SIZE if stats_size is None else stats_size
     convert._check_options(format, quality, batch_size, tile, overlap, max_pixels, num_shards, shard_index)
     precision = convert.resolve_precision(precision)
+    if context is not None:
+        try:
+            convert.check_context(context)
+        except ValueError as e:
+            raise ValueError(f"--{e}") from None
     model, output, source = str(model), str(output), str(source)
     if not _is_remote(model) and not os.path.exists(model):
         raise FileNotFoundError(f"--model {model!r}: not found")
@@ -494,7 +502,7 @@ def run_pipeline(
         local_model = os.path.join(tempfile.mkdtemp(prefix="gan_style-model-"), os.path.basename(model))
         with FileSystems.open(model) as src, open(local_model, "wb") as dst:
             dst.write(src.read())
-    translator = convert._resolve_translator(local_model, profile, strength, precision)
+    translator = convert._resolve_translator(local_model, profile, strength, precision, context)
     if tile:
         try:
             tiling.tile_size(int(tile), translator.multiple, translator.minimum)
@@ -528,7 +536,7 @@ def run_pipeline(
 
     convert_fn = ConvertFn(model, tone=None if profile is None else dataclasses.asdict(profile), strength=strength, fmt=format, quality=quality,
                            batch_size=batch_size, tile=tile, overlap=overlap, stats_size=stats_size,
-                           max_pixels=max_pixels, settings=settings, precision=precision,
+                           max_pixels=max_pixels, settings=settings, precision=precision, context=context,
                            output_root=output if _is_remote(output) else os.path.realpath(output))
     options = PipelineOptions(list(pipeline_args))
     pipeline = beam.Pipeline(options=options)

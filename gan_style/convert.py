@@ -46,7 +46,7 @@ import tensorflow as tf
 
 from gan_style import image_io, image_writer, tiling
 from gan_style.precision import resolve_precision
-from gan_style.translator import Translator, load_translator
+from gan_style.translator import Translator, check_context, load_translator
 
 #: Exit status of ``infer.py`` when some files failed (the rest converted).
 EXIT_SOME_FAILED = 3
@@ -320,17 +320,20 @@ class _Progress:
 
 
 def _settings_fingerprint(translator: Translator, **options) -> str:
-    """sha1 of the weights, tone, strength and output options."""
+    """sha1 of the weights, tone, strength, context and output options."""
     h = hashlib.sha1()
     for weight in translator.weights:
         h.update(np.asarray(weight.numpy()).tobytes())
-    h.update(json.dumps({"strength": translator.strength, **options}, sort_keys=True).encode())
+    # context 0 is left out so that outputs made before it existed stay done.
+    given = {"strength": translator.strength, **({"context": translator.context} if translator.context else {})}
+    h.update(json.dumps({**given, **options}, sort_keys=True).encode())
     return h.hexdigest()[:16]
 
 
-def _resolve_translator(translator, tone, strength, precision="float32") -> Translator:
+def _resolve_translator(translator, tone, strength, precision="float32", context=None) -> Translator:
     if isinstance(translator, (str, os.PathLike)):
-        return load_translator(translator, tone=tone, strength=strength).with_precision(precision)
+        translator = load_translator(translator, tone=tone, strength=strength, context=context)
+        return translator.with_precision(precision)
     if not isinstance(translator, Translator):
         raise ValueError(
             "translator must be a gan_style.Translator or a path to a .keras file, "
@@ -339,8 +342,8 @@ def _resolve_translator(translator, tone, strength, precision="float32") -> Tran
     if tone is not None or strength is not None:
         # A new wrapper around the same generator: the caller's object stays as it was.
         translator = Translator(translator.generator, tone=tone if tone is not None else translator.profile,
-                                strength=strength)
-    return translator.with_precision(precision)
+                                strength=strength, context=translator.context)
+    return translator.with_context(context).with_precision(precision)
 
 
 def _check_options(fmt, quality, batch_size, tile, overlap, max_pixels, num_shards, shard_index):
@@ -656,6 +659,7 @@ def convert_catalog(
     num_shards: int = 1,
     shard_index: int = 0,
     precision: str = "auto",
+    context: int | None = None,
     workers: int | None = None,
     progress: bool = True,
 ) -> ConversionSummary:
@@ -684,6 +688,9 @@ def convert_catalog(
         the relative path falls in this shard.
       precision: ``auto`` (bfloat16 on CPUs that compute it natively, else
         float32), ``float32`` or ``bfloat16``; see :mod:`gan_style.precision`.
+      context: pixels of mirrored context around each image for the
+        generator (None keeps the translator's; see
+        :class:`~gan_style.Translator`).
       workers: decode/encode threads (default: the CPU count).
       progress: show a progress bar on stderr.
 
@@ -697,7 +704,12 @@ def convert_catalog(
     start = time.monotonic()
     _check_options(format, quality, batch_size, tile, overlap, max_pixels, num_shards, shard_index)
     precision = resolve_precision(precision)
-    translator = _resolve_translator(translator, tone, strength, precision)
+    if context is not None:
+        try:
+            check_context(context)
+        except ValueError as e:
+            raise ValueError(f"--{e}") from None
+    translator = _resolve_translator(translator, tone, strength, precision, context)
     if tile:
         try:
             tiling.tile_size(int(tile), translator.multiple, translator.minimum)

@@ -220,17 +220,19 @@ def _ramp(n: int) -> np.ndarray:
     return np.sin(0.5 * np.pi * t) ** 2
 
 
-def plan_axis(length: int, tile: int, overlap: int, multiple: int, minimum: int) -> list[_Window]:
+def plan_axis(length: int, tile: int, overlap: int, multiple: int, minimum: int,
+              context: int = 0) -> list[_Window]:
     """Tile positions and blend weights along one axis of ``length`` pixels.
 
-    The axis is first mirror-padded (virtually: only indices) to the size the
-    generator needs, centred exactly as the Translator pads, so every tile
+    The axis is first mirror-padded (virtually: only indices) by ``context``
+    on each side and on to the size the generator needs, centred exactly as
+    the Translator pads, so every tile
     samples the same stride-2 grid as the untiled generator would. ``tile``
     must already be a valid generator size. Tiles start at multiples of
     ``multiple`` of that padded axis, neighbours overlap by at least
     ``overlap``, and each pixel gets weight from at most two tiles.
     """
-    size = padded_size(length, multiple, minimum)
+    size = padded_size(length + 2 * context, multiple, minimum)
     before = (size - length) // 2
     mirror = mirror_indices(length, before, size - length - before)
     if size <= tile:
@@ -366,7 +368,10 @@ class TiledTranslator:
         """Per-norm-layer statistics of ``image`` from its thumbnail."""
         small = thumbnail(image, self.stats_size)
         h, w = small.shape[:2]
-        ph, pw = padded_size(h, self.multiple, self.minimum), padded_size(w, self.multiple, self.minimum)
+        # The Translator's mirrored context, scaled with the thumbnail.
+        context = 2 * round(self.translator.context * max(h, w) / max(image.shape[:2]))
+        ph = padded_size(h + context, self.multiple, self.minimum)
+        pw = padded_size(w + context, self.multiple, self.minimum)
         rows = mirror_indices(h, (ph - h) // 2, ph - h - (ph - h) // 2)
         cols = mirror_indices(w, (pw - w) // 2, pw - w - (pw - w) // 2)
         x = to_float(small[np.ix_(rows, cols)])[None]
@@ -389,8 +394,9 @@ class TiledTranslator:
         height, width = image.shape[:2]
         out = np.empty(image.shape[:2] + (3,), np.uint8) if out is None else out
         stats = self.statistics(image)
-        rows = plan_axis(height, self.tile, self.overlap, self.multiple, self.minimum)
-        cols = plan_axis(width, self.tile, self.overlap, self.multiple, self.minimum)
+        context = self.translator.context
+        rows = plan_axis(height, self.tile, self.overlap, self.multiple, self.minimum, context)
+        cols = plan_axis(width, self.tile, self.overlap, self.multiple, self.minimum, context)
         positions = [(r, c) for r in range(len(rows)) for c in range(len(cols))]
         blender = _Blender(rows, cols, width, lambda y0, y1, x0, x1, g: self._write(
             image, out, finish, y0, y1, x0, x1, g))

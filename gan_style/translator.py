@@ -4,8 +4,9 @@ A :class:`Translator` wraps a generator (float [-1, 1] in and out, sizes
 restricted) into an ordinary ``keras.Model`` for the people who reuse it:
 
     images uint8 [B, H, W, 3]
-      -> generate(): scale to [-1, 1], mirror-pad to the generator's size
-         rule (gan_style.networks.input_requirements), generator, crop back
+      -> generate(): scale to [-1, 1], mirror-pad (``context`` pixels, then
+         to the generator's size rule, gan_style.networks.input_requirements),
+         generator, crop back
       -> finish(): strength blend with the source, TonalAdjustment, uint8
 
 It saves to ``.keras`` (loaded back by :func:`load_translator` in safe mode)
@@ -21,6 +22,7 @@ import pathlib
 from typing import Any
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from gan_style import tonal
@@ -62,6 +64,13 @@ def _mirror_indices(n, target):
     return tf.where(use_reflect, reflect, symmetric), before
 
 
+def check_context(context) -> int:
+    """``context`` as an int >= 0, or a ValueError naming it."""
+    if isinstance(context, bool) or not isinstance(context, (int, np.integer)) or context < 0:
+        raise ValueError(f"context must be an integer >= 0 (pixels), got {context!r}")
+    return int(context)
+
+
 def _check_rgb_generator(generator: keras.Model) -> None:
     """Rejects models that do not map RGB images to RGB images (e.g. a discriminator)."""
     try:
@@ -97,6 +106,12 @@ class Translator(keras.Model):
       strength: default style strength in [0, 1] (a Python float, fixed into
         any graph traced from the model; per-image strength goes through
         ``tone_params``).
+      context: pixels of mirrored context added on every side of an image
+        before the generator and cropped from its output (a Python int, fixed
+        into traced graphs). A generator draws its own stripes along image
+        borders; mirrored context moves them outside the image. It costs
+        ``((H + 2c) (W + 2c)) / (H W)`` times the compute. 0 for a plain
+        generator; the bundled model ships with 32.
     """
 
     def __init__(
@@ -104,6 +119,7 @@ class Translator(keras.Model):
         generator: keras.Model,
         tone: Any = None,
         strength: float | None = None,
+        context: int = 0,
         **kwargs,
     ):
         """Args:
@@ -112,6 +128,7 @@ class Translator(keras.Model):
           (neutral), a preset name, a profile JSON path, a dict, a Profile.
         strength: style strength in [0, 1]; None takes the profile's (1.0 for
           presets).
+        context: mirrored context in pixels on each side (see the class docstring).
         """
         super().__init__(**kwargs)
         if isinstance(generator, dict):
@@ -121,6 +138,7 @@ class Translator(keras.Model):
                 f"Translator needs a Keras generator model, got {type(generator).__name__}"
             )
         _check_rgb_generator(generator)
+        self.context = check_context(context)
         profile = tonal.resolve_tone(tone)
         if strength is not None:
             profile = profile.replace(strength=strength)  # validates the range
@@ -135,16 +153,17 @@ class Translator(keras.Model):
     def generate(self, images) -> tf.Tensor:
         """Runs the generator on uint8 images of any size.
 
-        Scales to [-1, 1], mirror-pads H and W to the generator's multiple and
-        minimum, runs it, crops back. Returns float32 ``[B, H, W, 3]`` in
-        [-1, 1].
+        Scales to [-1, 1], mirror-pads H and W by ``context`` on each side
+        and on to the generator's multiple and minimum, runs it, crops back.
+        Returns float32 ``[B, H, W, 3]`` in [-1, 1].
         """
         images = self._check_images(images)
         x = tf.cast(images, tf.float32) / 127.5 - 1.0
         shape = tf.shape(x)
         height, width = shape[1], shape[2]
-        rows, top = _mirror_indices(height, _padded_size(height, self.multiple, self.minimum))
-        cols, left = _mirror_indices(width, _padded_size(width, self.multiple, self.minimum))
+        context = 2 * self.context
+        rows, top = _mirror_indices(height, _padded_size(height + context, self.multiple, self.minimum))
+        cols, left = _mirror_indices(width, _padded_size(width + context, self.multiple, self.minimum))
         x = tf.gather(tf.gather(x, rows, axis=1), cols, axis=2)
         y = self.generator(x, training=False)
         y = y[:, top : top + height, left : left + width, :]
@@ -237,7 +256,17 @@ class Translator(keras.Model):
         generator = generator_with_precision(self.generator, precision)
         if generator is self.generator:
             return self
-        return Translator(generator, tone=self.profile, name=self.name)
+        return Translator(generator, tone=self.profile, context=self.context, name=self.name)
+
+    def with_context(self, context: int | None) -> "Translator":
+        """This translator with ``context`` pixels of mirrored context (None: unchanged).
+
+        Returns ``self`` when nothing changes, else a new Translator around the
+        same generator with the same tone and strength.
+        """
+        if context is None or check_context(context) == self.context:
+            return self
+        return Translator(self.generator, tone=self.profile, context=context, name=self.name)
 
     # -- saving ---------------------------------------------------------------
 
@@ -248,6 +277,7 @@ class Translator(keras.Model):
             "generator": keras.saving.serialize_keras_object(self.generator),
             "tone": self.tonal.get_params(),
             "strength": self.strength,
+            "context": self.context,
         }
 
     @classmethod
@@ -323,12 +353,16 @@ class Translator(keras.Model):
 
 
 def load_translator(
-    path: str | os.PathLike, tone: Any = None, strength: float | None = None
+    path: str | os.PathLike,
+    tone: Any = None,
+    strength: float | None = None,
+    context: int | None = None,
 ) -> Translator:
     """Loads a Translator from ``.keras`` (safe mode).
 
     A bare generator ``.keras`` (as training exports it) is wrapped in a new
-    Translator. ``tone``/``strength``, when given, replace the saved ones.
+    Translator. ``tone``/``strength``/``context``, when given, replace the
+    saved ones.
 
     Raises:
       FileNotFoundError: no such file.
@@ -349,10 +383,10 @@ def load_translator(
     if isinstance(model, Translator):
         if tone is not None or strength is not None:
             model.set_tone(tone if tone is not None else model.profile, strength)
-        return model
+        return model.with_context(context)
     if not isinstance(model, keras.Model):
         raise ValueError(f"{path} holds a {type(model).__name__}, not a Translator or generator")
-    return Translator(model, tone=tone, strength=strength)
+    return Translator(model, tone=tone, strength=strength, context=context or 0)
 
 
 def from_workdir(workdir: str | os.PathLike, direction: str = "ab", **kwargs) -> Translator:

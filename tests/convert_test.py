@@ -191,7 +191,20 @@ def test_resume_skips_done_and_redoes_changed_or_missing(translator, tmp_path):
     assert run(translator, src, out, tone="warm").converted == 4
     assert run(translator, src, out, tone="warm").skipped == 4
     assert run(translator, src, out, tone="warm", overwrite=True).converted == 4
-    assert len(records(out)) == 4 * 6
+    # So is another mirrored context; the translator's own (0 here) is the same as not giving it.
+    assert run(translator, src, out, tone="warm", context=0).skipped == 4
+    assert run(translator, src, out, tone="warm", context=8).converted == 4
+    assert run(translator, src, out, tone="warm", context=8).skipped == 4
+    assert len(records(out)) == 4 * 9
+
+
+def test_context_reaches_the_outputs(translator, tmp_path):
+    src, out = tmp_path / "in", tmp_path / "out"
+    image = noise(24, 36, seed=7)
+    save(src / "a.png", image)
+    run(translator, src, out, context=6)
+    expected = translator.with_context(6)(image[None]).numpy()[0]
+    assert np.array_equal(np.asarray(Image.open(out / "a.png")), expected)
 
 
 def test_formats_alpha_and_metadata(translator, tmp_path):
@@ -319,6 +332,7 @@ def test_bad_arguments_are_named(translator, tmp_path):
         ({"num_shards": 2, "shard_index": 2}, "--shard_index"),
         ({"max_pixels": 0}, "--max_pixels"),
         ({"tile": 4}, "--tile"),
+        ({"context": -1}, "--context"),
     ]:
         with pytest.raises(ValueError, match=flag):
             run(translator, tmp_path / "in", tmp_path / "out", **kwargs)

@@ -40,6 +40,7 @@ def test_usage_errors_exit_1_with_a_clear_message(model_path, tmp_path):
         "no_model": [f"--input={tmp_path}", f"--output={tmp_path / 'out'}"],
         "bad_quality": [f"--input={tmp_path}", f"--output={tmp_path / 'out'}", f"--model={model_path}", "--quality=0"],
         "no_input": [f"--input={tmp_path / 'nowhere'}", f"--output={tmp_path / 'out'}", f"--model={model_path}"],
+        "bad_context": [f"--input={tmp_path}", f"--output={tmp_path / 'out'}", f"--model={model_path}", "--context=-4"],
     }
     processes = {}
     for name, args in runs.items():  # side by side: each pays TensorFlow's import
@@ -58,6 +59,7 @@ def test_usage_errors_exit_1_with_a_clear_message(model_path, tmp_path):
         assert code == 1, (name, stderr)
     assert "--quality" in results["bad_quality"][1]
     assert "nowhere" in results["no_input"][1]
+    assert "--context" in results["bad_context"][1]
 
 
 def test_killed_run_resumes_without_loss_or_duplicates(model_path, tmp_path):

@@ -108,6 +108,33 @@ def test_tiles_match_untiled_output(translator):
     assert psnr(naive.generate(image), translator(image[None]).numpy()[0]) < 30.0
 
 
+@pytest.mark.parametrize("context", [8, 20])
+def test_tiles_match_untiled_output_with_context(translator, context):
+    # The tiles are planned on the axis the Translator pads (context + its
+    # size rule), so they sample the same grid: as close as without context.
+    wide = translator.with_context(context)
+    image = smooth_noise(96, 128, seed=4)
+    untiled = wide(image[None]).numpy()[0]
+    assert psnr(untiled, translator(image[None]).numpy()[0]) < 40.0  # context changes the output
+    assert psnr(tiling.TiledTranslator(wide, tile=64, overlap=32).generate(image), untiled) >= 35.0
+    # Over stats_size the thumbnail gets the context scaled with it (a
+    # gradient, as in the thumbnail test below: noise does not survive downscaling).
+    image = gradient(192, 256)
+    untiled = wide(image[None]).numpy()[0]
+    thumb = tiling.TiledTranslator(wide, tile=64, overlap=32, stats_size=128).generate(image)
+    naive = _NaiveTiles(wide, tile=64, overlap=32).generate(image)
+    assert psnr(thumb, untiled) > psnr(naive, untiled) + 5.0
+
+
+def test_plan_axis_with_context_covers_the_mirrored_border():
+    windows = tiling.plan_axis(100, 64, 32, multiple=4, minimum=8, context=16)
+    size = tiling.padded_size(100 + 32, 4, 8)
+    assert sum(len(w.indices) for w in windows) > size  # tiles span the padded axis, overlapping
+    first = windows[0]
+    # The first tile starts 16 mirrored pixels before the image (reflect: 16, 15, ..., 1, 0, 1, ...).
+    np.testing.assert_array_equal(first.indices[:18], [*range(16, 0, -1), 0, 1])
+
+
 @pytest.mark.parametrize("shape", [(67, 201), (130, 65), (9, 300)])
 def test_odd_sizes_keep_their_size_and_match_untiled(translator, shape):
     image = smooth_noise(*shape, seed=3)

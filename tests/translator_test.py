@@ -113,6 +113,52 @@ def test_generate_pads_with_the_mirror_image():
     np.testing.assert_allclose(got, blurred[1:7, 0:7], atol=1e-5)
 
 
+def test_context_is_mirrored_border_the_generator_sees():
+    # 40 + 2 * 4 = 48 is already a valid size: the Translator adds exactly the
+    # context, so a blur over it equals blurring np.pad(reflect, 4) by hand.
+    model = Translator(blur_generator(), context=4)
+    x = images(2, (1, 40, 40, 3))
+    got = model.generate(x).numpy()[0]
+    frame = np.pad(x[0] / 127.5 - 1.0, ((4, 4), (4, 4), (0, 0)), mode="reflect")
+    zeros = np.pad(frame, ((1, 1), (1, 1), (0, 0)))
+    blurred = sum(zeros[i : i + 48, j : j + 48] for i in range(3) for j in range(3)) / 9
+    np.testing.assert_allclose(got, blurred[4:44, 4:44], atol=1e-5)
+    # Without context the border pixels see the conv's zeros instead.
+    plain = Translator(blur_generator()).generate(x).numpy()[0]
+    assert np.abs(plain[0] - got[0]).max() > 0.01
+    np.testing.assert_allclose(plain[2:-2, 2:-2], got[2:-2, 2:-2], atol=1e-5)
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (3, 5), (33, 18)])
+def test_context_keeps_any_size(shape):
+    model = Translator(tiny_generator(), context=32)  # more than the image: symmetric padding
+    x = images(3, (1, *shape, 3))
+    assert model(x).shape == x.shape
+
+
+@pytest.mark.parametrize("bad", [-1, 1.5, True, "8"])
+def test_context_must_be_a_non_negative_int(bad):
+    with pytest.raises(ValueError, match="context"):
+        Translator(tiny_generator(), context=bad)
+
+
+def test_context_saves_loads_and_overrides(tmp_path):
+    model = Translator(tiny_generator(), tone="warm", context=6)
+    assert model.with_context(None) is model and model.with_context(6) is model
+    wider = model.with_context(10)
+    assert wider.context == 10 and wider.generator is model.generator and wider.profile == model.profile
+    assert model.with_precision("bfloat16").context == 6
+    path = model.export(tmp_path / "t.keras")
+    loaded = load_translator(path)
+    assert loaded.context == 6
+    x = images(4, (1, 21, 30, 3))
+    assert np.array_equal(loaded(x).numpy(), model(x).numpy())
+    assert load_translator(path, context=0).context == 0
+    generator_file = tmp_path / "g.keras"
+    tiny_generator().save(generator_file)
+    assert load_translator(generator_file, context=12).context == 12
+
+
 # -- the model ---------------------------------------------------------------
 
 
