@@ -20,8 +20,9 @@ printed).
 It also prints, per sample, numbers for the issue's check of "no colour
 inversion or checkerboard artifacts" (see :func:`diagnostics`): luminance
 correlation with the source, the share of warm/cool pixels whose side
-flipped, and the share of the translation's power on the checkerboard
-frequency lattice.
+flipped, the share of the translation's power on the checkerboard
+frequency lattice, and how far its outermost lines jump from the band just
+inside (stripes a generator draws along image borders).
 """
 
 from __future__ import annotations
@@ -58,6 +59,12 @@ def figure_size(aspects: list[float], columns: int, cell: float) -> tuple[float,
 #: generator 13e-3..32e-3, a 500-step resize-conv one 0.006e-3..0.02e-3, the
 #: sources themselves 0.001e-3..0.26e-3.
 CHECKERBOARD_LIMIT = 1e-3
+#: A translation whose outermost lines differ from the band just inside by
+#: this many luma levels more than the source's do has stripes along a border
+#: (a generator's own edge artifact). Measured on the six samples with the
+#: bundled model's weights: 0-57 levels without mirrored context (five of six
+#: over 8), 0-12 with 16 px of it, 0-5 with 32 px (what it ships with).
+BORDER_STRIPE_LIMIT = 8.0
 _LUMA = np.array([0.299, 0.587, 0.114])
 
 
@@ -90,6 +97,32 @@ def lattice_power(image: np.ndarray) -> float:
     return float(power[lattice].sum() / total) if total > 0 else 0.0
 
 
+def _border_jump(luma: np.ndarray, depth: int = 3, inner: tuple[int, int] = (4, 8)) -> float:
+    """Largest step, over the four sides, between the mean of one of the outermost
+    ``depth`` lines and the mean of the band ``inner`` pixels in (luma levels)."""
+    steps = []
+    for side in (luma, luma.T, luma[::-1], luma.T[::-1]):  # top, left, bottom, right
+        if side.shape[0] < inner[1]:
+            continue
+        lines = side[: inner[1]].mean(axis=1)
+        steps.append(float(np.abs(lines[:depth] - lines[inner[0] : inner[1]].mean()).max()))
+    return max(steps, default=0.0)
+
+
+def border_stripes(source: np.ndarray, translated: np.ndarray) -> float:
+    """How much more the translation jumps at its borders than the source (luma levels).
+
+    The step between each of the 3 outermost lines and the band 4-8 px in,
+    as line means, the largest over the four sides, minus the same for the
+    source (whose own content may change near an edge). Thin stripes a
+    generator draws along the image border score well over 8; a clean
+    border, or a halo that fades over tens of pixels, near 0.
+    """
+    src = np.asarray(source, np.float64) @ _LUMA
+    out = np.asarray(translated, np.float64) @ _LUMA
+    return max(0.0, _border_jump(out) - _border_jump(src))
+
+
 def warm_cool_flip(source: np.ndarray, translated: np.ndarray) -> float | None:
     """Share of the source's clearly warm or cool pixels that swap side in the translation.
 
@@ -116,7 +149,8 @@ def diagnostics(source: np.ndarray, translated: np.ndarray) -> dict:
       (see :func:`warm_cool_flip`); ``lattice_power`` of the translation and
       ``source_lattice_power``; ``flags``: "inverted" (luma_corr < 0),
       "warm/cool flipped" (over half flipped), "checkerboard" (lattice power
-      over :data:`CHECKERBOARD_LIMIT`). A flag asks for a look at the
+      over :data:`CHECKERBOARD_LIMIT`), "border stripes" (``border_stripes``,
+      see :func:`border_stripes`, over :data:`BORDER_STRIPE_LIMIT`). A flag asks for a look at the
       gallery: a Monet palette may legitimately recolour a product.
     """
     src, out = np.asarray(source, np.float64), np.asarray(translated, np.float64)
@@ -125,6 +159,7 @@ def diagnostics(source: np.ndarray, translated: np.ndarray) -> dict:
         "warm_cool_flip": warm_cool_flip(source, translated),
         "lattice_power": lattice_power(translated),
         "source_lattice_power": lattice_power(source),
+        "border_stripes": border_stripes(source, translated),
     }
     flags = []
     if result["luma_corr"] is not None and result["luma_corr"] < 0:
@@ -133,6 +168,8 @@ def diagnostics(source: np.ndarray, translated: np.ndarray) -> dict:
         flags.append("warm/cool flipped")
     if result["lattice_power"] > CHECKERBOARD_LIMIT:
         flags.append("checkerboard")
+    if result["border_stripes"] > BORDER_STRIPE_LIMIT:
+        flags.append("border stripes")
     result["flags"] = flags
     return result
 
@@ -344,7 +381,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"make_gallery.py: error: {error}", file=sys.stderr)
         return 1
     print(
-        "sample             luma corr  warm/cool flip  lattice power x1e3 (source)  flags"
+        "sample             luma corr  warm/cool flip  lattice power x1e3 (source)  border  flags"
     )
     for name, check in summary["checks"].items():
         luma, flip = check["luma_corr"], check["warm_cool_flip"]
@@ -354,7 +391,8 @@ def main(argv: list[str] | None = None) -> int:
         ]
         print(
             f"{name:<18} {corr[0]:>9}  {corr[1]:>14}  {1e3 * check['lattice_power']:>10.3f} "
-            f"({1e3 * check['source_lattice_power']:.3f})  {', '.join(check['flags']) or 'ok'}"
+            f"({1e3 * check['source_lattice_power']:.3f})  {check['border_stripes']:>6.1f}  "
+            f"{', '.join(check['flags']) or 'ok'}"
         )
     print(
         f"wrote {summary['output']}: {summary['size'][0]}x{summary['size'][1]} px, "

@@ -386,6 +386,7 @@ def markdown(
         lines.append(
             f"- Model: {model_info['parameters']:,} parameters, "
             f"{model_info['file_bytes'] / 1e6:.1f} MB `.keras`"
+            + (f", {model_info['context']} px of mirrored context" if model_info.get("context") else "")
         )
     lines.append("")
     lines.append("## Evaluation")
@@ -492,6 +493,7 @@ def main(argv: list[str] | None = None) -> int:
             "parameters": int(translator.generator.count_params()),
             "file_bytes": model_path.stat().st_size,
             "profile": translator.profile.to_dict(),
+            "context": translator.context,
         }
         scores = None
         if not args.no_scores:

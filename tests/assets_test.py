@@ -232,10 +232,13 @@ def test_export_default_model_writes_a_loadable_neutral_translator(workdir, tmp_
         workdir / "export" / "gen_ab.keras", safe_mode=True
     )
     image = image_io.load_rgb(SAMPLES_DIR / "vase.jpg")[None]
-    expected = np.asarray(Translator(generator)(image))
+    assert loaded.context == summary["context"] == export_default_model.DEFAULT_CONTEXT
+    expected = np.asarray(Translator(generator, context=loaded.context)(image))
     got = np.asarray(loaded(image))
     assert got.shape == image.shape and got.dtype == np.uint8
     np.testing.assert_array_equal(got, expected)
+    plain = export_default_model.export_default_model(workdir, output=tmp_path / "plain.keras", context=0)
+    assert plain["context"] == 0 and load_translator(tmp_path / "plain.keras").context == 0
 
     best = export_default_model.export_default_model(
         workdir, "best", output=tmp_path / "best.keras"
@@ -259,7 +262,8 @@ def test_export_default_model_makes_a_mixed_precision_export_float32(workdir, tm
         loaded = load_translator(output)
         assert {layer.dtype_policy.name for layer in loaded.generator.layers} == {"float32"}
         image = image_io.load_rgb(SAMPLES_DIR / "vase.jpg")[None]
-        np.testing.assert_array_equal(np.asarray(loaded(image)), np.asarray(Translator(original)(image)))
+        expected = Translator(original, context=loaded.context)(image)
+        np.testing.assert_array_equal(np.asarray(loaded(image)), np.asarray(expected))
     finally:
         original.save(path)
 
@@ -468,6 +472,22 @@ def test_gallery_diagnostics_catch_inversion_warm_cool_flips_and_checkerboards()
     assert make_gallery.diagnostics(source, noisy)["flags"] == ["checkerboard"]
 
 
+def test_gallery_diagnostics_catch_border_stripes():
+    yy, xx = np.mgrid[0:48, 0:40]
+    source = np.repeat((100 + yy + xx)[..., None], 3, -1).astype(np.uint8)  # smooth, no edge step
+    assert make_gallery.diagnostics(source, source)["border_stripes"] == 0.0
+    striped = source.astype(float)
+    striped[:, :2] += 40  # a bright 2-px stripe down the left edge
+    striped = striped.astype(np.uint8)
+    check = make_gallery.diagnostics(source, striped)
+    assert check["border_stripes"] > make_gallery.BORDER_STRIPE_LIMIT and "border stripes" in check["flags"]
+    # A halo fading over the 40 px width is not a stripe (a 5.6-level step at most).
+    halo = (source + np.linspace(40, 0, 40)[None, :, None]).astype(np.uint8)
+    assert make_gallery.border_stripes(source, halo) < make_gallery.BORDER_STRIPE_LIMIT
+    # The source's own edge content is not the translation's fault.
+    assert make_gallery.border_stripes(striped, striped) == 0.0
+
+
 def test_gallery_without_a_model_says_how_to_make_one(tmp_path, monkeypatch):
     monkeypatch.setattr(
         convert, "DEFAULT_MODEL_PATH", tmp_path / "default_translator.keras"
@@ -525,6 +545,7 @@ def test_the_bundled_model_when_present_is_small_neutral_and_loads():
     translator = load_translator(path)
     assert translator.profile.tonal_params() == tonal.PRESETS["neutral"].tonal_params()
     assert translator.generator.count_params() <= 5_000_000
+    assert translator.context == export_default_model.DEFAULT_CONTEXT
     image = image_io.load_rgb(SAMPLES_DIR / "coffee.jpg")[None]
     out = np.asarray(translator(image))
     assert out.shape == image.shape and out.std() > 1.0
