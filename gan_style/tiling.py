@@ -368,7 +368,9 @@ class TiledTranslator:
         """Per-norm-layer statistics of ``image`` from its thumbnail."""
         small = thumbnail(image, self.stats_size)
         h, w = small.shape[:2]
-        # The Translator's mirrored context, scaled with the thumbnail.
+        # The Translator's mirrored context, scaled with the thumbnail. Measured
+        # with the bundled model on three samples upscaled 4x (tile 512): tiled
+        # output 0.7-2.0 dB closer to untiled than with the context unscaled.
         context = 2 * round(self.translator.context * max(h, w) / max(image.shape[:2]))
         ph = padded_size(h + context, self.multiple, self.minimum)
         pw = padded_size(w + context, self.multiple, self.minimum)

@@ -97,30 +97,31 @@ def lattice_power(image: np.ndarray) -> float:
     return float(power[lattice].sum() / total) if total > 0 else 0.0
 
 
-def _border_jump(luma: np.ndarray, depth: int = 3, inner: tuple[int, int] = (4, 8)) -> float:
-    """Largest step, over the four sides, between the mean of one of the outermost
-    ``depth`` lines and the mean of the band ``inner`` pixels in (luma levels)."""
+def _border_jumps(luma: np.ndarray, depth: int = 3, inner: tuple[int, int] = (4, 8)) -> np.ndarray:
+    """Per side (top, left, bottom, right): the largest step between the mean of
+    one of the outermost ``depth`` lines and the mean of the band ``inner`` pixels in."""
     steps = []
-    for side in (luma, luma.T, luma[::-1], luma.T[::-1]):  # top, left, bottom, right
+    for side in (luma, luma.T, luma[::-1], luma.T[::-1]):
         if side.shape[0] < inner[1]:
+            steps.append(0.0)
             continue
         lines = side[: inner[1]].mean(axis=1)
         steps.append(float(np.abs(lines[:depth] - lines[inner[0] : inner[1]].mean()).max()))
-    return max(steps, default=0.0)
+    return np.array(steps)
 
 
 def border_stripes(source: np.ndarray, translated: np.ndarray) -> float:
-    """How much more the translation jumps at its borders than the source (luma levels).
+    """How much more the translation jumps at a border than the source does there (luma levels).
 
-    The step between each of the 3 outermost lines and the band 4-8 px in,
-    as line means, the largest over the four sides, minus the same for the
-    source (whose own content may change near an edge). Thin stripes a
-    generator draws along the image border score well over 8; a clean
-    border, or a halo that fades over tens of pixels, near 0.
+    Per side, the step between each of the 3 outermost lines and the band 4-8
+    px in (as line means) in the translation minus the same in the source
+    (whose own content may change near an edge); the largest over the four
+    sides. Thin stripes a generator draws along the image border score well
+    over 8; a clean border, or a halo that fades over tens of pixels, near 0.
     """
     src = np.asarray(source, np.float64) @ _LUMA
     out = np.asarray(translated, np.float64) @ _LUMA
-    return max(0.0, _border_jump(out) - _border_jump(src))
+    return float(max(0.0, (_border_jumps(out) - _border_jumps(src)).max()))
 
 
 def warm_cool_flip(source: np.ndarray, translated: np.ndarray) -> float | None:

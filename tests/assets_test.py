@@ -486,6 +486,10 @@ def test_gallery_diagnostics_catch_border_stripes():
     assert make_gallery.border_stripes(source, halo) < make_gallery.BORDER_STRIPE_LIMIT
     # The source's own edge content is not the translation's fault.
     assert make_gallery.border_stripes(striped, striped) == 0.0
+    # ... but it does not hide a stripe on another side.
+    both = striped.copy()
+    both[:2] = np.clip(both[:2].astype(int) + 40, 0, 255)  # a stripe along the top too
+    assert make_gallery.border_stripes(striped, both) > make_gallery.BORDER_STRIPE_LIMIT
 
 
 def test_gallery_without_a_model_says_how_to_make_one(tmp_path, monkeypatch):

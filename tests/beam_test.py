@@ -170,6 +170,19 @@ def _local(path):
     return path.removeprefix(FAKE)
 
 
+def test_context_reaches_the_workers(model_path, tmp_path):
+    from gan_style.translator import load_translator
+
+    image = noise(24, 36, seed=3)
+    save(tmp_path / "in" / "a.png", image)
+    summary = beam_conversion.run_pipeline(model_path, str(tmp_path / "in"), str(tmp_path / "out"), context=6,
+                                           precision="float32", pipeline_args=DIRECT)
+    assert summary.converted == 1
+    expected = load_translator(model_path, context=6)(image[None]).numpy()[0]
+    assert not np.array_equal(load_translator(model_path)(image[None]).numpy()[0], expected)
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "out" / "a.png")), expected)
+
+
 def test_remote_paths_list_file_refusals_and_rerun(model_path, catalog, tmp_path):
     listing = tmp_path / "lists" / "catalog.txt"
     listing.parent.mkdir()

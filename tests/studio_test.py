@@ -536,6 +536,10 @@ def test_bad_model_and_bad_flags(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         studio_main.parse_args(["--port=70000"])
     assert exit_info.value.code == 2
+    with pytest.raises(SystemExit) as exit_info:
+        studio_main.parse_args(["--context=-1"])
+    assert exit_info.value.code == 2 and "--context" in capsys.readouterr().err
+    assert studio_main.parse_args(["--context=8"]).context == 8
 
 
 def test_default_model_path_is_the_converters(monkeypatch):

@@ -157,6 +157,11 @@ def test_context_saves_loads_and_overrides(tmp_path):
     generator_file = tmp_path / "g.keras"
     tiny_generator().save(generator_file)
     assert load_translator(generator_file, context=12).context == 12
+    # The SavedModel for TF Serving translates with the context too.
+    served = tf.saved_model.load(str(model.export(tmp_path / "served")))
+    out = served.signatures["serving_default"](images=tf.constant(x))["images"]
+    assert_within_one_level(out, model(x))
+    assert level_diff(out, Translator(model.generator, tone="warm")(x)).max() > 1
 
 
 # -- the model ---------------------------------------------------------------

@@ -77,7 +77,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         choices=PRECISIONS,
         help="as infer.py --precision (default %(default)s, like infer.py, so the preview matches it)",
     )
+    parser.add_argument(
+        "--context",
+        type=int,
+        default=None,
+        help="as infer.py --context: mirrored border in pixels (default: the model's own)",
+    )
     args = parser.parse_args(argv)
+    if args.context is not None and args.context < 0:
+        parser.error(f"--context must be >= 0 (pixels), got {args.context}")
     if not 0 <= args.port <= 65535:
         parser.error(f"--port must be in 0..65535, got {args.port}")
     if args.max_upload_mb <= 0 or args.max_pixels <= 0 or args.preview_size <= 0:
@@ -104,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     from gan_style.translator import load_translator
 
     try:
-        translator = load_translator(model).with_precision(args.precision)
+        translator = load_translator(model, context=args.context).with_precision(args.precision)
     except Exception as error:  # noqa: BLE001 - any failure to load is reported the same way
         print(f"gan_style.studio: error: cannot load --model {model}: {error}", file=sys.stderr)
         return 1
