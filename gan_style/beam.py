@@ -484,13 +484,9 @@ def run_pipeline(
     tile = tiling.DEFAULT_TILE if tile is None else tile
     overlap = tiling.DEFAULT_OVERLAP if overlap is None else overlap
     stats_size = tiling.DEFAULT_STATS_SIZE if stats_size is None else stats_size
-    convert._check_options(format, quality, batch_size, tile, overlap, max_pixels, num_shards, shard_index)
+    convert._check_options(format, quality, batch_size, tile, overlap, max_pixels, num_shards, shard_index,
+                           context)
     precision = convert.resolve_precision(precision)
-    if context is not None:
-        try:
-            convert.check_context(context)
-        except ValueError as e:
-            raise ValueError(f"--{e}") from None
     model, output, source = str(model), str(output), str(source)
     if not _is_remote(model) and not os.path.exists(model):
         raise FileNotFoundError(f"--model {model!r}: not found")

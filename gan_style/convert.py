@@ -342,12 +342,17 @@ def _resolve_translator(translator, tone, strength, precision="float32", context
     if tone is not None or strength is not None:
         # A new wrapper around the same generator: the caller's object stays as it was.
         translator = Translator(translator.generator, tone=tone if tone is not None else translator.profile,
-                                strength=strength, context=translator.context)
+                                strength=strength, context=translator.context if context is None else context)
     return translator.with_context(context).with_precision(precision)
 
 
-def _check_options(fmt, quality, batch_size, tile, overlap, max_pixels, num_shards, shard_index):
+def _check_options(fmt, quality, batch_size, tile, overlap, max_pixels, num_shards, shard_index, context=None):
     image_writer.check_format(fmt)
+    if context is not None:
+        try:
+            check_context(context)
+        except ValueError as e:
+            raise ValueError(f"--{e}") from None
     if not 1 <= int(quality) <= 100:
         raise ValueError(f"--quality must be in 1..100, got {quality}")
     if int(batch_size) < 1:
@@ -702,13 +707,8 @@ def convert_catalog(
       FileNotFoundError, ValueError: bad arguments (named), before any work.
     """
     start = time.monotonic()
-    _check_options(format, quality, batch_size, tile, overlap, max_pixels, num_shards, shard_index)
+    _check_options(format, quality, batch_size, tile, overlap, max_pixels, num_shards, shard_index, context)
     precision = resolve_precision(precision)
-    if context is not None:
-        try:
-            check_context(context)
-        except ValueError as e:
-            raise ValueError(f"--{e}") from None
     translator = _resolve_translator(translator, tone, strength, precision, context)
     if tile:
         try:
