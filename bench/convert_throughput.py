@@ -37,7 +37,8 @@ in the numbers, so it prints the load average next to them):
 * ``int8_img_per_s`` / ``int8_psnr_db``: issue 7's int8 stretch path, an
   experiment (``bench/int8_tflite.py``, needs ``ai-edge-litert``; ``null``
   with ``int8_note`` when it is not installed or ``--int8=False``): the
-  generator as a full-integer TFLite model calibrated on ``--int8_calibration``
+  generator as a full-integer TFLite model for 256x256 inputs (the size of
+  the default ``--images``) calibrated on ``--int8_calibration``
   run by XNNPACK in the naive loop's shape, one image at a time;
   ``int8_over_float32`` is its rate over float32 ``convert_catalog``'s, and
   the PSNR is against the float32 generator on the same images as bfloat16's
@@ -113,7 +114,10 @@ def _gflop_per_image(generator, size=256) -> float:
     return profile.total_float_ops / 1e9
 
 
-def _naive(translator, images, output: pathlib.Path) -> float:
+def _timed_loop(translate, images, output: pathlib.Path) -> float:
+    """Images/s of one image at a time: PIL decode -> ``translate`` (uint8 ``[1, H, W, 3]``
+    -> uint8, same shape) -> PIL encode -> write. The naive loop, the PyTorch
+    test loop and the int8 loop differ only in ``translate``."""
     import numpy as np
     from PIL import Image
 
@@ -122,54 +126,48 @@ def _naive(translator, images, output: pathlib.Path) -> float:
     for path in images:
         with Image.open(path) as image:
             rgb = np.asarray(image.convert("RGB"))
-        out = translator.predict(rgb[None], verbose=0)[0]
-        Image.fromarray(out).save(output / path.name, quality=95)
+        Image.fromarray(np.asarray(translate(rgb[None]))[0]).save(output / path.name, quality=95)
     return len(images) / (time.perf_counter() - start)
 
 
-def _torch_loop(filters):
-    """The reference test loop in PyTorch, or None when torch is not installed."""
+def _naive(translator):
+    """The naive loop's model call: Keras ``predict`` on one image."""
+    return lambda rgb: translator.predict(rgb, verbose=0)
+
+
+def _torch_translate(filters):
+    """The reference generator in PyTorch as a uint8 -> uint8 call, or None when torch is not installed."""
     try:
         import torch
     except ImportError:
         return None
-    import numpy as np
-    from PIL import Image
-
     from tests import torch_reference as ref
 
     torch.set_num_threads(os.cpu_count() or 1)  # as many as TensorFlow uses
     net = ref.randomize(ref.ResnetGenerator(3, 3, filters, n_blocks=9)).eval()
 
-    def run(images, output: pathlib.Path) -> float:
-        output.mkdir(parents=True, exist_ok=True)
-        start = time.perf_counter()
-        for path in images:
-            with Image.open(path) as image:
-                rgb = np.array(image.convert("RGB"))  # writable, as torch.from_numpy wants
-            x = torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 127.5 - 1
-            with torch.inference_mode():
-                y = net(x)[0]
-            out = ((y.permute(1, 2, 0).numpy() + 1) * 127.5).clip(0, 255).round().astype(np.uint8)
-            Image.fromarray(out).save(output / path.name, quality=95)
-        return len(images) / (time.perf_counter() - start)
+    def predict(x):
+        with torch.inference_mode():
+            y = net(torch.from_numpy(x.transpose(0, 3, 1, 2).copy()))
+        return y.numpy().transpose(0, 2, 3, 1)
 
-    return run
+    return _uint8_model(predict)
 
 
 def _int8(generator, results):
-    """bench/int8_tflite.py's ``(run, predict)``, or None (with the reason in ``results``)."""
+    """The int8 TFLite model (bench/int8_tflite.py) as a uint8 -> uint8 call, or None
+    (with the reason in ``results``)."""
     try:
         import ai_edge_litert  # noqa: F401
     except ImportError:
         results["int8_note"] = "ai-edge-litert is not installed (pip install ai-edge-litert)"
         return None
-    from int8_tflite import int8_loop
+    from int8_tflite import int8_predict
 
     calibration = sorted(pathlib.Path(FLAGS.int8_calibration).glob("*.jpg"))[:FLAGS.int8_calibration_images]
     if not calibration:
         raise app.UsageError(f"no JPEGs in --int8_calibration={FLAGS.int8_calibration}")
-    return int8_loop(generator, calibration)
+    return _uint8_model(int8_predict(generator, calibration))
 
 
 def _uint8_model(predict):
@@ -282,12 +280,13 @@ def main(argv):
             gan_style.convert_catalog(translator, chunks[0], scratch / f"out0{precision}", format="jpg",
                                       progress=False, batch_size=FLAGS.batch_size, precision=precision)
         translator.predict(np.zeros((1, 256, 256, 3), np.uint8), verbose=0)
-        torch_loop = _torch_loop(FLAGS.filters) if FLAGS.torch else None
-        if torch_loop:
-            torch_loop(images[:1], scratch / "torch0")
+        naive = _naive(translator)
+        torch_translate = _torch_translate(FLAGS.filters) if FLAGS.torch else None
+        if torch_translate:
+            _timed_loop(torch_translate, images[:1], scratch / "torch0")
         int8 = _int8(translator.generator, results) if FLAGS.int8 else None
         if int8:
-            int8[0](images[:1], scratch / "int80")
+            _timed_loop(int8, images[:1], scratch / "int80")
         rates = {precision: [] for precision in FLAGS.precisions}
         naive_rates, torch_rates, int8_rates = [], [], []
         for r in range(1, FLAGS.rounds + 1):
@@ -300,13 +299,13 @@ def main(argv):
                 assert summary.converted == FLAGS.convert_chunk, summary
                 rates[precision].append(summary.converted / seconds)
             naive_images = [images[(r * FLAGS.naive_chunk + i) % len(images)] for i in range(FLAGS.naive_chunk)]
-            naive_rates.append(_naive(translator, naive_images, scratch / f"naive{r}"))
+            naive_rates.append(_timed_loop(naive, naive_images, scratch / f"naive{r}"))
             shown = ", ".join(f"convert_catalog {p} {rates[p][-1]:.3f}" for p in FLAGS.precisions)
-            if torch_loop:
-                torch_rates.append(torch_loop(naive_images, scratch / f"torch{r}"))
+            if torch_translate:
+                torch_rates.append(_timed_loop(torch_translate, naive_images, scratch / f"torch{r}"))
                 shown += f", PyTorch loop {torch_rates[-1]:.3f}"
             if int8:
-                int8_rates.append(int8[0](naive_images, scratch / f"int8{r}"))
+                int8_rates.append(_timed_loop(int8, naive_images, scratch / f"int8{r}"))
                 shown += f", int8 TFLite loop {int8_rates[-1]:.3f}"
             print(f"round {r}: {shown}, naive {naive_rates[-1]:.3f} img/s, load {os.getloadavg()[0]:.1f}",
                   flush=True)
@@ -361,11 +360,10 @@ def main(argv):
         if int8_rates:
             results["int8_img_per_s"] = float(np.median(int8_rates))
             results["int8_rounds_img_per_s"] = [round(x, 4) for x in int8_rates]
-            results["int8_psnr_db"] = _psnr_to_float32(translator, _uint8_model(int8[1]), images[:8])
+            results["int8_psnr_db"] = _psnr_to_float32(translator, int8, images[:8])
             if FLAGS.bundled and pathlib.Path(FLAGS.bundled).exists():
                 bundled = gan_style.load_translator(FLAGS.bundled)
-                bundled_int8 = _int8(bundled.generator, {})[1]
-                results["int8_psnr_db_bundled"] = _psnr_to_float32(bundled, _uint8_model(bundled_int8), images[:8])
+                results["int8_psnr_db_bundled"] = _psnr_to_float32(bundled, _int8(bundled.generator, {}), images[:8])
             if "convert_img_per_s" in results:
                 results["int8_over_float32"] = results["int8_img_per_s"] / results["convert_img_per_s"]
             print(f"int8 TFLite loop: {results['int8_img_per_s']:.2f} img/s "

@@ -1,12 +1,12 @@
 """Experiment (bench only): issue 7's int8 stretch path, a full-integer TFLite model run by XNNPACK.
 
-:func:`int8_loop` exports a generator at one fixed input size, converts it
+:func:`int8_predict` exports a generator at one fixed input size, converts it
 with TensorFlow's TFLite converter and integer quantization (int8 weights and
 activations, float input and output), calibrated on real images, and returns
-a conversion loop like the naive one (PIL decode -> one ``invoke`` -> PIL
-encode) run by LiteRT's interpreter (``pip install ai-edge-litert``; XNNPACK
-is its default CPU delegate) on as many threads as TensorFlow uses.
-:mod:`convert_throughput` times it against ``convert_catalog`` in float32 and
+it as a function run by LiteRT's interpreter (``pip install ai-edge-litert``;
+XNNPACK is its default CPU delegate) on as many threads as TensorFlow uses.
+:mod:`convert_throughput` times it in the naive loop's shape (PIL decode ->
+one ``invoke`` -> PIL encode) against ``convert_catalog`` in float32 and
 measures its output's PSNR against the float32 generator's.
 
 Not used by the library: on this CPU it is about 1.2-1.35x the float32
@@ -19,7 +19,6 @@ activations in float (31 dB) is slower than float32 TensorFlow.
 import os
 import pathlib
 import tempfile
-import time
 
 import numpy as np
 from PIL import Image
@@ -51,8 +50,8 @@ def int8_model(generator, calibration: list[pathlib.Path], size: int = 256) -> b
         return converter.convert()
 
 
-def int8_loop(generator, calibration: list[pathlib.Path], size: int = 256):
-    """``(run, predict)``: ``run(images, output_dir) -> img/s`` and ``predict(x) -> y`` in [-1, 1]."""
+def int8_predict(generator, calibration: list[pathlib.Path], size: int = 256):
+    """``predict(x) -> y``: the int8 model on float ``[1, size, size, 3]`` in [-1, 1]."""
     from ai_edge_litert.interpreter import Interpreter
 
     interpreter = Interpreter(model_content=int8_model(generator, calibration, size),
@@ -66,13 +65,4 @@ def int8_loop(generator, calibration: list[pathlib.Path], size: int = 256):
         interpreter.invoke()
         return interpreter.get_tensor(target)
 
-    def run(images, output: pathlib.Path) -> float:
-        output.mkdir(parents=True, exist_ok=True)
-        start = time.perf_counter()
-        for path in images:
-            y = predict(_to_input(path, size))[0]
-            out = np.clip(np.round((y + 1) * 127.5), 0, 255).astype(np.uint8)
-            Image.fromarray(out).save(output / path.name, quality=95)
-        return len(images) / (time.perf_counter() - start)
-
-    return run, predict
+    return predict
