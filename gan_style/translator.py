@@ -161,9 +161,9 @@ class Translator(keras.Model):
         x = tf.cast(images, tf.float32) / 127.5 - 1.0
         shape = tf.shape(x)
         height, width = shape[1], shape[2]
-        context = 2 * self.context
-        rows, top = _mirror_indices(height, _padded_size(height + context, self.multiple, self.minimum))
-        cols, left = _mirror_indices(width, _padded_size(width + context, self.multiple, self.minimum))
+        both_sides = 2 * self.context
+        rows, top = _mirror_indices(height, _padded_size(height + both_sides, self.multiple, self.minimum))
+        cols, left = _mirror_indices(width, _padded_size(width + both_sides, self.multiple, self.minimum))
         x = tf.gather(tf.gather(x, rows, axis=1), cols, axis=2)
         y = self.generator(x, training=False)
         y = y[:, top : top + height, left : left + width, :]
