@@ -33,6 +33,7 @@ at inference already uses fixed statistics and runs unchanged.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import itertools
 import math
@@ -302,18 +303,28 @@ def needs_tiling(height: int, width: int, tile: int | None) -> bool:
     return bool(tile) and (height > tile or width > tile)
 
 
+# Source rows per strip of the thumbnail's first (horizontal) pass.
+_THUMBNAIL_ROWS = 256
+
+
 def thumbnail(image: np.ndarray, max_side: int) -> np.ndarray:
     """``image`` (uint8 HxWx3) box-downscaled to at most ``max_side`` per side.
 
-    PIL resamples uint8 line by line, so a huge image needs no float copy.
+    PIL resizes in two passes, across the rows and then down the columns;
+    the first pass runs here strip by strip, so a huge image is never copied
+    whole into PIL's 4-byte-a-pixel layout (the result is the same as one
+    ``resize``: tests/tiling_test.py checks).
     """
     height, width = image.shape[:2]
     scale = max_side / max(height, width)
     if scale >= 1:
         return image
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    source = Image.frombuffer("RGB", (width, height), np.ascontiguousarray(image[:, :, :3]), "raw", "RGB", 0, 1)
-    return np.asarray(source.resize(size, Image.Resampling.BOX))
+    narrow = Image.new("RGB", (size[0], height))
+    for top in range(0, height, _THUMBNAIL_ROWS):
+        strip = Image.fromarray(np.ascontiguousarray(image[top : top + _THUMBNAIL_ROWS, :, :3]))
+        narrow.paste(strip.resize((size[0], strip.height), Image.Resampling.BOX), (0, top))
+    return np.asarray(narrow.resize(size, Image.Resampling.BOX))
 
 
 def to_float(images: np.ndarray) -> np.ndarray:
@@ -386,7 +397,10 @@ class TiledTranslator:
           image: the source, uint8 ``[H, W, C]``.
           finish: ``finish(source_region, generated_region) -> uint8 region``;
             defaults to the translator's strength blend and tone.
-          out: optional uint8 array of the image's shape to write into.
+          out: optional uint8 array of the image's shape to write into. It
+            may be ``image`` itself: then the image is translated in place
+            (no second full-size buffer), finished rows held back in strips
+            until no tile still to be generated reads them.
 
         Returns:
           ``out``, the translated uint8 image of the same size.
@@ -400,8 +414,10 @@ class TiledTranslator:
         rows = plan_axis(height, self.tile, self.overlap, self.multiple, self.minimum, context)
         cols = plan_axis(width, self.tile, self.overlap, self.multiple, self.minimum, context)
         positions = [(r, c) for r in range(len(rows)) for c in range(len(cols))]
+        held = _HeldRows(out, rows) if np.may_share_memory(image, out) else None
+        sink = out if held is None else held
         blender = _Blender(rows, cols, width, lambda y0, y1, x0, x1, g: self._write(
-            image, out, finish, y0, y1, x0, x1, g))
+            image, sink, finish, y0, y1, x0, x1, g))
         for first in range(0, len(positions), self.batch_size):
             batch = positions[first : first + self.batch_size]
             tiles = np.stack([to_float(image[np.ix_(rows[r].indices, cols[c].indices)]) for r, c in batch])
@@ -409,6 +425,9 @@ class TiledTranslator:
             del tiles
             for (r, c), g in zip(batch, generated):
                 blender.add(r, c, g)
+            if held is not None:
+                rest = positions[first + self.batch_size :]
+                held.flush(next_band=rest[0][0] if rest else len(rows))
         return out
 
     def _finish(self, source, generated):
@@ -419,6 +438,36 @@ class TiledTranslator:
     def _write(image, out, finish, y0, y1, x0, x1, generated):
         if y1 > y0 and x1 > x0:
             out[y0:y1, x0:x1] = finish(image[y0:y1, x0:x1, :3], generated)
+
+
+class _HeldRows:
+    """The sink of an in-place :meth:`TiledTranslator.generate`.
+
+    A band's finished rows go to a strip of their own (3 bytes a pixel of one
+    band) and are copied into the image only when every tile still to be
+    generated starts below them, so no tile ever reads translated pixels.
+    """
+
+    def __init__(self, out: np.ndarray, rows: Sequence[_Window]):
+        self.out = out
+        # Lowest image row that band r or any later band reads.
+        first_read = [int(w.indices.min()) for w in rows]
+        self.reads_from = np.minimum.accumulate(first_read[::-1])[::-1].tolist() + [out.shape[0]]
+        self.strips: collections.deque = collections.deque()  # (y0, rows of output)
+
+    def __setitem__(self, index, region) -> None:
+        rows, cols = index
+        if not self.strips or self.strips[-1][0] != rows.start:
+            strip = np.empty((rows.stop - rows.start,) + self.out.shape[1:2] + (3,), np.uint8)
+            self.strips.append((rows.start, strip))
+        self.strips[-1][1][:, cols] = region
+
+    def flush(self, next_band: int) -> None:
+        """Writes back the strips no band from ``next_band`` on reads."""
+        limit = self.reads_from[next_band]
+        while self.strips and self.strips[0][0] + len(self.strips[0][1]) <= limit:
+            y0, strip = self.strips.popleft()
+            self.out[y0 : y0 + len(strip)] = strip
 
 
 class _Blender:

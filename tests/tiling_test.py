@@ -172,12 +172,13 @@ def test_unet_tiles(tmp_path):
     assert psnr(out, translator(image[None]).numpy()[0]) >= 35.0
 
 
-def test_tiling_allocates_no_float_copy_of_the_image(translator):
+@pytest.mark.parametrize("in_place", [False, True])
+def test_tiling_allocates_no_full_size_copy_of_the_image(translator, in_place):
     tiled = tiling.TiledTranslator(translator, tile=64, overlap=16, stats_size=64, batch_size=2)
 
     def peak_numpy_bytes(height, width):
         image = smooth_noise(height, width)
-        out = np.empty_like(image)
+        out = image if in_place else np.empty_like(image)
         tracemalloc.start()
         try:
             tiled.generate(image, out=out)
@@ -189,12 +190,50 @@ def test_tiling_allocates_no_float_copy_of_the_image(translator):
     medium = peak_numpy_bytes(256, 384)
     large = peak_numpy_bytes(512, 384)
     # Twice the rows: a float copy of the image would add 3 * 4 bytes for
-    # each new pixel; the scratch (tile batches, overlap carries) stays put.
-    # (Python's own garbage from the tile loop grows a little with the tile
-    # count, hence the margin.)
-    extra_float_copy = (512 - 256) * 384 * 3 * 4
-    assert large - medium < extra_float_copy / 2, (medium, large)
+    # each new pixel, a uint8 one (say, in-place rows held until the end) 3;
+    # the scratch (tile batches, overlap carries, a band or two of held rows)
+    # stays put. (Python's own garbage from the tile loop grows a little with
+    # the tile count, hence the margin.)
+    extra_uint8_copy = (512 - 256) * 384 * 3
+    assert large - medium < extra_uint8_copy / 2, (medium, large)
     assert large < 512 * 384 * 3 * 4 / 2, large
+
+
+@pytest.mark.parametrize("overlap,batch_size,context", [(32, 1, 0), (16, 3, 0), (48, 2, 12), (0, 5, 0)])
+def test_in_place_equals_a_separate_output(translator, overlap, batch_size, context):
+    # Many bands and columns, batches that end mid-band, context: translating
+    # into the source itself must give exactly what a separate output gets.
+    wide = translator.with_context(context)
+    tiled = tiling.TiledTranslator(wide, tile=64, overlap=overlap, batch_size=batch_size)
+    for image in (smooth_noise(300, 170, seed=7), gradient(130, 260)):
+        expected = tiled.generate(image)
+        work = image.copy()
+        assert tiled.generate(work, out=work) is work
+        np.testing.assert_array_equal(work, expected)
+
+
+def test_in_place_in_an_rgbx_buffer(translator):
+    # The converter's case: the source is the first three channels of a
+    # 4-byte-per-pixel buffer, translated in place; the fourth stays untouched.
+    image = smooth_noise(200, 150, seed=3)
+    tiled = tiling.TiledTranslator(translator, tile=64, overlap=32, batch_size=2)
+    buffer = np.full((200, 150, 4), 7, np.uint8)
+    buffer[:, :, :3] = image
+    tiled.generate(buffer[:, :, :3], out=buffer[:, :, :3])
+    np.testing.assert_array_equal(buffer[:, :, :3], tiled.generate(image))
+    assert (buffer[:, :, 3] == 7).all()
+
+
+def test_in_place_without_held_rows_would_read_translated_pixels(translator, monkeypatch):
+    # The test above can fail: writing each finished region straight into
+    # the source (no held rows) changes the result.
+    image = smooth_noise(300, 170, seed=7)
+    tiled = tiling.TiledTranslator(translator, tile=64, overlap=32, batch_size=1)
+    expected = tiled.generate(image)
+    monkeypatch.setattr(tiling.np, "may_share_memory", lambda a, b: False)
+    work = image.copy()
+    tiled.generate(work, out=work)
+    assert not np.array_equal(work, expected)
 
 
 def test_bad_overlap_and_tile(translator):
@@ -202,6 +241,22 @@ def test_bad_overlap_and_tile(translator):
         tiling.TiledTranslator(translator, tile=64, overlap=64).generate(np.zeros((8, 300, 3), np.uint8))
     with pytest.raises(ValueError, match="tile 4 is too small"):
         tiling.TiledTranslator(translator, tile=4)
+
+
+@pytest.mark.parametrize("shape,max_side", [((700, 300), 128), ((300, 1000), 64), ((1100, 90), 256), ((513, 512), 512)])
+def test_thumbnail_in_strips_equals_one_resize(shape, max_side):
+    # Random pixels (every rounding shows) and strips that do not divide the
+    # height: the strip-wise first pass must give PIL's one-call result.
+    from PIL import Image
+
+    image = np.random.default_rng(sum(shape)).integers(0, 256, shape + (3,), dtype=np.uint8)
+    small = tiling.thumbnail(image, max_side)
+    scale = max_side / max(shape)
+    size = (max(1, round(shape[1] * scale)), max(1, round(shape[0] * scale)))
+    np.testing.assert_array_equal(small, np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BOX)))
+    # An RGBX view (the converter's decode buffer) gives the same thumbnail.
+    rgbx = np.concatenate([image, np.zeros(shape + (1,), np.uint8)], axis=-1)
+    np.testing.assert_array_equal(tiling.thumbnail(rgbx[:, :, :3], max_side), small)
 
 
 def test_thumbnail_statistics_for_images_over_stats_size(translator):
