@@ -27,6 +27,9 @@ setup(
         "tensorflow-datasets>=4.9",
         "numpy>=1.26",
         "pillow>=10",
+        # JPEG decoding into a buffer we own (PIL allocates its own): see
+        # gan_style/image_io.py, read_image(rgbx_over=...).
+        "simplejpeg>=1.8",
         "matplotlib>=3.8",
         "absl-py>=2",
         "ml-collections>=1.0",

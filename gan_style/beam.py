@@ -212,17 +212,9 @@ def _skip(item: dict, record: dict | None, settings: str) -> tuple[str, dict] | 
 
 def _encode(rgb, alpha, fmt: str, quality: int, icc_profile, exif) -> bytes:
     """The bytes :func:`gan_style.image_writer.write_image` would write."""
-    import numpy as np
-    from PIL import Image
-
     from gan_style import image_writer
 
-    rgb = np.ascontiguousarray(rgb)
-    if alpha is not None and image_writer.can_carry_alpha(fmt):
-        image = Image.fromarray(rgb, "RGB")
-        image.putalpha(Image.fromarray(np.ascontiguousarray(alpha), "L"))
-    else:
-        image = Image.frombuffer("RGB", (rgb.shape[1], rgb.shape[0]), rgb, "raw", "RGB", 0, 1)
+    image = image_writer.pil_image(rgb, alpha, fmt)
     buffer = io.BytesIO()
     image.save(buffer, format=fmt, **image_writer._save_options(fmt, quality, icc_profile, exif))
     return buffer.getvalue()
@@ -356,14 +348,15 @@ class ConvertFn(beam.DoFn):
                 stat.update(source_size=st.st_size, source_mtime_ns=st.st_mtime_ns)
             except OSError:
                 pass  # read_image says why
-            return image_io.read_image(source, max_pixels=self.max_pixels)
+            return image_io.read_image(source, max_pixels=self.max_pixels, rgbx_over=self.tile or None)
         try:
             with FileSystems.open(source) as f:
                 data = f.read()
         except Exception as e:  # noqa: BLE001
             raise image_io.ImageError(source, f"could not read: {type(e).__name__}: {e}") from None
         stat.update(source_size=len(data))
-        return image_io.read_image_bytes(data, name=source, max_pixels=self.max_pixels)
+        return image_io.read_image_bytes(data, name=source, max_pixels=self.max_pixels,
+                                        rgbx_over=self.tile or None)
 
     def _convert(self, item: dict, start: float) -> dict:
         import numpy as np
@@ -386,7 +379,8 @@ class ConvertFn(beam.DoFn):
                 if self._tiled is None:
                     self._tiled = convert.tiled_translator(self._translator, self.tile, self.overlap,
                                                            self.stats_size, self.batch_size)
-                out = self._tiled.generate(x)
+                # In place when the decode buffer is ours (see read_image's rgbx_over).
+                out = self._tiled.generate(x, out=x if x.flags.writeable else None)
             else:
                 out = self._translate(tf.constant(x[None])).numpy()[0]
         except Exception as e:  # noqa: BLE001

@@ -420,7 +420,7 @@ def without_pixels(image: image_io.DecodedImage) -> image_io.DecodedImage:
     """``image`` with its RGB pixels dropped, metadata and alpha kept.
 
     Encoding needs only those, so a big image's input is freed before its
-    output is encoded (PIL copies the output while encoding). A zero-strided
+    output is encoded (PIL may copy the output while encoding). A zero-strided
     stand-in keeps ``height``/``width`` without the pixels.
     """
     return dataclasses.replace(image, rgb=np.broadcast_to(np.zeros((), np.uint8), image.rgb.shape))
@@ -484,7 +484,7 @@ class _Converter:
     def decode(self, source: Source):
         start = time.perf_counter()
         try:
-            image = image_io.read_image(source.path, max_pixels=self.max_pixels)
+            image = image_io.read_image(source.path, max_pixels=self.max_pixels, rgbx_over=self.tile or None)
         except image_io.ImageError as e:
             return source, e.reason, time.perf_counter() - start
         except Exception as e:  # noqa: BLE001 - a bad file must not stop the run
@@ -515,7 +515,10 @@ class _Converter:
             if self._tiled is None:
                 self._tiled = tiled_translator(self.translator, self.tile, self.overlap, self.stats_size,
                                                self.batch_size)
-            out = self._tiled.generate(item.model_input)
+            source = item.model_input
+            # Nothing needs the source pixels after this: translate in place
+            # when the buffer is ours to write (see read_image's rgbx_over).
+            out = self._tiled.generate(source, out=source if source.flags.writeable else None)
         except Exception as e:  # noqa: BLE001
             self.record(item.source, FAILED, f"tiled translation failed: {type(e).__name__}: {e}",
                         item.seconds + time.perf_counter() - start)

@@ -4,7 +4,10 @@ Training, evaluation and catalog conversion all read pixels through
 :func:`read_image`, so a JPEG gives the same array wherever it is decoded.
 TensorFlow's ``tf.io.decode_image`` reads no TIFF and drops alpha instead of
 compositing it, so decoding is done with PIL and handed to ``tf.data`` as
-uint8 arrays (see ``gan_style.input_pipeline``).
+uint8 arrays (see ``gan_style.input_pipeline``). Big JPEGs that the converter
+translates in place are decoded by libjpeg-turbo through ``simplejpeg``
+instead (``rgbx_over``), into a buffer PIL could not give us; the pixels are
+the same.
 
 What :func:`read_image` guarantees:
 
@@ -31,6 +34,7 @@ import zlib
 from collections.abc import Iterable, Sequence
 
 import numpy as np
+import simplejpeg
 from PIL import Image, ImageFile, UnidentifiedImageError
 
 IMAGE_EXTENSIONS = frozenset(
@@ -257,7 +261,7 @@ _TRANSPOSE = {
 
 
 def read_image(
-    path: str | os.PathLike, *, max_pixels: int | None = None
+    path: str | os.PathLike, *, max_pixels: int | None = None, rgbx_over: int | None = None
 ) -> DecodedImage:
     """Decodes one image file with PIL into 8-bit RGB plus optional alpha.
 
@@ -267,6 +271,13 @@ def read_image(
         height read from the header, before decoding). None: no limit of our
         own; PIL's decompression-bomb guard (``2 * Image.MAX_IMAGE_PIXELS``,
         about 179 megapixels by default) still applies.
+      rgbx_over: decode plain RGB JPEGs (no EXIF rotation) with a side over
+        this many pixels into a writable ``[H, W, 4]`` buffer, and return its
+        first three channels as ``rgb`` (a view; the same pixels as without).
+        The catalog converter passes its tile size: it translates tiled
+        images in place in that buffer, and PIL encodes RGBX without a copy
+        (it holds RGB as 4 bytes a pixel anyway), so a big JPEG costs 4 bytes
+        a pixel from decoding to encoding instead of 7. None: never.
 
     Returns:
       A :class:`DecodedImage`.
@@ -277,22 +288,23 @@ def read_image(
     """
     path = pathlib.Path(path)
     _check_file(path)
-    return _decode(path, path, max_pixels)
+    return _decode(path, path, max_pixels, rgbx_over)
 
 
 def read_image_bytes(
-    data: bytes, *, name: str = "<bytes>", max_pixels: int | None = None
+    data: bytes, *, name: str = "<bytes>", max_pixels: int | None = None,
+    rgbx_over: int | None = None,
 ) -> DecodedImage:
     """Like :func:`read_image` for an encoded image held in memory.
 
     Args:
       data: the encoded file contents (JPEG, PNG, ...).
       name: what error messages call the image (``ImageError.path``).
-      max_pixels: as in :func:`read_image`.
+      max_pixels, rgbx_over: as in :func:`read_image`.
     """
     if not data:
         raise ImageError(name, "empty file (0 bytes)")
-    return _decode(io.BytesIO(bytes(data)), name, max_pixels)
+    return _decode(io.BytesIO(bytes(data)), name, max_pixels, rgbx_over)
 
 
 def _png_crc_error(source) -> str | None:
@@ -323,7 +335,31 @@ def _png_crc_error(source) -> str | None:
             fp.close()
 
 
-def _decode(source, path, max_pixels: int | None) -> DecodedImage:
+def _jpeg_rgbx(source, width: int, height: int) -> np.ndarray | None:
+    """A plain JPEG decoded by libjpeg-turbo straight into an RGBX buffer.
+
+    simplejpeg decodes into a buffer we own, which PIL cannot; its pixels
+    equal PIL's (both are libjpeg-turbo with the accurate DCT and smooth
+    upsampling; tests/image_io_test.py checks). With ``strict`` any libjpeg
+    warning raises, and then None sends the file to PIL, so what is accepted
+    or refused (and why) stays PIL's decision.
+    """
+    if isinstance(source, io.BytesIO):
+        data = source.getbuffer()
+    else:
+        with open(source, "rb") as f:
+            data = f.read()
+    buffer = np.empty((height, width, 4), np.uint8)
+    try:
+        simplejpeg.decode_jpeg(data, colorspace="RGBX", buffer=buffer, strict=True)
+    except ValueError:
+        return None
+    finally:
+        del data  # release the BytesIO export before PIL reads it again
+    return buffer
+
+
+def _decode(source, path, max_pixels: int | None, rgbx_over: int | None = None) -> DecodedImage:
     if ImageFile.LOAD_TRUNCATED_IMAGES:
         # Someone flipped PIL's global switch; truncated files would then be
         # padded with grey and pass as valid training data.
@@ -362,11 +398,18 @@ def _decode(source, path, max_pixels: int | None) -> DecodedImage:
             if _source_bits(img) == 16 and not img.mode.startswith("I;16"):
                 notes.append("16-bit image scaled to 8 bits")
             orientation, exif = _orientation_and_exif(img)
-            img.load()  # decode now: truncation and corruption raise here
-            if orientation in _TRANSPOSE:
-                img = img.transpose(_TRANSPOSE[orientation])
-                notes.append(f"EXIF orientation {orientation} applied")
-            rgb, alpha, icc = _to_rgb_alpha(img, notes)
+            buffer = None
+            if (rgbx_over is not None and max(width, height) > rgbx_over and fmt == "JPEG"
+                    and img.mode == "RGB" and orientation not in _TRANSPOSE):
+                buffer = _jpeg_rgbx(source, width, height)
+            if buffer is not None:
+                rgb, alpha, icc = buffer[:, :, :3], None, img.info.get("icc_profile") or None
+            else:
+                img.load()  # decode now: truncation and corruption raise here
+                if orientation in _TRANSPOSE:
+                    img = img.transpose(_TRANSPOSE[orientation])
+                    notes.append(f"EXIF orientation {orientation} applied")
+                rgb, alpha, icc = _to_rgb_alpha(img, notes)
         if fmt == "PNG":
             crc_error = _png_crc_error(source)
             if crc_error:
@@ -399,7 +442,7 @@ def _decode(source, path, max_pixels: int | None) -> DecodedImage:
             reason = f"corrupt image data ({type(e).__name__}: {msg})"
         raise ImageError(path, reason) from e
     return DecodedImage(
-        rgb=np.ascontiguousarray(rgb),
+        rgb=rgb if buffer is not None else np.ascontiguousarray(rgb),
         alpha=None if alpha is None else np.ascontiguousarray(alpha),
         format=fmt,
         icc_profile=icc,

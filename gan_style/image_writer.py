@@ -105,6 +105,37 @@ def _save_options(fmt, quality, icc_profile, exif) -> dict:
     return options
 
 
+def _rgbx_buffer(rgb: np.ndarray) -> np.ndarray | None:
+    """The C-contiguous uint8 ``[H, W, 4]`` array that ``rgb`` is the first
+    three channels of (as ``image_io.read_image(rgbx_over=...)`` returns), or None."""
+    base = rgb.base
+    while isinstance(base, np.ndarray):
+        if (base.dtype == np.uint8 and base.shape == rgb.shape[:2] + (4,) and base.flags.c_contiguous
+                and base.strides == rgb.strides and base.ctypes.data == rgb.ctypes.data):
+            return base
+        base = base.base
+    return None
+
+
+def pil_image(rgb: np.ndarray, alpha: np.ndarray | None, fmt: str) -> Image.Image:
+    """The PIL image that encodes as ``fmt``: ``alpha`` attached when ``fmt``
+    can hold it; an RGBX view (see :func:`_rgbx_buffer`) shared, not copied,
+    for JPEG."""
+    rgbx = _rgbx_buffer(rgb)
+    size = (rgb.shape[1], rgb.shape[0])
+    if alpha is not None and _CAPS[fmt]["alpha"]:
+        image = Image.fromarray(np.ascontiguousarray(rgb), "RGB")
+        image.putalpha(Image.fromarray(np.ascontiguousarray(alpha), "L"))
+        return image
+    if rgbx is not None:
+        # PIL keeps RGB as 4 bytes a pixel, so it can share an RGBX buffer
+        # (JPEG encodes it as it is) where it would copy a 3-byte one.
+        image = Image.frombuffer("RGBX", size, rgbx, "raw", "RGBX", 0, 1)
+        return image if fmt == "JPEG" else image.convert("RGB")
+    # A copy into PIL's own 4-byte-a-pixel layout.
+    return Image.frombuffer("RGB", size, np.ascontiguousarray(rgb), "raw", "RGB", 0, 1)
+
+
 def write_image(
     path: str | os.PathLike,
     rgb: np.ndarray,
@@ -124,7 +155,8 @@ def write_image(
 
     Args:
       path: final file name.
-      rgb: uint8 ``[H, W, 3]``.
+      rgb: uint8 ``[H, W, 3]``; when it is the first three channels of an
+        RGBX buffer, JPEG is encoded from that buffer without a copy.
       alpha: uint8 ``[H, W]`` or None; written only when ``fmt`` can hold it.
       fmt: PIL format name (``JPEG``, ``PNG``, ``WEBP``, ``TIFF``, ``BMP``).
       quality: JPEG/WebP quality, 1..100.
@@ -138,13 +170,7 @@ def write_image(
     path = pathlib.Path(path)
     if fmt not in _CAPS:
         raise ValueError(f"cannot write format {fmt!r}")
-    rgb = np.ascontiguousarray(rgb)
-    if alpha is not None and _CAPS[fmt]["alpha"]:
-        image = Image.fromarray(rgb, "RGB")
-        image.putalpha(Image.fromarray(np.ascontiguousarray(alpha), "L"))
-    else:
-        # Shares the array's memory: no second full-size copy for the encoder.
-        image = Image.frombuffer("RGB", (rgb.shape[1], rgb.shape[0]), rgb, "raw", "RGB", 0, 1)
+    image = pil_image(rgb, alpha, fmt)
     temp = path.with_name(f".{path.name}.{os.getpid()}{temp_tag}{TEMP_SUFFIX}")
     try:
         with open(temp, "wb") as f:

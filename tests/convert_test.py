@@ -256,6 +256,46 @@ def test_large_images_are_tiled(translator, tmp_path):
         assert out.size == (150, 72)
 
 
+def test_big_jpeg_is_translated_in_place_and_written_as_a_separate_output_would_be(
+        translator, tmp_path, monkeypatch):
+    # A big JPEG is decoded into an RGBX buffer, translated in place and
+    # encoded from that buffer: the file must be byte for byte what decoding,
+    # translating into a new array and writing it gives.
+    from gan_style import image_io, image_writer, tiling
+
+    smooth = np.clip(noise(150, 210, seed=5).astype(int) // 2 + 64, 0, 255).astype(np.uint8)
+    save(tmp_path / "in" / "big.jpg", smooth, quality=92)
+    calls = []
+    generate = tiling.TiledTranslator.generate
+
+    def spy(self, image, finish=None, out=None):
+        calls.append((image.strides, out is image))
+        return generate(self, image, finish, out)
+
+    monkeypatch.setattr(tiling.TiledTranslator, "generate", spy)
+    run(translator, tmp_path / "in", tmp_path / "out", tile=64, overlap=32, quality=92, batch_size=2)
+    assert calls == [((210 * 4, 4, 1), True)]  # the RGBX buffer, in place
+    monkeypatch.setattr(tiling.TiledTranslator, "generate", generate)
+
+    source = image_io.read_image(tmp_path / "in" / "big.jpg")
+    expected = convert.tiled_translator(translator, 64, 32, tiling.DEFAULT_STATS_SIZE, 2).generate(source.rgb)
+    image_writer.write_image(tmp_path / "expected.jpg", expected, fmt="JPEG", quality=92)
+    assert (tmp_path / "out" / "big.jpg").read_bytes() == (tmp_path / "expected.jpg").read_bytes()
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP", "TIFF", "BMP"])
+def test_writing_an_rgbx_view_gives_the_same_file(tmp_path, fmt):
+    from gan_style import image_writer
+
+    buffer = noise(40, 50, 4, seed=2)
+    image_writer.write_image(tmp_path / "view", buffer[:, :, :3], fmt=fmt)
+    image_writer.write_image(tmp_path / "copy", buffer[:, :, :3].copy(), fmt=fmt)
+    assert (tmp_path / "view").read_bytes() == (tmp_path / "copy").read_bytes()
+    assert image_writer._rgbx_buffer(buffer[:, :, :3]) is buffer
+    assert image_writer._rgbx_buffer(buffer[:20, :, :3]) is None  # part of a buffer: copied as usual
+    assert image_writer._rgbx_buffer(buffer[:, :, 1:]) is None
+
+
 def test_shards_cover_the_catalog_exactly_once(translator, tmp_path):
     src, out = tmp_path / "in", tmp_path / "out"
     names = [f"d{i % 3}/img{i}.png" for i in range(14)]

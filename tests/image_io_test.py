@@ -79,6 +79,66 @@ def test_jpeg_matches_pil_and_source(tmp_path):
     np.testing.assert_array_equal(load_rgb(path), decoded.rgb)
 
 
+def _textured(h=61, w=83, seed=0):
+    """Smooth colour with noise: every chroma subsampling and DCT choice shows."""
+    rng = np.random.default_rng(seed)
+    return np.clip(_gradient(h, w).astype(int) + rng.integers(-40, 41, (h, w, 3)), 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"quality": 95}, {"quality": 75, "subsampling": 0}, {"quality": 90, "subsampling": 1},
+     {"quality": 85, "progressive": True}, {"quality": 80, "optimize": True},
+     {"quality": 100, "subsampling": 0, "icc_profile": b"fake icc profile bytes"}],
+)
+def test_rgbx_jpeg_decode_equals_pil(tmp_path, options):
+    # read_image(rgbx_over=N) decodes plain JPEGs with libjpeg-turbo into a
+    # 4-byte buffer; the pixels and everything else must be PIL's.
+    path = tmp_path / "a.jpg"
+    Image.fromarray(_textured()).save(path, format="JPEG", **options)
+    plain, rgbx = read_image(path), read_image(path, rgbx_over=0)
+    assert rgbx.rgb.shape == plain.rgb.shape and rgbx.rgb.strides == (83 * 4, 4, 1)
+    assert rgbx.rgb.flags.writeable
+    np.testing.assert_array_equal(rgbx.rgb, plain.rgb)
+    assert (rgbx.icc_profile, rgbx.exif, rgbx.notes, rgbx.format, rgbx.alpha) == (
+        plain.icc_profile, plain.exif, plain.notes, plain.format, None)
+    assert rgbx.icc_profile == options.get("icc_profile")
+
+
+def test_rgbx_leaves_other_jpegs_and_formats_to_pil(tmp_path):
+    # Grayscale, CMYK, EXIF-rotated JPEGs and other formats: the usual
+    # contiguous RGB, as without rgbx.
+    Image.fromarray(_textured()[..., 0]).save(tmp_path / "gray.jpg")
+    Image.fromarray(_textured()).convert("CMYK").save(tmp_path / "cmyk.jpg")
+    Image.fromarray(_textured()).save(tmp_path / "a.png")
+    paths = [tmp_path / "gray.jpg", tmp_path / "cmyk.jpg", tmp_path / "a.png", _oriented(tmp_path, "JPEG", "jpg")]
+    for path in paths:
+        plain, rgbx = read_image(path), read_image(path, rgbx_over=0)
+        assert rgbx.rgb.flags.c_contiguous, path
+        np.testing.assert_array_equal(rgbx.rgb, plain.rgb)
+        assert rgbx.notes == plain.notes
+    # Only images with a side over rgbx_over (the converter's tile size).
+    Image.fromarray(_textured()).save(tmp_path / "small.jpg")
+    assert read_image(tmp_path / "small.jpg", rgbx_over=83).rgb.flags.c_contiguous
+    assert read_image(tmp_path / "small.jpg", rgbx_over=82).rgb.strides == (83 * 4, 4, 1)
+
+
+def test_rgbx_bad_jpegs_get_pils_verdict(tmp_path):
+    # libjpeg-turbo refuses on any warning; PIL then decides, so a truncated
+    # file is still the same error, and data PIL accepts is still accepted.
+    good = io.BytesIO()
+    Image.fromarray(_textured(200, 200)).save(good, format="JPEG", quality=90)
+    data = good.getvalue()
+    (tmp_path / "cut.jpg").write_bytes(data[: len(data) // 2])
+    assert "truncated" in _reason(tmp_path / "cut.jpg", rgbx_over=0)
+    assert _reason(tmp_path / "cut.jpg", rgbx_over=0) == _reason(tmp_path / "cut.jpg")
+    # Junk bytes before the end marker: a libjpeg warning PIL lets pass.
+    (tmp_path / "junk.jpg").write_bytes(data[:-2] + b"\x00" * 50 + data[-2:])
+    junk = read_image(tmp_path / "junk.jpg", rgbx_over=0).rgb
+    assert junk.flags.c_contiguous  # PIL's array: libjpeg-turbo refused it
+    np.testing.assert_array_equal(junk, read_image(tmp_path / "junk.jpg").rgb)
+
+
 def test_gif_palette_exact_and_not_animated(tmp_path):
     rgb = np.zeros((8, 12, 3), np.uint8)
     rgb[:, :6] = (255, 0, 0)
