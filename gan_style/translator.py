@@ -147,6 +147,10 @@ class Translator(keras.Model):
         self.tonal.build()
         self.strength = float(profile.strength)
         self.multiple, self.minimum = input_requirements(generator)
+        # Every weight exists by now (the generator comes built): saying so
+        # lets a translator be saved before its first call without Keras
+        # warning that it "might not contain any weights".
+        self.build()
 
     # -- the two halves ----------------------------------------------------
 
