@@ -20,8 +20,10 @@ in the numbers, so it prints the load average next to them):
   the reference CycleGAN's own test loop over the same networks in PyTorch
   (``tests/torch_reference.py``) on the same images: one image at a time, no
   loader threads (its ``test.py`` sets ``num_threads=0, batch_size=1``), PIL
-  decode -> ``ResnetGenerator`` under ``torch.inference_mode()`` -> PIL encode.
-  ``convert_over_torch`` is float32 ``convert_catalog`` over it.
+  decode -> ``ResnetGenerator`` under ``torch.inference_mode()`` -> PIL encode,
+  in a worker process of its own (warmed up once, timed each round between
+  the TensorFlow loops). ``convert_over_torch`` is float32 ``convert_catalog``
+  over it.
 * ``peak_rss_mb_200`` / ``peak_rss_mb_2000``: peak resident memory of a whole
   conversion process for 200 and 2,000 images (the 120 test images copied
   repeatedly into a scratch folder), each in a fresh subprocess; it must not
@@ -85,6 +87,7 @@ flags.DEFINE_string("int8_calibration", str(common.DATA / "horse2zebra" / "train
 flags.DEFINE_integer("int8_calibration_images", 32, "Calibration images for the int8 model.")
 flags.DEFINE_integer("rss_child", None, "Internal: convert this many images and report peak RSS.")
 flags.DEFINE_string("rss_dir", None, "Internal: the scratch catalog for --rss_child.")
+flags.DEFINE_bool("torch_worker", False, "Internal: serve the PyTorch test loop to the parent process.")
 
 
 def _translator(filters):
@@ -152,6 +155,54 @@ def _torch_translate(filters):
         return y.numpy().transpose(0, 2, 3, 1)
 
     return _uint8_model(predict)
+
+
+def _torch_worker() -> None:
+    """Child process: the PyTorch loop, warmed up once, timed on request.
+
+    Reads one JSON request per line (``{"images": [...], "output": DIR}``)
+    and answers ``{"img_per_s": x}``. PyTorch runs in a process of its own,
+    as its users run it: in the benchmark's process its OpenMP threads (which
+    spin-wait after each parallel region) shared the two cores with the
+    TensorFlow loops timed next to them.
+    """
+    translate = _torch_translate(FLAGS.filters)
+    if translate is not None:
+        first = sorted(pathlib.Path(FLAGS.images).glob("*.jpg"))[:1]
+        with tempfile.TemporaryDirectory() as warm:
+            _timed_loop(translate, first, pathlib.Path(warm))
+    print(json.dumps({"ready": translate is not None}), flush=True)
+    for line in sys.stdin:
+        request = json.loads(line)
+        rate = _timed_loop(translate, [pathlib.Path(p) for p in request["images"]],
+                           pathlib.Path(request["output"]))
+        print(json.dumps({"img_per_s": rate}), flush=True)
+
+
+class _TorchLoop:
+    """The parent's handle on :func:`_torch_worker`; None-like when torch is missing."""
+
+    def __init__(self, filters: int, images: str):
+        self.child = subprocess.Popen(
+            [sys.executable, __file__, "--torch_worker", f"--filters={filters}", f"--images={images}"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        )
+        self.ready = self._answer()["ready"]
+
+    def _answer(self) -> dict:
+        for line in self.child.stdout:  # skip anything a library printed
+            if line.startswith("{"):
+                return json.loads(line)
+        raise RuntimeError(f"the PyTorch worker exited with {self.child.wait()}")
+
+    def __call__(self, images, output: pathlib.Path) -> float:
+        self.child.stdin.write(json.dumps({"images": [str(p) for p in images], "output": str(output)}) + "\n")
+        self.child.stdin.flush()
+        return self._answer()["img_per_s"]
+
+    def close(self) -> None:
+        self.child.stdin.close()
+        self.child.wait()
 
 
 def _int8(generator, results):
@@ -251,6 +302,9 @@ def main(argv):
     if FLAGS.rss_child is not None:
         _rss_child(FLAGS.rss_child, pathlib.Path(FLAGS.rss_dir))
         return
+    if FLAGS.torch_worker:
+        _torch_worker()
+        return
     import numpy as np
 
     import gan_style
@@ -281,9 +335,10 @@ def main(argv):
                                       progress=False, batch_size=FLAGS.batch_size, precision=precision)
         translator.predict(np.zeros((1, 256, 256, 3), np.uint8), verbose=0)
         naive = _naive(translator)
-        torch_translate = _torch_translate(FLAGS.filters) if FLAGS.torch else None
-        if torch_translate:
-            _timed_loop(torch_translate, images[:1], scratch / "torch0")
+        torch_loop = _TorchLoop(FLAGS.filters, FLAGS.images) if FLAGS.torch else None
+        if torch_loop is not None and not torch_loop.ready:
+            torch_loop.close()
+            torch_loop = None
         int8 = _int8(translator.generator, results) if FLAGS.int8 else None
         if int8:
             _timed_loop(int8, images[:1], scratch / "int80")
@@ -301,14 +356,16 @@ def main(argv):
             naive_images = [images[(r * FLAGS.naive_chunk + i) % len(images)] for i in range(FLAGS.naive_chunk)]
             naive_rates.append(_timed_loop(naive, naive_images, scratch / f"naive{r}"))
             shown = ", ".join(f"convert_catalog {p} {rates[p][-1]:.3f}" for p in FLAGS.precisions)
-            if torch_translate:
-                torch_rates.append(_timed_loop(torch_translate, naive_images, scratch / f"torch{r}"))
+            if torch_loop:
+                torch_rates.append(torch_loop(naive_images, scratch / f"torch{r}"))
                 shown += f", PyTorch loop {torch_rates[-1]:.3f}"
             if int8:
                 int8_rates.append(_timed_loop(int8, naive_images, scratch / f"int8{r}"))
                 shown += f", int8 TFLite loop {int8_rates[-1]:.3f}"
             print(f"round {r}: {shown}, naive {naive_rates[-1]:.3f} img/s, load {os.getloadavg()[0]:.1f}",
                   flush=True)
+        if torch_loop:
+            torch_loop.close()
         keys = {"float32": "convert", "bfloat16": "bf16"}
         for precision in FLAGS.precisions:
             key = keys[precision]
