@@ -20,7 +20,9 @@ line). ``overwrite=True`` converts everything again.
 
 Decoding and encoding run in a thread pool while the model runs, so the two
 CPU-bound halves overlap; the model is one ``tf.function`` with unknown batch
-and spatial sizes, traced once for the whole catalog.
+and spatial sizes, traced once for the whole catalog. Small images are decoded
+up to ``2 * batch_size + 2`` ahead of the model, big ones (by their headers)
+only one ahead, so a folder of 60-megapixel photos holds two of them, not ten.
 """
 
 from __future__ import annotations
@@ -56,6 +58,11 @@ MANIFEST_NAME = "manifest.jsonl"
 CONVERTED, SKIPPED, FAILED = "converted", "skipped", "failed"
 _WHITE = (255, 255, 255)
 
+# Pixels decoded ahead of the model at most (besides the next image, which is
+# always decoded ahead): a window of small images decodes far ahead, a run of
+# big ones one at a time (a tiled image keeps the model busy for seconds to
+# minutes, its decode takes a second), not ten 64-megapixel buffers at once.
+_AHEAD_PIXELS = 1 << 24
 
 @dataclasses.dataclass
 class ConversionSummary:
@@ -566,21 +573,27 @@ class _Converter:
 
     def run(self, todo: list[Source]) -> None:
         window = 2 * self.batch_size + 2  # decoded images held at once, besides the groups
-        decodes: collections.deque = collections.deque()
+        decodes: collections.deque = collections.deque()  # (pixels, future)
         groups: dict[tuple[int, int], list[_Decoded]] = collections.OrderedDict()
         held = 0
+        ahead = 0  # pixels of the decodes in `decodes`
         queue = iter(todo)
 
         def refill():
-            while len(decodes) < window:
+            nonlocal ahead
+            while len(decodes) < window and not (decodes and ahead >= _AHEAD_PIXELS):
                 source = next(queue, None)
                 if source is None:
                     return
-                decodes.append(self.pool.submit(self.decode, source))
+                pixels = image_io.header_pixels(source.path)
+                ahead += pixels
+                decodes.append((pixels, self.pool.submit(self.decode, source)))
 
         refill()
         while decodes:
-            item, error, seconds = decodes.popleft().result()
+            pixels, future = decodes.popleft()
+            ahead -= pixels
+            item, error, seconds = future.result()
             refill()
             if error is not None:
                 self.record(item, FAILED, error, seconds)

@@ -291,6 +291,16 @@ def read_image(
     return _decode(path, path, max_pixels, rgbx_over)
 
 
+def header_pixels(path: str | os.PathLike) -> int:
+    """Width x height from the file's header, without decoding pixels; 0 when
+    the file cannot be opened (:func:`read_image` says why)."""
+    try:
+        with Image.open(path, formats=_ALLOWED_FORMATS) as img:
+            return img.width * img.height
+    except Exception:  # noqa: BLE001 - any failure is read_image's to report
+        return 0
+
+
 def read_image_bytes(
     data: bytes, *, name: str = "<bytes>", max_pixels: int | None = None,
     rgbx_over: int | None = None,

@@ -296,6 +296,32 @@ def test_writing_an_rgbx_view_gives_the_same_file(tmp_path, fmt):
     assert image_writer._rgbx_buffer(buffer[:, :, 1:]) is None
 
 
+@pytest.mark.parametrize("ahead_pixels,most_ahead", [(1, 2), (None, 5)])
+def test_big_images_are_decoded_only_one_ahead_of_the_model(translator, tmp_path, monkeypatch,
+                                                              ahead_pixels, most_ahead):
+    # Decodes are submitted from the main thread, which also runs the model:
+    # count how many were submitted, not yet translated, at each model call
+    # (the image going in included). Images over the pixel budget (here:
+    # every image) go one ahead; small ones fill the window of
+    # 2 * batch_size + 2 (= 4 at batch 1) behind the one going in.
+    from gan_style import image_io
+
+    for i in range(7):
+        save(tmp_path / "in" / f"{i}.png", noise(20, 24, seed=i))
+    if ahead_pixels is not None:
+        monkeypatch.setattr(convert, "_AHEAD_PIXELS", ahead_pixels)
+    events = []
+    header_pixels = image_io.header_pixels
+    monkeypatch.setattr(image_io, "header_pixels", lambda path: events.append("submit") or header_pixels(path))
+    translate_group = convert._Converter.translate_group
+    monkeypatch.setattr(convert._Converter, "translate_group",
+                        lambda self, group: events.append("model") or translate_group(self, group))
+    summary = run(translator, tmp_path / "in", tmp_path / "out", batch_size=1)
+    assert summary.converted == 7
+    ahead = [events[:i].count("submit") - events[:i].count("model") for i, e in enumerate(events) if e == "model"]
+    assert max(ahead) == most_ahead, events
+
+
 def test_shards_cover_the_catalog_exactly_once(translator, tmp_path):
     src, out = tmp_path / "in", tmp_path / "out"
     names = [f"d{i % 3}/img{i}.png" for i in range(14)]
