@@ -147,10 +147,6 @@ class Translator(keras.Model):
         self.tonal.build()
         self.strength = float(profile.strength)
         self.multiple, self.minimum = input_requirements(generator)
-        # Every weight exists by now (the generator comes built): saying so
-        # lets a translator be saved before its first call without Keras
-        # warning that it "might not contain any weights".
-        self.build()
 
     # -- the two halves ----------------------------------------------------
 
@@ -319,6 +315,12 @@ class Translator(keras.Model):
         filepath = os.fspath(filepath)
         if format is None:
             format = "keras" if filepath.endswith(".keras") else "tf_saved_model"
+        if not self.built:
+            # Every weight exists already (the generator comes built); saying
+            # so spares an export before the first call Keras' warning that
+            # the model "might not contain any weights". Not done in __init__:
+            # a built layer takes no new sub-layers, and subclasses may add some.
+            self.build()
         if format == "keras":
             self.save(filepath)
             return filepath
