@@ -345,28 +345,25 @@ def _png_crc_error(source) -> str | None:
             fp.close()
 
 
-def _jpeg_rgbx(source, width: int, height: int) -> np.ndarray | None:
+def _jpeg_rgbx(img: Image.Image, width: int, height: int) -> np.ndarray | None:
     """A plain JPEG decoded by libjpeg-turbo straight into an RGBX buffer.
 
     simplejpeg decodes into a buffer we own, which PIL cannot; its pixels
     equal PIL's (both are libjpeg-turbo with the accurate DCT and smooth
-    upsampling; tests/image_io_test.py checks). With ``strict`` any libjpeg
-    warning raises, and then None sends the file to PIL, so what is accepted
-    or refused (and why) stays PIL's decision.
+    upsampling; tests/image_io_test.py checks). The bytes come through PIL's
+    own file handle, so a file replaced since its header was read cannot
+    slip in. With ``strict`` any libjpeg warning raises, and then None sends
+    the file to PIL, so what is accepted or refused (and why) stays PIL's
+    decision.
     """
-    if isinstance(source, io.BytesIO):
-        data = source.getbuffer()
-    else:
-        with open(source, "rb") as f:
-            data = f.read()
+    img.fp.seek(0)
+    data = img.fp.read()
     buffer = np.empty((height, width, 4), np.uint8)
     try:
-        simplejpeg.decode_jpeg(data, colorspace="RGBX", buffer=buffer, strict=True)
-    except ValueError:
+        decoded = simplejpeg.decode_jpeg(data, colorspace="RGBX", buffer=buffer, strict=True)
+    except Exception:  # noqa: BLE001 - ValueError for bad data; anything else: PIL decides too
         return None
-    finally:
-        del data  # release the BytesIO export before PIL reads it again
-    return buffer
+    return buffer if decoded.shape == buffer.shape else None
 
 
 def _decode(source, path, max_pixels: int | None, rgbx_over: int | None = None) -> DecodedImage:
@@ -411,7 +408,7 @@ def _decode(source, path, max_pixels: int | None, rgbx_over: int | None = None) 
             buffer = None
             if (rgbx_over is not None and max(width, height) > rgbx_over and fmt == "JPEG"
                     and img.mode == "RGB" and orientation not in _TRANSPOSE):
-                buffer = _jpeg_rgbx(source, width, height)
+                buffer = _jpeg_rgbx(img, width, height)
             if buffer is not None:
                 rgb, alpha, icc = buffer[:, :, :3], None, img.info.get("icc_profile") or None
             else:

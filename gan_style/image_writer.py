@@ -108,6 +108,8 @@ def _save_options(fmt, quality, icc_profile, exif) -> dict:
 def _rgbx_buffer(rgb: np.ndarray) -> np.ndarray | None:
     """The C-contiguous uint8 ``[H, W, 4]`` array that ``rgb`` is the first
     three channels of (as ``image_io.read_image(rgbx_over=...)`` returns), or None."""
+    if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
+        return None
     base = rgb.base
     while isinstance(base, np.ndarray):
         if (base.dtype == np.uint8 and base.shape == rgb.shape[:2] + (4,) and base.flags.c_contiguous

@@ -313,13 +313,17 @@ def thumbnail(image: np.ndarray, max_side: int) -> np.ndarray:
     PIL resizes in two passes, across the rows and then down the columns;
     the first pass runs here strip by strip, so a huge image is never copied
     whole into PIL's 4-byte-a-pixel layout (the result is the same as one
-    ``resize``: tests/tiling_test.py checks).
+    ``resize``: tests/tiling_test.py checks). Pillow 12.3 runs the vertical
+    pass first for images over 100 times taller than wide; those (narrow,
+    so small) get one ``resize``.
     """
     height, width = image.shape[:2]
     scale = max_side / max(height, width)
     if scale >= 1:
         return image
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    if height > 100 * width:
+        return np.asarray(Image.fromarray(np.ascontiguousarray(image[:, :, :3])).resize(size, Image.Resampling.BOX))
     narrow = Image.new("RGB", (size[0], height))
     for top in range(0, height, _THUMBNAIL_ROWS):
         strip = Image.fromarray(np.ascontiguousarray(image[top : top + _THUMBNAIL_ROWS, :, :3]))
@@ -414,7 +418,12 @@ class TiledTranslator:
         rows = plan_axis(height, self.tile, self.overlap, self.multiple, self.minimum, context)
         cols = plan_axis(width, self.tile, self.overlap, self.multiple, self.minimum, context)
         positions = [(r, c) for r in range(len(rows)) for c in range(len(cols))]
-        held = _HeldRows(out, rows) if np.may_share_memory(image, out) else None
+        held = None
+        if np.may_share_memory(image, out):
+            if out.ctypes.data != image.ctypes.data or out.strides != image.strides[: out.ndim]:
+                raise ValueError("out overlaps image without being the same pixels: pass image itself "
+                                 "to translate in place, or a separate array")
+            held = _HeldRows(out, rows)
         sink = out if held is None else held
         blender = _Blender(rows, cols, width, lambda y0, y1, x0, x1, g: self._write(
             image, sink, finish, y0, y1, x0, x1, g))
@@ -426,8 +435,8 @@ class TiledTranslator:
             for (r, c), g in zip(batch, generated):
                 blender.add(r, c, g)
             if held is not None:
-                rest = positions[first + self.batch_size :]
-                held.flush(next_band=rest[0][0] if rest else len(rows))
+                following = first + self.batch_size
+                held.flush(next_band=positions[following][0] if following < len(positions) else len(rows))
         return out
 
     def _finish(self, source, generated):

@@ -294,6 +294,7 @@ def test_writing_an_rgbx_view_gives_the_same_file(tmp_path, fmt):
     assert image_writer._rgbx_buffer(buffer[:, :, :3]) is buffer
     assert image_writer._rgbx_buffer(buffer[:20, :, :3]) is None  # part of a buffer: copied as usual
     assert image_writer._rgbx_buffer(buffer[:, :, 1:]) is None
+    assert image_writer._rgbx_buffer(buffer[:, :, :2]) is None
 
 
 @pytest.mark.parametrize("ahead_pixels,most_ahead", [(1, 2), (None, 5)])

@@ -123,6 +123,25 @@ def test_rgbx_leaves_other_jpegs_and_formats_to_pil(tmp_path):
     assert read_image(tmp_path / "small.jpg", rgbx_over=82).rgb.strides == (83 * 4, 4, 1)
 
 
+def test_rgbx_decodes_the_file_whose_header_was_read(tmp_path, monkeypatch):
+    # The pixels come through PIL's own handle: replacing the file after its
+    # header was read (a sync tool's atomic rename) cannot mix two images.
+    path = tmp_path / "a.jpg"
+    Image.fromarray(_textured(60, 80, seed=1)).save(path, quality=95)
+    expected = read_image(path).rgb
+    orientation_and_exif = image_io._orientation_and_exif
+
+    def replace_after_the_header(img):  # runs between the header and the pixels
+        Image.fromarray(_textured(40, 50, seed=2)).save(tmp_path / "b.jpg", quality=95)
+        os.replace(tmp_path / "b.jpg", path)
+        return orientation_and_exif(img)
+
+    monkeypatch.setattr(image_io, "_orientation_and_exif", replace_after_the_header)
+    decoded = read_image(path, rgbx_over=0).rgb
+    assert decoded.strides == (80 * 4, 4, 1)
+    np.testing.assert_array_equal(decoded, expected)
+
+
 def test_rgbx_bad_jpegs_get_pils_verdict(tmp_path):
     # libjpeg-turbo refuses on any warning; PIL then decides, so a truncated
     # file is still the same error, and data PIL accepts is still accepted.

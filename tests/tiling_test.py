@@ -212,6 +212,13 @@ def test_in_place_equals_a_separate_output(translator, overlap, batch_size, cont
         np.testing.assert_array_equal(work, expected)
 
 
+def test_out_overlapping_image_without_being_it_is_refused(translator):
+    tiled = tiling.TiledTranslator(translator, tile=64, overlap=32)
+    buffer = smooth_noise(160, 90)
+    with pytest.raises(ValueError, match="out overlaps image"):
+        tiled.generate(buffer[:130], out=buffer[30:])
+
+
 def test_in_place_in_an_rgbx_buffer(translator):
     # The converter's case: the source is the first three channels of a
     # 4-byte-per-pixel buffer, translated in place; the fourth stays untouched.
@@ -243,7 +250,8 @@ def test_bad_overlap_and_tile(translator):
         tiling.TiledTranslator(translator, tile=4)
 
 
-@pytest.mark.parametrize("shape,max_side", [((700, 300), 128), ((300, 1000), 64), ((1100, 90), 256), ((513, 512), 512)])
+@pytest.mark.parametrize("shape,max_side", [((700, 300), 128), ((300, 1000), 64), ((1100, 90), 256), ((513, 512), 512),
+                                            ((2000, 12), 1024), ((9, 1500), 100)])
 def test_thumbnail_in_strips_equals_one_resize(shape, max_side):
     # Random pixels (every rounding shows) and strips that do not divide the
     # height: the strip-wise first pass must give PIL's one-call result.
