@@ -64,6 +64,7 @@ _WHITE = (255, 255, 255)
 # minutes, its decode takes a second), not ten 64-megapixel buffers at once.
 _AHEAD_PIXELS = 1 << 24
 
+
 @dataclasses.dataclass
 class ConversionSummary:
     """Counts of one :func:`convert_catalog` run."""
@@ -576,24 +577,20 @@ class _Converter:
         decodes: collections.deque = collections.deque()  # (pixels, future)
         groups: dict[tuple[int, int], list[_Decoded]] = collections.OrderedDict()
         held = 0
-        ahead = 0  # pixels of the decodes in `decodes`
         queue = iter(todo)
 
         def refill():
-            nonlocal ahead
-            while len(decodes) < window and not (decodes and ahead >= _AHEAD_PIXELS):
+            # At most `window` decodes, and past the first none once their
+            # pixels (a sum over a few entries) reach the budget.
+            while len(decodes) < window and not (decodes and sum(p for p, _ in decodes) >= _AHEAD_PIXELS):
                 source = next(queue, None)
                 if source is None:
                     return
-                pixels = image_io.header_pixels(source.path)
-                ahead += pixels
-                decodes.append((pixels, self.pool.submit(self.decode, source)))
+                decodes.append((image_io.header_pixels(source.path), self.pool.submit(self.decode, source)))
 
         refill()
         while decodes:
-            pixels, future = decodes.popleft()
-            ahead -= pixels
-            item, error, seconds = future.result()
+            item, error, seconds = decodes.popleft()[1].result()
             refill()
             if error is not None:
                 self.record(item, FAILED, error, seconds)

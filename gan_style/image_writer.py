@@ -123,12 +123,12 @@ def pil_image(rgb: np.ndarray, alpha: np.ndarray | None, fmt: str) -> Image.Imag
     """The PIL image that encodes as ``fmt``: ``alpha`` attached when ``fmt``
     can hold it; an RGBX view (see :func:`_rgbx_buffer`) shared, not copied,
     for JPEG."""
-    rgbx = _rgbx_buffer(rgb)
-    size = (rgb.shape[1], rgb.shape[0])
     if alpha is not None and _CAPS[fmt]["alpha"]:
         image = Image.fromarray(np.ascontiguousarray(rgb), "RGB")
         image.putalpha(Image.fromarray(np.ascontiguousarray(alpha), "L"))
         return image
+    size = (rgb.shape[1], rgb.shape[0])
+    rgbx = _rgbx_buffer(rgb)
     if rgbx is not None:
         # PIL keeps RGB as 4 bytes a pixel, so it can share an RGBX buffer
         # (JPEG encodes it as it is) where it would copy a 3-byte one.
