@@ -41,6 +41,14 @@ def matmul_peak_gflop_per_s(n: int = 2048, seconds: float = 3.0) -> float:
     return best
 
 
+def psnr_db(a, b) -> float:
+    """PSNR in dB of uint8-range images, over all of them pooled (one MSE)."""
+    import numpy as np
+
+    mse = np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2)
+    return float("inf") if mse == 0 else float(10 * np.log10(255.0**2 / mse))
+
+
 def write_results(results: dict, path: str | None) -> None:
     """Prints ``results`` as one JSON line and, given a ``path``, writes it there indented."""
     if path:

@@ -232,13 +232,6 @@ def _uint8_model(predict):
     return run
 
 
-def _psnr_db(a, b) -> float:
-    import numpy as np
-
-    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
-    return float("inf") if mse == 0 else float(10 * np.log10(255.0**2 / mse))
-
-
 def _psnr_to_float32(translator, approx, images) -> float:
     """PSNR of ``approx`` (uint8 batch -> uint8 batch) against the float32 translator over
     ``images`` (one pooled MSE)."""
@@ -251,7 +244,7 @@ def _psnr_to_float32(translator, approx, images) -> float:
             rgb = np.asarray(image.convert("RGB"))[None]
         exact.append(translator(rgb).numpy())
         approximate.append(np.asarray(approx(rgb)))
-    return _psnr_db(np.concatenate(exact), np.concatenate(approximate))
+    return common.psnr_db(np.concatenate(exact), np.concatenate(approximate))
 
 
 def _precision_psnr(translator, images) -> float:

@@ -33,9 +33,9 @@ def _load(paths) -> np.ndarray:
     return np.stack(images).astype(np.float32) / 127.5 - 1
 
 
-def _psnr(a, b) -> float:
-    to_uint8 = lambda y: np.round((np.clip(y, -1, 1) + 1) * 127.5)  # noqa: E731
-    return float(10 * np.log10(255**2 / np.mean((to_uint8(a) - to_uint8(b)) ** 2)))
+def _to_uint8_range(y: np.ndarray) -> np.ndarray:
+    """Generator output in [-1, 1] as the uint8 levels a Translator would write."""
+    return np.round((np.clip(y, -1, 1) + 1) * 127.5)
 
 
 def _per_second(run, calls: int) -> float:
@@ -76,7 +76,7 @@ def main(argv):
     results = {}
     for name, request in requests.items():
         outputs = np.concatenate([request.infer({0: x[None]})[0] for x in test])
-        results[f"{name}_psnr_db"] = _psnr(outputs, reference)
+        results[f"{name}_psnr_db"] = common.psnr_db(_to_uint8_range(outputs), _to_uint8_range(reference))
     x = test[:1]
     runs = {"tf_f32": lambda: forward(x).numpy()}
     runs.update({name: (lambda r=request: r.infer({0: x})) for name, request in requests.items()})
