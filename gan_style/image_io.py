@@ -29,6 +29,7 @@ import dataclasses
 import io
 import os
 import pathlib
+import stat
 import struct
 import zlib
 from collections.abc import Iterable, Sequence
@@ -38,15 +39,19 @@ import simplejpeg
 from PIL import Image, ImageFile, UnidentifiedImageError
 
 IMAGE_EXTENSIONS = frozenset(
-    {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+    {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".avif"}
 )
 
 # Only these PIL plugins may open a file. PIL can also open EPS (through
 # Ghostscript), PSD, ICO and dozens of rarer formats; limiting the list keeps a
 # renamed file from reaching an unexpected (or external) decoder. The JPEG
 # plugin also opens camera JPEGs with embedded previews, as format "MPO".
-_ALLOWED_FORMATS = ("JPEG", "PNG", "BMP", "DIB", "GIF", "WEBP", "TIFF")
 Image.init()  # Image.open(formats=...) needs these plugins registered
+# AVIF when this Pillow has the plugin (wheels since 11.3); without it .avif
+# files are still listed and fail with a reason instead of being skipped unseen.
+_ALLOWED_FORMATS = ("JPEG", "PNG", "BMP", "DIB", "GIF", "WEBP", "TIFF") + (
+    ("AVIF",) if "AVIF" in Image.OPEN else ()
+)
 
 _EXIF_ORIENTATION = 0x0112
 
@@ -117,8 +122,11 @@ def _check_file(path: pathlib.Path) -> None:
         raise ImageError(path, "permission denied (cannot stat file)") from None
     except OSError as e:
         raise ImageError(path, f"cannot access file ({e.strerror or e})") from None
-    if path.is_dir():
+    if stat.S_ISDIR(st.st_mode):
         raise ImageError(path, "is a directory, not an image file")
+    if not stat.S_ISREG(st.st_mode):
+        # A FIFO or device would block or never end.
+        raise ImageError(path, "not a regular file (a pipe, socket or device)")
     if st.st_size == 0:
         raise ImageError(path, "empty file (0 bytes)")
 
@@ -232,6 +240,21 @@ def _to_rgb_alpha(img: Image.Image, notes: list[str]):
     return np.asarray(img.convert("RGB"), dtype=np.uint8), None, icc
 
 
+def _rgb_profile(icc: bytes | None, notes: list[str]) -> bytes | None:
+    """``icc`` if it describes RGB pixels, else None (with a note).
+
+    A grey source's profile (colour space ``GRAY``) cannot describe the RGB
+    output the image becomes: written with it, colour-managed viewers and
+    ``ImageCms`` refuse the file. Grey values are kept as they are.
+    """
+    # An ICC header: 128 bytes, the colour space at 16, the signature "acsp" at 36.
+    if icc is None or len(icc) < 128 or icc[36:40] != b"acsp" or icc[16:20] == b"RGB ":
+        return icc
+    space = icc[16:20].decode("latin-1", "replace").strip() or "unknown"
+    notes.append(f"{space} colour profile dropped: it cannot describe the RGB output")
+    return None
+
+
 def _orientation_and_exif(img: Image.Image) -> tuple[int, bytes | None]:
     """EXIF orientation (1 when absent) and the EXIF bytes without it."""
     raw = img.info.get("exif")
@@ -295,6 +318,8 @@ def header_pixels(path: str | os.PathLike) -> int:
     """Width x height from the file's header, without decoding pixels; 0 when
     the file cannot be opened (:func:`read_image` says why)."""
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return 0  # opening a FIFO would block
         with Image.open(path, formats=_ALLOWED_FORMATS) as img:
             return img.width * img.height
     except Exception:  # noqa: BLE001 - any failure is read_image's to report
@@ -414,9 +439,14 @@ def _decode(source, path, max_pixels: int | None, rgbx_over: int | None = None) 
             else:
                 img.load()  # decode now: truncation and corruption raise here
                 if orientation in _TRANSPOSE:
-                    img = img.transpose(_TRANSPOSE[orientation])
+                    # Pillow's TIFF plugin turns the image upright itself while
+                    # loading (since before the Pillow 10 we require): turning
+                    # it again would rotate it twice.
+                    if fmt != "TIFF":
+                        img = img.transpose(_TRANSPOSE[orientation])
                     notes.append(f"EXIF orientation {orientation} applied")
                 rgb, alpha, icc = _to_rgb_alpha(img, notes)
+            icc = _rgb_profile(icc, notes)
         if fmt == "PNG":
             crc_error = _png_crc_error(source)
             if crc_error:

@@ -385,6 +385,55 @@ def test_exif_orientation_6_rotates_clockwise(tmp_path, fmt, ext):
     assert exif[0x010F] == "gan_style test camera"
 
 
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_tiff_orientation_is_applied_once(tmp_path, orientation):
+    # Pillow's TIFF plugin turns TIFFs upright while loading: the result must
+    # equal the PNG with the same tag, which Pillow leaves to us.
+    rgb = np.zeros((20, 30, 3), np.uint8)
+    rgb[:4, :6] = 255
+    rgb[:, 25:, 1] = 200
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    decoded = {}
+    for fmt, ext in (("TIFF", "tif"), ("PNG", "png")):
+        Image.fromarray(rgb).save(tmp_path / f"o.{ext}", format=fmt, exif=exif.tobytes())
+        decoded[fmt] = read_image(tmp_path / f"o.{ext}")
+    np.testing.assert_array_equal(decoded["TIFF"].rgb, decoded["PNG"].rgb)
+    assert decoded["TIFF"].rgb.shape == ((30, 20, 3) if orientation >= 5 else (20, 30, 3))
+
+
+def test_grey_colour_profile_is_not_put_on_rgb_pixels(tmp_path):
+    from PIL import ImageCms
+
+    # ImageCms cannot build a GRAY profile; a Lab one is as foreign to RGB pixels.
+    lab = ImageCms.ImageCmsProfile(ImageCms.createProfile("LAB")).tobytes()
+    rgb_profile = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    assert lab[16:20] == b"Lab "
+    Image.fromarray(_gradient()[:, :, 0]).save(tmp_path / "g.png", icc_profile=lab)
+    decoded = read_image(tmp_path / "g.png")
+    assert decoded.icc_profile is None
+    assert any("colour profile dropped" in note for note in decoded.notes)
+    Image.fromarray(_gradient()).save(tmp_path / "c.png", icc_profile=rgb_profile)
+    assert read_image(tmp_path / "c.png").icc_profile == rgb_profile
+
+
+def test_jfif_and_avif_names_decode(tmp_path):
+    Image.fromarray(_gradient()).save(tmp_path / "a.jfif", format="JPEG", quality=95)
+    assert read_image(tmp_path / "a.jfif").format == "JPEG"
+    if "AVIF" not in Image.SAVE:
+        pytest.skip("this Pillow has no AVIF plugin")
+    Image.fromarray(_gradient()).save(tmp_path / "b.avif", quality=95)
+    decoded = read_image(tmp_path / "b.avif")
+    assert decoded.format == "AVIF" and decoded.rgb.shape == (16, 24, 3)
+
+
+def test_a_pipe_named_like_an_image_is_refused_without_blocking(tmp_path):
+    fifo = tmp_path / "stream.jpg"
+    os.mkfifo(fifo)
+    assert "not a regular file" in _reason(fifo)
+    assert image_io.header_pixels(fifo) == 0
+
+
 # ---------------------------------------------------------------------- errors
 
 
@@ -540,6 +589,8 @@ def test_list_images(tmp_path):
         "f.bmp",
         "g.jpeg",
         "h.tif",
+        "i.jfif",
+        "j.avif",
         "notes.txt",
         ".hidden.jpg",
         "._b.jpg",
@@ -556,6 +607,8 @@ def test_list_images(tmp_path):
         "f.bmp",
         "g.jpeg",
         "h.tif",
+        "i.jfif",
+        "j.avif",
         "out/styled.jpg",
         "sub/c.webp",
         "sub/deeper/d.TIFF",
@@ -565,9 +618,9 @@ def test_list_images(tmp_path):
     assert "out/styled.jpg" not in [p.relative_to(tmp_path).as_posix() for p in excluded]
     assert len(excluded) == len(found) - 1
     both = list_images(tmp_path, exclude=[str(tmp_path / "out"), tmp_path / "sub"])
-    assert len(both) == 5
+    assert len(both) == 7
     flat = [p.name for p in list_images(tmp_path, recursive=False)]
-    assert flat == ["A.PNG", "b.jpg", "f.bmp", "g.jpeg", "h.tif"]
+    assert flat == ["A.PNG", "b.jpg", "f.bmp", "g.jpeg", "h.tif", "i.jfif", "j.avif"]
     with pytest.raises(FileNotFoundError, match="nowhere"):
         list_images(tmp_path / "nowhere")
     with pytest.raises(NotADirectoryError):
