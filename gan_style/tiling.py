@@ -287,6 +287,21 @@ def plan_axis(length: int, tile: int, overlap: int, multiple: int, minimum: int,
     return windows
 
 
+def check_overlap(tile: int, overlap: int, multiple: int, minimum: int) -> None:
+    """Raises ValueError unless tiles of ``tile`` pixels can overlap by ``overlap``.
+
+    ``tile`` is a valid generator size (:func:`tile_size`). Tiles are spread
+    evenly, so how much neighbours really overlap depends on the image's
+    length: the check plans every length up to three tiles (a few
+    milliseconds), where a too-large overlap first shows (checked up to ten
+    tiles for tiles of 128-512), so no image fails later.
+    """
+    if overlap < 0:
+        raise ValueError(f"overlap must be >= 0, got {overlap}")
+    for length in range(tile + 1, 3 * tile, multiple):
+        plan_axis(length, tile, overlap, multiple, minimum)
+
+
 def tile_size(tile: int, multiple: int, minimum: int) -> int:
     """``tile`` rounded down to a size the generator takes."""
     size = tile // multiple * multiple
@@ -307,8 +322,21 @@ def needs_tiling(height: int, width: int, tile: int | None) -> bool:
 _THUMBNAIL_ROWS = 256
 
 
+def thumbnail_scale(height: int, width: int, max_side: int) -> float:
+    """The scale of :func:`thumbnail` (1 or more: the image itself).
+
+    The long side shrinks to ``max_side``, but a long narrow image keeps a
+    short side of ``max_side // 4`` (or all it has): 20000 x 20 pixels by the
+    long side alone would give a thumbnail under a pixel high, whose
+    statistics are nothing like the image's (tiled output 5 dB from untiled).
+    Never more than ``2 * max_side**2`` pixels, the cost of the statistics pass.
+    """
+    scale = max(max_side / max(height, width), min(1.0, (max_side // 4) / min(height, width)))
+    return min(scale, math.sqrt(2 * max_side**2 / (height * width)))
+
+
 def thumbnail(image: np.ndarray, max_side: int) -> np.ndarray:
-    """``image`` (uint8 HxWx3) box-downscaled to at most ``max_side`` per side.
+    """``image`` (uint8 HxWx3) box-downscaled by :func:`thumbnail_scale`.
 
     PIL resizes in two passes, across the rows and then down the columns;
     the first pass runs here strip by strip, so a huge image is never copied
@@ -318,7 +346,7 @@ def thumbnail(image: np.ndarray, max_side: int) -> np.ndarray:
     so small) get one ``resize``.
     """
     height, width = image.shape[:2]
-    scale = max_side / max(height, width)
+    scale = thumbnail_scale(height, width, max_side)
     if scale >= 1:
         return image
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
@@ -356,7 +384,7 @@ class TiledTranslator:
         each blended region.
       tile: tile edge in pixels (rounded down to what the generator takes).
       overlap: overlap between neighbouring tiles in pixels.
-      stats_size: long side of the statistics thumbnail.
+      stats_size: long side of the statistics thumbnail (see :func:`thumbnail_scale`).
       batch_size: tiles per generator call.
     """
 
@@ -373,8 +401,7 @@ class TiledTranslator:
         self.runner = frozen_stats_runner(translator.generator)
         self.multiple, self.minimum = input_requirements(translator.generator)
         self.tile = tile_size(int(tile), self.multiple, self.minimum)
-        if overlap < 0:
-            raise ValueError(f"overlap must be >= 0, got {overlap}")
+        check_overlap(self.tile, int(overlap), self.multiple, self.minimum)
         self.overlap = int(overlap)
         self.stats_size = int(stats_size)
         self.batch_size = max(1, int(batch_size))
