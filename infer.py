@@ -101,6 +101,12 @@ def main(argv):
         summary = convert.convert_catalog(model, FLAGS.input, FLAGS.output, **_conversion_options())
     except (FileNotFoundError, ValueError) as e:  # bad flags, found before any work
         return _fail(str(e))
+    except KeyboardInterrupt:
+        # Every finished file is written and recorded; the manifest lets the
+        # same command pick up where this one stopped.
+        print(f"\ninfer.py: interrupted; run the same command again to resume "
+              f"(done files are in {FLAGS.output}/manifest*.jsonl)", file=sys.stderr, flush=True)
+        return 130
     print(summary, flush=True)
     if summary.failed:
         logging.warning("%d file(s) failed; see reasons in %s", summary.failed, summary.manifest)

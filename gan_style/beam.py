@@ -149,12 +149,18 @@ def plan_catalog(source: str, output: str, fmt: str = "same") -> list[dict]:
     # (pathlib would collapse the "//" of gs://).
     dummy = pathlib.PurePosixPath("/")
     convert._plan_outputs(entries, dummy, fmt)  # type: ignore[arg-type]
+    def planned(path):
+        if path is None:
+            return None, None
+        rel = pathlib.PurePosixPath(path).relative_to(dummy).as_posix()
+        return FileSystems.join(output, rel), rel
+
     plan = []
     for entry in entries:
-        target = None
-        if entry.output is not None:
-            target = FileSystems.join(output, pathlib.PurePosixPath(entry.output).relative_to(dummy).as_posix())
-        plan.append({"source": str(entry.path), "rel": entry.rel, "output": target, "refused": entry.refused})
+        target, target_rel = planned(entry.output)
+        alpha_target, alpha_rel = planned(entry.alpha_output)
+        plan.append({"source": str(entry.path), "rel": entry.rel, "output": target, "output_rel": target_rel,
+                     "alpha_output": alpha_target, "alpha_output_rel": alpha_rel, "refused": entry.refused})
     return plan
 
 
@@ -181,30 +187,46 @@ def _previous_records(output: str) -> dict[str, dict]:
     return records
 
 
-def _skip(item: dict, record: dict | None, settings: str) -> tuple[str, dict] | None:
+def _skip(item: dict, record: dict | None, settings: str, output: str) -> tuple[str, dict] | None:
     """(reason, kept record fields) when ``item`` needs no conversion, else None."""
     from gan_style import convert
 
     keep_keys = ("output_size", "width", "height", "tiled", "format", "settings")
+
+    def kept(record: dict, out: str, out_rel: str | None) -> dict:
+        return {**{k: record[k] for k in keep_keys if k in record}, "output": out, "output_rel": out_rel}
+
     if _is_remote(item["source"]) or _is_remote(item["output"]):
         # No mtimes to trust across object stores: same settings and the recorded output still there.
         if record and record.get("status") in (convert.CONVERTED, convert.SKIPPED) and record.get("settings") == settings:
-            out = record.get("output")
+            out = _recorded_output(record, output)
             if out and FileSystems.exists(out):
-                return "recorded as converted with these settings; output present", {
-                    k: record[k] for k in keep_keys + ("output",) if k in record}
+                return "recorded as converted with these settings; output present", kept(
+                    record, out, record.get("output_rel"))
         return None
-    source = convert.Source(pathlib.Path(item["source"]), item["rel"], output=pathlib.Path(item["output"]))
+    alpha = item.get("alpha_output")
+    source = convert.Source(pathlib.Path(item["source"]), item["rel"], output=pathlib.Path(item["output"]),
+                            alpha_output=pathlib.Path(alpha) if alpha else None)
     try:
         source.stat = os.stat(source.path)
     except OSError:
         return None
-    reason = convert._skip_reason(source, record, settings)
+    reason = convert._skip_reason(source, record, settings, output)
     if reason is None:
         return None
-    if record is None:
-        record = {"output_size": source.output.stat().st_size, "settings": settings}
-    return reason, {k: record[k] for k in keep_keys + ("output",) if k in record}
+    if record is None:  # an existing output we take as ours from now on
+        if source.output.exists():
+            out, out_rel = item["output"], item["output_rel"]
+        else:
+            out, out_rel = alpha, item.get("alpha_output_rel")
+        return reason, kept({"output_size": os.path.getsize(out), "settings": settings}, out, out_rel)
+    return reason, kept(record, convert.recorded_output(record, output), record.get("output_rel"))
+
+
+def _recorded_output(record: dict, output: str) -> str | None:
+    """:func:`gan_style.convert.recorded_output` for object-store paths too."""
+    rel = record.get("output_rel")
+    return FileSystems.join(output, rel) if rel else record.get("output")
 
 
 # -- the DoFn -----------------------------------------------------------------------
@@ -306,6 +328,7 @@ class ConvertFn(beam.DoFn):
         record = {
             "source": item["source"],
             "output": item.get("output"),
+            "output_rel": item.get("output_rel"),
             "status": status,
             "reason": reason,
             "seconds": round(float(seconds), 4),
@@ -324,7 +347,7 @@ class ConvertFn(beam.DoFn):
             return
         if item.get("skip"):
             reason, keep = item["skip"]
-            item = dict(item, output=keep.pop("output", item["output"]))
+            item = dict(item, output=keep.pop("output", item["output"]), output_rel=keep.pop("output_rel", None))
             yield self._record(item, "skipped", reason, 0.0, **item.get("stat", {}), **keep)
             return
         start = time.perf_counter()
@@ -372,6 +395,11 @@ class ConvertFn(beam.DoFn):
         except Exception as e:  # noqa: BLE001
             return self._record(item, "failed", f"could not read: {type(e).__name__}: {e}",
                                 time.perf_counter() - start, **stat)
+        problem = image_writer.size_problem(
+            image_writer.guess_output_format(self.fmt, pathlib.PurePosixPath(item["rel"]).suffix),
+            image.height, image.width)
+        if problem is not None:
+            return self._record(item, "failed", problem, time.perf_counter() - start, **stat)
         x = convert.model_input(image)
         tiled = tiling.needs_tiling(x.shape[0], x.shape[1], self.tile)
         try:
@@ -389,11 +417,11 @@ class ConvertFn(beam.DoFn):
                                 time.perf_counter() - start, **stat)
         del x
         image = convert.without_pixels(image)
-        out, alpha, fmt, notes = convert.finish_output(image, np.asarray(out), self.fmt)
-        planned = item["output"]
-        stem, dot, suffix = planned.rpartition(".")
-        target = f"{stem}.{image_writer.output_suffix(fmt, dot + suffix).lstrip('.')}" if dot else planned
-        item = dict(item, output=target)
+        out, alpha, fmt, notes, to_alpha_output = convert.finish_output(
+            image, np.asarray(out), self.fmt, pathlib.PurePosixPath(item["rel"]).suffix)
+        if to_alpha_output:
+            item = dict(item, output=item["alpha_output"], output_rel=item["alpha_output_rel"])
+        target = item["output"]
         try:
             if not _is_remote(target):
                 convert._check_output_path(pathlib.Path(target), self.output_root)
@@ -493,11 +521,7 @@ def run_pipeline(
         with FileSystems.open(model) as src, open(local_model, "wb") as dst:
             dst.write(src.read())
     translator = convert._resolve_translator(local_model, profile, strength, precision, context)
-    if tile:
-        try:
-            tiling.tile_size(int(tile), translator.multiple, translator.minimum)
-        except ValueError as e:
-            raise ValueError(f"--tile: {e}") from None
+    convert.check_tiling(translator, tile, overlap)
     settings = convert._settings_fingerprint(translator, format=format, quality=int(quality), tile=int(tile or 0),
                                              overlap=int(overlap), stats_size=int(stats_size),
                                              precision=precision)
@@ -508,7 +532,7 @@ def run_pipeline(
     for item in plan:
         if item["refused"] or overwrite:
             continue
-        skip = _skip(item, previous.get(item["rel"]), settings)
+        skip = _skip(item, previous.get(item["rel"]), settings, output)
         if skip is not None:
             item["skip"] = skip
             if not _is_remote(item["source"]):

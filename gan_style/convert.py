@@ -6,14 +6,16 @@ decodes (any format and size, EXIF orientation applied, alpha kept), runs the
 share instance-norm statistics, see :mod:`gan_style.tiling`), encodes, writes
 atomically, and appends one JSON line to ``DST/manifest.jsonl``:
 
-    {"source": ..., "output": ..., "status": "converted" | "skipped" | "failed",
+    {"source": ..., "output": ..., "output_rel": ...,
+     "status": "converted" | "skipped" | "failed",
      "reason": ..., "seconds": ..., "rel": ..., "source_size": ...,
      "source_mtime_ns": ..., "output_size": ..., "width": ..., "height": ...,
      "tiled": ..., "settings": ..., "time": ...}
 
-Resuming: a source is skipped when its last record says it was converted (or
-skipped) with the same settings, its size and mtime are unchanged and its
-output still has the recorded size; a source with no record whose output
+Resuming: a source is skipped when its newest record (over every manifest in
+the output folder) says it was converted (or skipped) with the same settings,
+its size and mtime are unchanged and its output (``output_rel`` under today's
+output folder) still has the recorded size; a source with no record whose output
 already exists is skipped too (outputs are written atomically, so an existing
 one is complete: this covers a kill between the rename and the manifest
 line). ``overwrite=True`` converts everything again.
@@ -100,6 +102,9 @@ class Source:
     rel: str
     refused: str | None = None  # why it must not be read (path safety)
     output: pathlib.Path | None = None
+    # Where the output goes when it has transparency its planned format cannot
+    # hold (a BMP or a misnamed JPEG with alpha, under --format=same): a PNG.
+    alpha_output: pathlib.Path | None = None
     stat: os.stat_result | None = None
 
 
@@ -125,7 +130,7 @@ def _list_file_entries(list_path: pathlib.Path) -> list[Source]:
     root = list_path.parent
     entries, seen = [], set()
     try:
-        lines = list_path.read_text(encoding="utf-8").splitlines()
+        lines = list_path.read_text(encoding="utf-8-sig").splitlines()  # -sig: Windows editors' BOM
     except UnicodeDecodeError:
         raise ValueError(
             f"--input {list_path}: not a UTF-8 text list of paths (and not an image by its extension)"
@@ -169,11 +174,22 @@ def collect_sources(source: str | os.PathLike, output: str | os.PathLike) -> tup
         entries = [Source(p, p.relative_to(root).as_posix()) for p in image_io.list_images(root, exclude=[output])]
     elif glob.has_magic(text) and not os.path.exists(text):
         root = _glob_root(text)
+        matches = sorted(glob.glob(text, recursive=True))
+        if not matches:
+            raise FileNotFoundError(f"--input {text!r}: the glob matches nothing")
         entries = []
-        for match in sorted(glob.glob(text, recursive=True)):
+        for match in matches:
             p = pathlib.Path(match)
-            if p.suffix.lower() in image_io.IMAGE_EXTENSIONS and p.is_file():
+            # Earlier outputs under an output folder inside the input are not
+            # inputs (as when walking a folder); regular files only (a FIFO would block).
+            if (p.suffix.lower() in image_io.IMAGE_EXTENSIONS and p.is_file()
+                    and not _inside(os.path.realpath(p.parent), output_real)):
                 entries.append(Source(p, p.relative_to(root).as_posix()))
+        if not entries:
+            raise FileNotFoundError(
+                f"--input {text!r}: the glob matches {len(matches)} path(s) but no image files "
+                f"({' '.join(sorted(image_io.IMAGE_EXTENSIONS))})"
+            )
         entries.sort(key=lambda s: s.rel)
     elif os.path.isfile(text):
         p = pathlib.Path(text)
@@ -204,30 +220,68 @@ def collect_sources(source: str | os.PathLike, output: str | os.PathLike) -> tup
 
 
 def shard_of(rel: str, num_shards: int) -> int:
-    """Stable shard of a relative path (sha1, the same on every machine)."""
-    return int.from_bytes(hashlib.sha1(rel.encode("utf-8")).digest()[:8], "big") % num_shards
+    """Stable shard of a relative path (sha1, the same on every machine).
+
+    A name that is not valid UTF-8 (Python holds its bytes as surrogates)
+    hashes its original bytes.
+    """
+    return int.from_bytes(hashlib.sha1(rel.encode("utf-8", "surrogateescape")).digest()[:8], "big") % num_shards
 
 
 def _plan_outputs(entries: list[Source], output: pathlib.Path, fmt: str) -> None:
-    """Output path for each source, mirroring its relative path.
+    """Output paths for every source, mirroring its relative path, all distinct.
 
-    When two sources would land on one output (``a.jpg`` and ``a.png`` with
-    ``--format=png``), both get their source extension in the name
-    (``a_jpg.png``, ``a_png.png``), the same on every machine and shard.
+    Plan over the whole catalog (before sharding), so every machine and shard
+    names each output the same way and no two sources ever share one:
+
+    * a name only one source wants is kept (``a.jpg`` -> ``a.jpg``);
+    * sources that would share a name (``a.jpg`` and ``a.png`` with
+      ``--format=png``) get their source extension in it (``a_jpg.png``,
+      ``a_png.png``), then ``_2``, ``_3``... if even that is taken;
+    * under ``--format=same``, a source whose format has no alpha (JPEG, BMP)
+      also gets a distinct PNG name (``alpha_output``), used only if it turns
+      out to have transparency, so its alpha is kept.
+
+    Names are compared case-insensitively (macOS and Windows file systems).
     """
-    wanted = {}
     entries = [e for e in entries if not e.refused]  # never read, never written
+
+    def key(path: pathlib.PurePosixPath) -> str:
+        return str(path).casefold()
+
+    wanted = {}
     for entry in entries:
         rel = pathlib.PurePosixPath(entry.rel)
-        suffix = image_writer.output_suffix(image_writer.guess_output_format(fmt, rel.suffix), rel.suffix)
-        wanted[entry.rel] = rel.with_suffix(suffix)
-    counts = collections.Counter(str(p).casefold() for p in wanted.values())
+        planned = image_writer.guess_output_format(fmt, rel.suffix)
+        wanted[entry.rel] = rel.with_suffix(image_writer.output_suffix(planned, rel.suffix))
+    counts = collections.Counter(key(p) for p in wanted.values())
+    taken = {key(p) for p in wanted.values() if counts[key(p)] == 1}
+
+    def claim(rel: pathlib.PurePosixPath, suffix: str) -> pathlib.PurePosixPath:
+        tagged = rel.with_name(f"{rel.stem}_{rel.suffix.lstrip('.').lower()}{suffix}")
+        target, n = tagged, 2
+        while key(target) in taken:
+            target = tagged.with_name(f"{tagged.stem}_{n}{suffix}")
+            n += 1
+        taken.add(key(target))
+        return target
+
+    targets = {}
     for entry in entries:
         target = wanted[entry.rel]
-        if counts[str(target).casefold()] > 1:
-            rel = pathlib.PurePosixPath(entry.rel)
-            target = rel.with_name(f"{rel.stem}_{rel.suffix.lstrip('.').lower()}{target.suffix}")
-        entry.output = output.joinpath(*target.parts)
+        if counts[key(target)] > 1:
+            target = claim(pathlib.PurePosixPath(entry.rel), target.suffix)
+        targets[entry.rel] = target
+    for entry in entries:
+        entry.output = output.joinpath(*targets[entry.rel].parts)
+        rel = pathlib.PurePosixPath(entry.rel)
+        if fmt == "same" and not image_writer.can_carry_alpha(image_writer.guess_output_format(fmt, rel.suffix)):
+            png = rel.with_suffix(".png")
+            if key(png) in taken:
+                png = claim(rel, ".png")
+            else:
+                taken.add(key(png))
+            entry.alpha_output = output.joinpath(*png.parts)
 
 
 # -- the manifest -------------------------------------------------------------
@@ -252,7 +306,12 @@ class Manifest:
                     os.write(self._fd, b"\n")
 
     def write(self, record: dict) -> None:
-        line = (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8")
+        try:
+            line = (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8")
+        except UnicodeEncodeError:
+            # A file name that is not valid UTF-8: \udcXX escapes keep the line
+            # valid JSON and read back to the same name.
+            line = (json.dumps(record) + "\n").encode("ascii")
         with self._lock:
             os.write(self._fd, line)
 
@@ -260,8 +319,52 @@ class Manifest:
         os.close(self._fd)
 
     @staticmethod
+    def compact(path: pathlib.Path) -> None:
+        """Rewrites ``path`` with only the newest record per source once most
+        of its lines are older ones.
+
+        Every run appends a line per file (a nightly run over a 100,000-image
+        catalog adds 100,000 "skipped" lines), so without this the manifest
+        grows without end. The rewrite is atomic (temporary file, then
+        ``os.replace``): a kill leaves the old manifest whole.
+        """
+        try:
+            with open(path, "rb") as f:
+                lines = f.read().splitlines(keepends=True)
+        except FileNotFoundError:
+            return
+        newest: dict[str, tuple[str, int]] = {}  # rel -> (time, line number), as read() picks
+        for number, line in enumerate(lines):
+            try:
+                record = json.loads(line)
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                continue  # a line cut by a kill: dropped with the rest
+            if isinstance(record, dict) and isinstance(record.get("rel"), str):
+                when = str(record.get("time", ""))
+                previous = newest.get(record["rel"])
+                if previous is None or when >= previous[0]:
+                    newest[record["rel"]] = (when, number)
+        for stale in path.parent.glob(f".{glob.escape(path.name)}.*{image_writer.TEMP_SUFFIX}"):
+            stale.unlink(missing_ok=True)  # a compaction that was killed
+        if len(lines) <= max(1000, 2 * len(newest)):
+            return
+        keep = sorted(number for _, number in newest.values())
+        temp = path.with_name(f".{path.name}.{os.getpid()}{image_writer.TEMP_SUFFIX}")
+        with open(temp, "wb") as f:
+            f.writelines(lines[i] if lines[i].endswith(b"\n") else lines[i] + b"\n" for i in keep)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temp, path)
+
+    @staticmethod
     def read(output: pathlib.Path) -> dict[str, dict]:
-        """Last record per relative source path over all manifests in ``output``."""
+        """The newest record per relative source path over all manifests in ``output``.
+
+        Newest by the records' ``time``; within one manifest a later line wins
+        a tie. Runs with and without ``--num_shards`` write different
+        manifests, so file order alone would let an old shard's record hide a
+        newer single run's.
+        """
         records: dict[str, dict] = {}
         for path in sorted(output.glob("manifest*.jsonl")):
             with open(path, encoding="utf-8", errors="replace") as f:
@@ -270,7 +373,10 @@ class Manifest:
                         record = json.loads(line)
                     except json.JSONDecodeError:
                         continue  # a line cut by a kill
-                    if isinstance(record, dict) and "rel" in record:
+                    if not isinstance(record, dict) or not isinstance(record.get("rel"), str):
+                        continue
+                    previous = records.get(record["rel"])
+                    if previous is None or str(record.get("time", "")) >= str(previous.get("time", "")):
                         records[record["rel"]] = record
         return records
 
@@ -354,6 +460,20 @@ def _resolve_translator(translator, tone, strength, precision="float32", context
     return translator.with_context(context).with_precision(precision)
 
 
+def check_tiling(translator: Translator, tile: int | None, overlap: int) -> None:
+    """``--tile`` and ``--overlap`` checked against the generator, before any work."""
+    if not tile:
+        return
+    try:
+        size = tiling.tile_size(int(tile), translator.multiple, translator.minimum)
+    except ValueError as e:
+        raise ValueError(f"--tile: {e}") from None
+    try:
+        tiling.check_overlap(size, int(overlap), translator.multiple, translator.minimum)
+    except ValueError as e:
+        raise ValueError(f"--overlap: {e}") from None
+
+
 def _check_options(fmt, quality, batch_size, tile, overlap, max_pixels, num_shards, shard_index, context=None):
     image_writer.check_format(fmt)
     if context is not None:
@@ -405,23 +525,30 @@ def tiled_translator(translator: Translator, tile: int, overlap: int, stats_size
                                   stats_size=int(stats_size), batch_size=tile_batch)
 
 
-def finish_output(image: image_io.DecodedImage, out: np.ndarray,
-                  requested_format: str) -> tuple[np.ndarray, np.ndarray | None, str, list[str]]:
+def finish_output(image: image_io.DecodedImage, out: np.ndarray, requested_format: str,
+                  source_suffix: str) -> tuple[np.ndarray, np.ndarray | None, str, list[str], bool]:
     """Chooses the output format and handles alpha for one translated image.
 
+    The format follows the plan (:func:`_plan_outputs`: the source's
+    extension or ``--format``), never the decoded contents, so a file's
+    output name is known before it is read.
+
     Returns:
-      ``(rgb, alpha, fmt, notes)``: the pixels to write (composited on white
-      when ``fmt`` holds no alpha), the alpha to write or None, the PIL
-      format name, and the notes for the manifest's ``reason``.
+      ``(rgb, alpha, fmt, notes, to_alpha_output)``: the pixels to write
+      (composited on white when ``fmt`` holds no alpha), the alpha to write or
+      None, the PIL format name, the notes for the manifest's ``reason``, and
+      whether the output goes to the source's ``alpha_output`` (a PNG that
+      keeps the transparency the planned format cannot hold).
     """
     notes = list(image.notes)
-    fmt = image_writer.output_format(requested_format, image.format, image.alpha is not None)
+    planned = image_writer.guess_output_format(requested_format, source_suffix)
+    fmt = image_writer.output_format(requested_format, planned, image.alpha is not None)
     alpha = image.alpha
     if alpha is not None and not image_writer.can_carry_alpha(fmt):
         out = image_io.composite(out, alpha, _WHITE)
         notes.append(f"transparency dropped: {fmt} has none, composited on white")
         alpha = None
-    return out, alpha, fmt, notes
+    return out, alpha, fmt, notes, fmt != planned
 
 
 def without_pixels(image: image_io.DecodedImage) -> image_io.DecodedImage:
@@ -451,7 +578,7 @@ class _Converter:
     """One run's state: the pool, the manifest, counters and the model calls."""
 
     def __init__(self, translator, manifest, progress, *, fmt, quality, batch_size, tile, overlap,
-                 stats_size, max_pixels, settings, temp_tag, workers, output_root):
+                 stats_size, max_pixels, settings, temp_tag, workers, output_dir):
         self.translator = translator
         self.manifest = manifest
         self.progress = progress
@@ -460,7 +587,8 @@ class _Converter:
         self.max_pixels = max_pixels
         self.settings = settings
         self.temp_tag = temp_tag
-        self.output_root = output_root
+        self.output_dir = output_dir  # as given: outputs are recorded under it
+        self.output_root = os.path.realpath(output_dir)  # resolved: nothing is written outside it
         self.summary = ConversionSummary(manifest=str(manifest.path))
         self._lock = threading.Lock()
         self.pool = futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="gan_style-io")
@@ -473,6 +601,7 @@ class _Converter:
         record = {
             "source": str(source.path),
             "output": str(source.output) if source.output else None,
+            "output_rel": _output_rel(source.output, self.output_dir),
             "status": status,
             "reason": reason,
             "seconds": round(float(seconds), 4),
@@ -497,6 +626,10 @@ class _Converter:
             return source, e.reason, time.perf_counter() - start
         except Exception as e:  # noqa: BLE001 - a bad file must not stop the run
             return source, f"could not read: {type(e).__name__}: {e}", time.perf_counter() - start
+        problem = image_writer.size_problem(image_writer.guess_output_format(self.fmt, source.path.suffix),
+                                            image.height, image.width)
+        if problem is not None:
+            return source, problem, time.perf_counter() - start
         return _Decoded(source, image, model_input(image), time.perf_counter() - start), None, 0.0
 
     # translate
@@ -549,9 +682,8 @@ class _Converter:
     def _encode(self, item: _Decoded, out: np.ndarray, seconds: float, tiled: bool) -> None:
         start = time.perf_counter()
         source, image = item.source, item.image
-        out, alpha, fmt, notes = finish_output(image, out, self.fmt)
-        planned = source.output
-        target = planned.with_suffix(image_writer.output_suffix(fmt, planned.suffix))
+        out, alpha, fmt, notes, to_alpha_output = finish_output(image, out, self.fmt, source.path.suffix)
+        target = source.alpha_output if to_alpha_output else source.output
         try:
             _check_output_path(target, self.output_root)
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -636,10 +768,30 @@ def _remove_stale_temp_files(output: pathlib.Path, temp_tag: str) -> None:
                     pass
 
 
-def _skip_reason(source: Source, record: dict | None, settings: str) -> str | None:
+def recorded_output(record: dict, output_root: str | os.PathLike | None) -> str | None:
+    """Where ``record``'s output is now: its ``output_rel`` under today's
+    output folder, so moving the folder (or mounting it elsewhere on another
+    worker) keeps the run resumable; records without one give their ``output``."""
+    rel = record.get("output_rel")
+    if rel and output_root is not None:
+        return os.path.join(os.fspath(output_root), *pathlib.PurePosixPath(rel).parts)
+    return record.get("output")
+
+
+def _output_rel(target: pathlib.Path | None, output_root: pathlib.Path) -> str | None:
+    if target is None:
+        return None
+    try:
+        return target.relative_to(output_root).as_posix()
+    except ValueError:
+        return None
+
+
+def _skip_reason(source: Source, record: dict | None, settings: str,
+                 output_root: str | os.PathLike | None = None) -> str | None:
     """Why ``source`` needs no conversion, or None to convert it."""
     if record is None:
-        if source.output is not None and source.output.exists():
+        if any(p is not None and p.exists() for p in (source.output, source.alpha_output)):
             return "output already exists (no manifest record); --overwrite to convert again"
         return None
     if record.get("status") not in (CONVERTED, SKIPPED) or source.stat is None:
@@ -648,7 +800,7 @@ def _skip_reason(source: Source, record: dict | None, settings: str) -> str | No
         return None
     if (record.get("source_size"), record.get("source_mtime_ns")) != (source.stat.st_size, source.stat.st_mtime_ns):
         return None
-    output = record.get("output")
+    output = recorded_output(record, output_root)
     if not output or record.get("output_size") is None:
         return None
     try:
@@ -723,28 +875,29 @@ def convert_catalog(
     _check_options(format, quality, batch_size, tile, overlap, max_pixels, num_shards, shard_index, context)
     precision = resolve_precision(precision)
     translator = _resolve_translator(translator, tone, strength, precision, context)
-    if tile:
-        try:
-            tiling.tile_size(int(tile), translator.multiple, translator.minimum)
-        except ValueError as e:
-            raise ValueError(f"--tile: {e}") from None
+    check_tiling(translator, tile, overlap)
     output = pathlib.Path(output)
     _, entries = collect_sources(source, output)
-    output.mkdir(parents=True, exist_ok=True)
+    _plan_outputs(entries, output, format)  # over every shard's entries: the same names everywhere
     entries = [e for e in entries if shard_of(e.rel, num_shards) == shard_index]
-    _plan_outputs(entries, output, format)
-    temp_tag = "" if num_shards == 1 else f"-s{shard_index}of{num_shards}"
-    _remove_stale_temp_files(output, temp_tag)
     settings = _settings_fingerprint(translator, format=format, quality=int(quality), tile=int(tile or 0),
                                      overlap=int(overlap), stats_size=int(stats_size), precision=precision)
-    previous = {} if overwrite else Manifest.read(output)
-    manifest = Manifest(output / manifest_name(num_shards, shard_index))
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+        previous = {} if overwrite else Manifest.read(output)
+        manifest_path = output / manifest_name(num_shards, shard_index)
+        Manifest.compact(manifest_path)
+        manifest = Manifest(manifest_path)
+    except OSError as e:
+        raise ValueError(f"--output {os.fspath(output)!r}: cannot write there ({e.strerror or e})") from None
+    temp_tag = "" if num_shards == 1 else f"-s{shard_index}of{num_shards}"
+    _remove_stale_temp_files(output, temp_tag)
     bar = _Progress(len(entries), progress)
     converter = _Converter(
         translator, manifest, bar, fmt=format, quality=quality, batch_size=batch_size,
         tile=int(tile or 0), overlap=overlap, stats_size=stats_size, max_pixels=max_pixels,
         settings=settings, temp_tag=temp_tag, workers=workers or os.cpu_count() or 2,
-        output_root=os.path.realpath(output),
+        output_dir=output,
     )
     try:
         todo = []
@@ -756,13 +909,15 @@ def convert_catalog(
                 entry.stat = os.stat(entry.path)
             except OSError:
                 entry.stat = None  # read_image reports why
-            reason = None if overwrite else _skip_reason(entry, previous.get(entry.rel), settings)
+            reason = None if overwrite else _skip_reason(entry, previous.get(entry.rel), settings, output)
             if reason is not None:
                 record = previous.get(entry.rel)
                 if record is None:  # an existing output we take as ours from now on
+                    if not entry.output.exists():
+                        entry.output = entry.alpha_output
                     record = {"output_size": entry.output.stat().st_size, "settings": settings}
-                if record.get("output"):
-                    entry.output = pathlib.Path(record["output"])
+                if recorded_output(record, output):
+                    entry.output = pathlib.Path(recorded_output(record, output))
                 keep = {k: record[k] for k in ("output_size", "width", "height", "tiled", "format", "settings") if k in record}
                 converter.record(entry, SKIPPED, reason, **keep)
                 continue

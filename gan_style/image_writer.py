@@ -31,7 +31,7 @@ _EXTENSIONS = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "TIFF": ".tif", "
 _REQUESTED = {"jpg": "JPEG", "png": "PNG", "webp": "WEBP"}
 # Source extensions that belong to each format we keep under --format=same.
 _SAME_EXTENSIONS = {
-    "JPEG": (".jpg", ".jpeg"),
+    "JPEG": (".jpg", ".jpeg", ".jpe", ".jfif"),
     "PNG": (".png",),
     "WEBP": (".webp",),
     "TIFF": (".tif", ".tiff"),
@@ -50,18 +50,20 @@ def check_format(requested: str) -> str:
     return requested
 
 
-def output_format(requested: str, source_format: str | None, has_alpha: bool) -> str:
-    """The PIL format to write.
+def output_format(requested: str, planned_format: str | None, has_alpha: bool) -> str:
+    """The PIL format to write, once the image is decoded.
 
-    ``same`` keeps JPEG, PNG, WebP, TIFF and BMP; a GIF becomes PNG (a
-    256-colour palette cannot hold a translated photo), and a source with
-    transparency in a format without it (BMP) becomes PNG so the alpha is
-    kept. An explicit ``jpg`` drops alpha (the caller composites first).
+    ``planned_format`` is :func:`guess_output_format` of the source's name:
+    the output format follows the name, not the decoded contents (a JPEG
+    named ``.png`` becomes a PNG), so outputs can be named before decoding.
+    Under ``same`` a source with transparency whose planned format has none
+    (BMP, JPEG) becomes PNG so the alpha is kept. An explicit ``jpg`` drops
+    alpha (the caller composites first).
     """
     check_format(requested)
     if requested != "same":
         return _REQUESTED[requested]
-    fmt = (source_format or "").upper()
+    fmt = (planned_format or "").upper()
     if fmt not in _CAPS:
         return "PNG"
     if has_alpha and not _CAPS[fmt]["alpha"]:
@@ -70,7 +72,9 @@ def output_format(requested: str, source_format: str | None, has_alpha: bool) ->
 
 
 def guess_output_format(requested: str, source_suffix: str) -> str:
-    """:func:`output_format` from the file name alone (before decoding)."""
+    """The output format a source's name plans: ``same`` keeps JPEG, PNG,
+    WebP, TIFF and BMP; anything else (GIF: a 256-colour palette cannot hold
+    a translated photo; AVIF) becomes PNG."""
     if requested != "same":
         return _REQUESTED[check_format(requested)]
     suffix = source_suffix.lower()
@@ -85,6 +89,23 @@ def output_suffix(fmt: str, source_suffix: str) -> str:
     if source_suffix.lower() in _SAME_EXTENSIONS.get(fmt, ()):
         return source_suffix
     return _EXTENSIONS[fmt]
+
+
+#: The largest side each format can store (WebP's header holds 14 bits; JPEG's 16).
+_MAX_SIDE = {"WEBP": 16383, "JPEG": 65535}
+
+
+def size_problem(fmt: str, height: int, width: int) -> str | None:
+    """Why an image of this size cannot be written as ``fmt``, or None.
+
+    Checked before translating, so a too-large image fails in a second
+    rather than after minutes of tiled translation.
+    """
+    limit = _MAX_SIDE.get(fmt)
+    if limit is not None and max(height, width) > limit:
+        return (f"{width}x{height} is too large for {fmt} output (at most {limit} pixels a side); "
+                "use --format=png")
+    return None
 
 
 def can_carry_alpha(fmt: str) -> bool:

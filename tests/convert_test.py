@@ -10,7 +10,7 @@ import pytest
 from catalog_fixtures import write_bad_files
 from PIL import Image
 
-from gan_style import convert
+from gan_style import convert, image_io
 from gan_style.networks import build_generator
 from gan_style.translator import Translator
 
@@ -425,3 +425,148 @@ def test_source_pixels_are_released_before_encoding(tmp_path):
     assert pixels() is None and item.model_input is None
     assert (item.image.height, item.image.width) == (30, 20)  # the manifest still has the size
     assert item.image.rgb.strides == (0, 0, 0)
+
+
+def _outputs(output):
+    return {r["rel"]: r["output"] for r in convert.Manifest.read(pathlib.Path(output)).values()}
+
+
+def test_no_two_sources_ever_share_an_output(translator, tmp_path):
+    src = tmp_path / "in"
+    images = {
+        "shot.jpg": noise(10, 12, seed=1),
+        "shot.png": noise(10, 12, seed=2),  # JPEG bytes under a PNG name: stays shot.png
+        "cut.png": noise(10, 12, 4, seed=3),
+        "cut.jpg": noise(10, 12, 4, seed=4),  # a PNG with alpha under a JPEG name: a PNG keeps its alpha
+        "x_jpg.png": noise(10, 12, seed=5),
+    }
+    for name, array in images.items():
+        fmt = {"shot.png": "JPEG", "cut.jpg": "PNG"}.get(name)
+        save(src / name, array, fmt=fmt)
+    summary = run(translator, src, tmp_path / "same", batch_size=2)
+    assert summary.converted == len(images)
+    outputs = {rel: pathlib.Path(path).name for rel, path in _outputs(tmp_path / "same").items()}
+    assert outputs == {"shot.jpg": "shot.jpg", "shot.png": "shot.png", "cut.png": "cut.png",
+                       "cut.jpg": "cut_jpg.png", "x_jpg.png": "x_jpg.png"}
+    with Image.open(tmp_path / "same" / "shot.png") as image:
+        assert image.format == "PNG"
+    with Image.open(tmp_path / "same" / "cut_jpg.png") as image:
+        assert image.mode == "RGBA"
+        np.testing.assert_array_equal(np.asarray(image)[:, :, 3], images["cut.jpg"][:, :, 3])
+
+    # --format=png: shot.jpg and shot.png both want shot.png, x.jpg's tagged
+    # name x_jpg.png is a source's own: every source still gets its own file.
+    save(src / "x.jpg", noise(10, 12, seed=6))
+    save(src / "x.png", noise(10, 12, seed=7))
+    out = tmp_path / "png"
+    run(translator, src, out, format="png")
+    outputs = _outputs(out)
+    assert len(set(outputs.values())) == len(outputs) == len(images) + 2
+    for rel, path in outputs.items():  # each file is its own source's translation
+        model_input = convert.model_input(image_io.read_image(src / rel))  # alpha on white
+        expected = translator(model_input[None]).numpy()[0]
+        with Image.open(path) as written:
+            np.testing.assert_array_equal(np.asarray(written.convert("RGB")), expected)
+
+    # Shards name outputs as a single run does (planned over the whole catalog).
+    sharded = tmp_path / "sharded"
+    for shard in range(3):
+        run(translator, src, sharded, format="png", num_shards=3, shard_index=shard)
+    assert {rel: pathlib.Path(p).name for rel, p in _outputs(sharded).items()} == {
+        rel: pathlib.Path(p).name for rel, p in outputs.items()}
+
+
+def test_a_file_name_that_is_not_utf8_converts_and_resumes(translator, tmp_path):
+    src = tmp_path / "in"
+    save(src / "plain.png", noise(8, 8, seed=1))
+    name = os.fsdecode(b"caf\xe9.png")  # Latin-1 bytes: not valid UTF-8
+    save(src / name, noise(8, 8, seed=2))
+    first = run(translator, src, tmp_path / "out")
+    assert (first.converted, first.failed) == (2, 0)
+    raw = (tmp_path / "out" / "manifest.jsonl").read_bytes()
+    raw.decode("utf-8")  # the manifest stays valid UTF-8 JSON lines
+    assert _outputs(tmp_path / "out")[name] == str(tmp_path / "out" / name)
+    assert run(translator, src, tmp_path / "out", num_shards=2, shard_index=0).failed == 0
+    assert run(translator, src, tmp_path / "out").skipped == 2
+
+
+def test_moved_output_folder_still_resumes(translator, tmp_path):
+    src = tmp_path / "in"
+    for i in range(3):
+        save(src / f"{i}.jpg", noise(8, 8, seed=i))
+    assert run(translator, src, tmp_path / "a").converted == 3
+    (tmp_path / "a").rename(tmp_path / "b")
+    again = run(translator, src, tmp_path / "b")
+    assert (again.converted, again.skipped) == (0, 3)
+    assert all(r["output"].startswith(str(tmp_path / "b")) for r in records(tmp_path / "b")[-3:])
+
+
+def test_newest_record_wins_across_sharded_and_single_runs(translator, tmp_path):
+    src, out = tmp_path / "in", tmp_path / "out"
+    for i in range(5):
+        save(src / f"{i}.png", noise(8, 8, seed=i))
+    for shard in range(2):
+        run(translator, src, out, tone="warm", num_shards=2, shard_index=shard)
+    assert run(translator, src, out, tone="cool").converted == 5
+    # manifest.jsonl sorts before the shards' manifests: still the cool run's records count.
+    assert run(translator, src, out, tone="cool").skipped == 5
+
+
+def test_glob_with_the_output_inside_leaves_old_outputs_alone(translator, tmp_path):
+    save(tmp_path / "gl" / "x.jpg", noise(8, 8, seed=1))
+    pattern, out = str(tmp_path / "gl" / "**" / "*.jpg"), tmp_path / "gl" / "styled"
+    assert run(translator, pattern, out).converted == 1
+    again = run(translator, pattern, out)
+    assert (again.total, again.skipped, again.failed) == (1, 1, 0)
+
+
+def test_more_bad_arguments_are_named_before_any_work(translator, tmp_path):
+    save(tmp_path / "in" / "a.png", noise(8, 8))
+    with pytest.raises(ValueError, match="--overlap"):
+        run(translator, tmp_path / "in", tmp_path / "out", tile=256, overlap=300)
+    with pytest.raises(ValueError, match="--overlap"):  # fits some sizes, fails others: refused up front
+        run(translator, tmp_path / "in", tmp_path / "out", tile=256, overlap=200)
+    (tmp_path / "file").write_text("not a folder")
+    for output in (tmp_path / "file", tmp_path / "file" / "sub"):
+        with pytest.raises(ValueError, match="--output"):
+            run(translator, tmp_path / "in", output)
+    for pattern in (tmp_path / "nowhere" / "*.jpg", tmp_path / "in" / "*.jgp"):
+        with pytest.raises(FileNotFoundError, match="matches nothing"):
+            run(translator, str(pattern), tmp_path / "out")
+    (tmp_path / "in" / "notes.txt").write_text("x")
+    with pytest.raises(FileNotFoundError, match="no image files"):
+        run(translator, str(tmp_path / "in" / "*.txt"), tmp_path / "out")
+    assert not (tmp_path / "out").exists()  # nothing was started
+
+
+def test_list_file_with_a_byte_order_mark(translator, tmp_path):
+    save(tmp_path / "a.jpg", noise(8, 8, seed=1))
+    save(tmp_path / "a.png", noise(8, 8, seed=2))
+    (tmp_path / "list.txt").write_bytes(b"\xef\xbb\xbfa.jpg\r\na.png\r\n")
+    summary = run(translator, tmp_path / "list.txt", tmp_path / "out")
+    assert (summary.converted, summary.failed) == (2, 0)
+    assert set(_outputs(tmp_path / "out")) == {"a.jpg", "a.png"}
+
+
+def test_too_wide_for_webp_fails_before_translating(translator, tmp_path, monkeypatch):
+    save(tmp_path / "in" / "strip.png", noise(4, 16400, seed=1))
+    save(tmp_path / "in" / "ok.png", noise(8, 8, seed=2))
+    summary = run(translator, tmp_path / "in", tmp_path / "out", format="webp", tile=0)
+    rows = by_rel(records(tmp_path / "out"))
+    assert (summary.converted, summary.failed) == (1, 1)
+    assert "too large for WEBP output" in rows["strip.png"]["reason"]
+    assert rows["strip.png"]["seconds"] < 5  # decoded and refused, never translated
+
+
+def test_manifest_is_compacted_once_mostly_old_lines(tmp_path):
+    path = tmp_path / "manifest.jsonl"
+    lines = [json.dumps({"rel": f"{i % 300}.jpg", "status": "skipped", "time": f"2026-01-01T00:{i // 300:02d}:00"})
+             for i in range(1500)]
+    path.write_text("\n".join(lines) + '\n{"rel": "cut by a ki')
+    before = convert.Manifest.read(tmp_path)
+    convert.Manifest.compact(path)
+    assert len(path.read_text().splitlines()) == 300
+    assert convert.Manifest.read(tmp_path) == before
+    assert not list(tmp_path.glob(".*"))  # no temporary file left
+    convert.Manifest.compact(path)  # already compact: left as it is
+    assert len(path.read_text().splitlines()) == 300

@@ -41,6 +41,7 @@ def test_usage_errors_exit_1_with_a_clear_message(model_path, tmp_path):
         "bad_quality": [f"--input={tmp_path}", f"--output={tmp_path / 'out'}", f"--model={model_path}", "--quality=0"],
         "no_input": [f"--input={tmp_path / 'nowhere'}", f"--output={tmp_path / 'out'}", f"--model={model_path}"],
         "bad_context": [f"--input={tmp_path}", f"--output={tmp_path / 'out'}", f"--model={model_path}", "--context=-4"],
+        "output_is_a_file": [f"--input={tmp_path}", f"--output={model_path}", f"--model={model_path}"],
     }
     processes = {}
     for name, args in runs.items():  # side by side: each pays TensorFlow's import
@@ -60,6 +61,31 @@ def test_usage_errors_exit_1_with_a_clear_message(model_path, tmp_path):
     assert "--quality" in results["bad_quality"][1]
     assert "nowhere" in results["no_input"][1]
     assert "--context" in results["bad_context"][1]
+    assert "--output" in results["output_is_a_file"][1]
+    assert all("Traceback" not in stderr for _, stderr, _ in results.values())
+
+
+def test_ctrl_c_stops_cleanly_and_says_how_to_resume(model_path, tmp_path):
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    rng = np.random.default_rng(1)
+    for i in range(40):
+        Image.fromarray(rng.integers(0, 256, (96, 96, 3), dtype=np.uint8)).save(src / f"{i:02d}.png")
+    command, env = _command([f"--input={src}", f"--output={out}", f"--model={model_path}", "--batch_size=1"])
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+    manifest = out / "manifest.jsonl"
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and process.poll() is None:
+        if manifest.exists() and manifest.read_text().count('"converted"') >= 3:
+            break
+        time.sleep(0.02)
+    assert process.poll() is None, "the run finished before it could be interrupted"
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130
+    assert "run the same command again to resume" in stderr
+    assert "Traceback" not in stderr
+    assert [p for p in out.rglob("*") if p.name.endswith(".gan_style-tmp")] == []
 
 
 def test_killed_run_resumes_without_loss_or_duplicates(model_path, tmp_path):
