@@ -507,7 +507,7 @@ def run_pipeline(
     overlap = tiling.DEFAULT_OVERLAP if overlap is None else overlap
     stats_size = tiling.DEFAULT_STATS_SIZE if stats_size is None else stats_size
     convert._check_options(format, quality, batch_size, tile, overlap, max_pixels, num_shards, shard_index,
-                           context)
+                           context, strength)
     precision = convert.resolve_precision(precision)
     model, output, source = str(model), str(output), str(source)
     if not _is_remote(model) and not os.path.exists(model):

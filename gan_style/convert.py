@@ -474,13 +474,16 @@ def check_tiling(translator: Translator, tile: int | None, overlap: int) -> None
         raise ValueError(f"--overlap: {e}") from None
 
 
-def _check_options(fmt, quality, batch_size, tile, overlap, max_pixels, num_shards, shard_index, context=None):
+def _check_options(fmt, quality, batch_size, tile, overlap, max_pixels, num_shards, shard_index, context=None,
+                   strength=None):
     image_writer.check_format(fmt)
     if context is not None:
         try:
             check_context(context)
         except ValueError as e:
             raise ValueError(f"--{e}") from None
+    if strength is not None and not 0.0 <= float(strength) <= 1.0:
+        raise ValueError(f"--strength must be in 0..1 (1: full translation), got {strength}")
     if not 1 <= int(quality) <= 100:
         raise ValueError(f"--quality must be in 1..100, got {quality}")
     if int(batch_size) < 1:
@@ -872,7 +875,8 @@ def convert_catalog(
       FileNotFoundError, ValueError: bad arguments (named), before any work.
     """
     start = time.monotonic()
-    _check_options(format, quality, batch_size, tile, overlap, max_pixels, num_shards, shard_index, context)
+    _check_options(format, quality, batch_size, tile, overlap, max_pixels, num_shards, shard_index, context,
+                   strength)
     precision = resolve_precision(precision)
     translator = _resolve_translator(translator, tone, strength, precision, context)
     check_tiling(translator, tile, overlap)

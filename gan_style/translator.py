@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import zipfile
 from typing import Any
 
 import keras
@@ -385,6 +386,10 @@ def load_translator(
         raise FileNotFoundError(f"translator model {str(path)!r} not found")
     if path.suffix != ".keras":
         raise ValueError(f"{path}: expected a .keras file")
+    if not zipfile.is_zipfile(path):
+        # Keras says "File not found" for these, which sends people looking
+        # for a path problem.
+        raise ValueError(f"{path}: not a .keras archive (a .keras file is a zip): damaged or cut short?")
     model = keras.saving.load_model(path, safe_mode=True, compile=False)
     if isinstance(model, Translator):
         if tone is not None or strength is not None:

@@ -400,6 +400,7 @@ def test_bad_arguments_are_named(translator, tmp_path):
         ({"max_pixels": 0}, "--max_pixels"),
         ({"tile": 4}, "--tile"),
         ({"context": -1}, "--context"),
+        ({"strength": 1.5}, "--strength"),
     ]:
         with pytest.raises(ValueError, match=flag):
             run(translator, tmp_path / "in", tmp_path / "out", **kwargs)

@@ -270,6 +270,10 @@ def test_load_translator_errors(tmp_path, saved_model_path):
     other.write_bytes(b"")
     with pytest.raises(ValueError, match="expected a .keras file"):
         load_translator(other)
+    cut = tmp_path / "download.keras"
+    cut.write_bytes(b"<html>502 Bad Gateway</html>")
+    with pytest.raises(ValueError, match="download.keras: not a .keras archive"):
+        load_translator(cut)
 
 
 def test_generator_file_and_workdir_load_into_a_translator(tmp_path):
