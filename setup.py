@@ -25,6 +25,10 @@ setup(
         "tensorflow>=2.21,<2.22",
         "keras>=3.15,<4",
         "tensorflow-datasets>=4.9",
+        # tensorflow-datasets' download path imports etils.epath, which needs
+        # this but does not declare it: without it every data.tfds_name
+        # failed with "No module named 'importlib_resources'".
+        "importlib_resources>=6",
         "numpy>=1.26",
         "pillow>=10",
         # JPEG decoding into a buffer we own (PIL allocates its own): see

@@ -5,6 +5,8 @@ same command again resumes the run in ``--workdir``. See configs/default.py
 for every key and gan_style/training.py for what the run writes.
 """
 
+import difflib
+import pathlib
 import sys
 
 from absl import app, flags, logging
@@ -16,18 +18,75 @@ config_flags.DEFINE_config_file("config", None, "Training config file.", lock_co
 flags.mark_flags_as_required(["config", "workdir"])
 
 
+def _fail(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr, flush=True)
+    sys.exit(1)
+
+
+def _unknown_override(argv: list[str]) -> str | None:
+    """What is wrong with the first ``--config.KEY=...`` naming no config key, or None."""
+    from configs import default
+
+    known = _keys(default.get_config())
+    for arg in argv[1:]:
+        if not arg.startswith("--config."):
+            continue
+        key = arg[len("--config."):].split("=", 1)[0]
+        if key in known or any(k.startswith(key + ".") for k in known):
+            continue
+        leaf = key.rsplit(".", 1)[-1]
+        guesses = difflib.get_close_matches(key, known, n=2) or [
+            k for k in known if difflib.get_close_matches(leaf, [k.rsplit(".", 1)[-1]], cutoff=0.75)]
+        hint = f"; did you mean {' or '.join(f'--config.{g}' for g in guesses[:2])}?" if guesses else ""
+        return f"--config.{key}: no such config key (see configs/default.py){hint}"
+    return None
+
+
+def _keys(config, prefix: str = "") -> set[str]:
+    keys = set()
+    for name, value in config.items():
+        keys.add(prefix + name)
+        if hasattr(value, "items"):
+            keys |= _keys(value, f"{prefix}{name}.")
+    return keys
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+    """absl's parsing, with a one-line error for a config file or override that
+    fails to load (ml_collections raises AttributeError with only the key's last part)."""
+    try:
+        return FLAGS(argv)
+    except flags.Error as error:
+        print(f"FATAL Flags parsing error: {error}\nPass --helpshort or --helpfull to see help on flags.",
+              file=sys.stderr)
+        sys.exit(1)
+    except Exception as error:  # noqa: BLE001 - whatever loading --config raised
+        _fail(_unknown_override(argv) or f"--config: {str(error).strip()}")
+
+
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    config_file = config_flags.get_config_filename(FLAGS["config"]).split(":", 1)[0]
+    if not pathlib.Path(config_file).is_file():
+        _fail(f"--config={config_file}: no such file (the configs are in configs/)")
+    import tensorflow as tf
+
     from gan_style import training  # after flag parsing: TF starts only for a valid command line
 
     try:
         training.train_and_evaluate(FLAGS.config, FLAGS.workdir)
     except (training.ConfigError, FloatingPointError) as error:
         logging.error("%s", error)
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(1)
+        _fail(str(error))
+    except (ValueError, OSError, tf.errors.OpError) as error:
+        # Bad data (an empty or undecodable folder, a download that failed
+        # offline) or an unusable --workdir: the message names it; the
+        # traceback is for --verbosity=1.
+        logging.debug("training stopped", exc_info=True)
+        message = getattr(error, "message", None) or str(error)
+        _fail(f"{message.strip().splitlines()[0]} (--verbosity=1 shows where)")
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=parse_flags)

@@ -224,9 +224,12 @@ def _tfds_encoded(data: Any, split: str) -> list[bytes]:
             decoders={"image": tfds.decode.SkipDecoding()},
         )
     except Exception as e:  # noqa: BLE001 - tfds raises many types; re-raise with the key
+        offline = "ConnectionError" in type(e).__name__ or "Failed to resolve" in str(e)
+        hint = ("; the download failed (no network?): prepare the dataset where there is one "
+                "(tfds build NAME) and point data.tfds_data_dir at it, or use data.root" if offline else "")
         raise ValueError(
             f"data.tfds_name={name!r}: cannot load split {split!r} "
-            f"({type(e).__name__}: {e})"
+            f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}){hint}"
         ) from e
     encoded = [bytes(ex["image"]) for ex in tfds.as_numpy(ds)]
     if not encoded:

@@ -8,7 +8,10 @@ Read top to bottom, one run is:
 3. inside the strategy scope build :class:`~gan_style.cyclegan.CycleGAN`, its
    pools and both optimizers (so that a checkpoint restores into them);
 4. restore the latest checkpoint of ``workdir/checkpoints`` if there is one
-   (step, epoch, position in the epoch, weights, optimizer slots, pools, RNG);
+   (step, epoch, position in the epoch, weights, optimizer slots, pools, RNG),
+   after checking the config against the run's ``config.json``: a change the
+   checkpoint cannot follow (networks, crop size, pool, batch size) stops
+   here, naming the key; other changes are logged in ``config_history.jsonl``;
 5. for each remaining epoch, rebuild that epoch's input (its order depends only
    on the seed and the epoch), skip what was already trained, and run the
    distributed step batch by batch, with a Keras progress bar and callbacks
@@ -24,7 +27,8 @@ saving may involve collectives).
 
 Workdir layout::
 
-    config.json            the resolved config
+    config.json            the resolved config (of the latest resume)
+    config_history.jsonl   keys changed on resume: {"step", "changed": {key: [old, new]}, "time"}
     checkpoints/           ckpt-<step>.* and the `checkpoint` state file (last K)
     checkpoints/best/      the best checkpoint by FID (with eval.every_epochs)
     export/                gen_ab.keras, gen_ba.keras (best/ beside them)
@@ -196,7 +200,8 @@ def resolve_data_paths(config: ml_collections.ConfigDict) -> ml_collections.Conf
         if not value:
             continue
         path = os.path.abspath(os.path.expanduser(value))
-        if not os.path.exists(path):
+        # tfds creates its data_dir for a first download; any other path must exist.
+        if not os.path.exists(path) and key != "tfds_data_dir":
             raise ConfigError(
                 f"config key data.{key}={value!r}: {path} does not exist (relative paths "
                 f"resolve against the current directory, {os.getcwd()})"
@@ -267,6 +272,25 @@ def resolve_train_precision(precision: str) -> str:
     return chosen
 
 
+def _check_devices(devices: list[str]) -> None:
+    """``distribute.devices`` must name devices this process has: MirroredStrategy
+    waits forever on one that does not exist."""
+    have = {(d.device_type.upper(), int(tf.DeviceSpec.from_string(d.name).device_index or 0))
+            for d in tf.config.list_logical_devices()}
+    for name in devices:
+        try:
+            spec = tf.DeviceSpec.from_string(name)
+        except ValueError as e:
+            raise ConfigError(f"config key distribute.devices: {name!r} is not a device name ({e})") from None
+        if spec.job is not None:
+            continue  # another host's device: that host checks it
+        if (str(spec.device_type or "").upper(), int(spec.device_index or 0)) not in have:
+            listed = ", ".join(sorted(f"/{kind.lower()}:{index}" for kind, index in have))
+            raise ConfigError(
+                f"config key distribute.devices: no device {name!r} here (this process has {listed})"
+            )
+
+
 def make_strategy(distribute: ml_collections.ConfigDict) -> tf.distribute.Strategy:
     """The strategy named by ``distribute.strategy``.
 
@@ -290,6 +314,8 @@ def make_strategy(distribute: ml_collections.ConfigDict) -> tf.distribute.Strate
     if name == "default":
         return tf.distribute.get_strategy()
     if name == "mirrored":
+        if devices:
+            _check_devices(devices)
         return tf.distribute.MirroredStrategy(devices)
     if name == "multi_worker":
         return tf.distribute.MultiWorkerMirroredStrategy()
@@ -427,10 +453,16 @@ def export_generators(model: CycleGAN, directory: str | os.PathLike) -> None:
     """
     directory = pathlib.Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
+    for stale in directory.glob(".gen_*.tmp*.keras"):  # left by a kill during an export
+        stale.unlink(missing_ok=True)
+    written = []
     for name in ("gen_ab", "gen_ba"):
-        final = directory / f"{name}.keras"
         temporary = directory / f".{name}.tmp{os.getpid()}.keras"
         generator_with_precision(getattr(model, name), "float32").save(temporary)
+        written.append((temporary, directory / f"{name}.keras"))
+    # Both files are complete before either replaces its old one, so a kill
+    # leaves at most a moment in which the pair is from two steps.
+    for temporary, final in written:
         os.replace(temporary, final)  # atomic on POSIX: a kill leaves the old file
 
 
@@ -491,14 +523,22 @@ def _to_unit(images) -> np.ndarray:
 
 
 def sample_sheet(source, translated, reconstructed, gap: int = 2) -> np.ndarray:
-    """Rows of ``input | translated | reconstructed`` as one float [H, W, 3] image in [0, 1]."""
+    """Rows of ``input | translated | reconstructed`` as one float [H, W, 3] image in [0, 1].
+
+    Each argument is a batch ``[N, H, W, 3]`` or a list of images of any
+    sizes; narrower rows are padded with white.
+    """
     rows = []
-    for images in zip(_to_unit(source), _to_unit(translated), _to_unit(reconstructed)):
+    for images in zip(*([_to_unit(image) for image in group] for group in (source, translated, reconstructed))):
         h = images[0].shape[0]
         spacer = np.ones((h, gap, 3), np.float32)
         rows.append(np.concatenate([images[0], spacer, images[1], spacer, images[2]], axis=1))
-        rows.append(np.ones((gap, rows[-1].shape[1], 3), np.float32))
-    return np.concatenate(rows[:-1], axis=0)
+    width = max(row.shape[1] for row in rows)
+    padded = []
+    for row in rows:
+        padded.append(np.pad(row, ((0, 0), (0, width - row.shape[1]), (0, 0)), constant_values=1.0))
+        padded.append(np.ones((gap, width, 3), np.float32))
+    return np.concatenate(padded[:-1], axis=0)
 
 
 def save_sheet_png(sheet: np.ndarray, path: str | os.PathLike, title: str) -> None:
@@ -530,8 +570,9 @@ class SampleSheets(keras.callbacks.Callback):
 
     def __init__(self, samples_a, samples_b, *, every_steps: int, writer, samples_dir, write: bool):
         super().__init__()
-        self.samples_a = tf.convert_to_tensor(samples_a)
-        self.samples_b = tf.convert_to_tensor(samples_b)
+        # Batches, or lists of images of different sizes (see _first_images).
+        self.samples_a = samples_a if isinstance(samples_a, list) else np.asarray(samples_a)
+        self.samples_b = samples_b if isinstance(samples_b, list) else np.asarray(samples_b)
         self.every_steps = every_steps
         self.writer = writer
         self.samples_dir = pathlib.Path(samples_dir)
@@ -545,14 +586,18 @@ class SampleSheets(keras.callbacks.Callback):
         if self._translate is None:
             gen_ab, gen_ba = self.model.gen_ab, self.model.gen_ba
 
-            @tf.function
-            def translate(a, b):
-                fake_b = gen_ab(a, training=False)
-                fake_a = gen_ba(b, training=False)
-                return fake_b, gen_ba(fake_b, training=False), fake_a, gen_ab(fake_a, training=False)
+            def round_trip(forward, backward):
+                @tf.function(reduce_retracing=True)  # one trace per size, for lists of sizes
+                def fn(x):
+                    fake = forward(x, training=False)
+                    return fake, backward(fake, training=False)
 
-            self._translate = translate
-        fake_b, rec_a, fake_a, rec_b = self._translate(self.samples_a, self.samples_b)
+                return fn
+
+            self._translate = round_trip(gen_ab, gen_ba), round_trip(gen_ba, gen_ab)
+        (fake_b, rec_a), (fake_a, rec_b) = (
+            _there_and_back(fn, images) for fn, images in zip(self._translate, (self.samples_a, self.samples_b))
+        )
         self.samples_dir.mkdir(parents=True, exist_ok=True)
         for direction, sheet, title in (
             ("a2b", sample_sheet(self.samples_a, fake_b, rec_a), "A | gen_ab(A) | gen_ba(gen_ab(A))"),
@@ -626,7 +671,10 @@ def inception_feature_fn(weights_path: str = "", batch_size: int = 25) -> Callab
     inception = metrics.load_inception(weights_path or None)
 
     def features(images):
-        pixels = (np.asarray(images, np.float32) + 1.0) * 127.5
+        if isinstance(images, list):  # images of different sizes: each is resized to 299
+            pixels = [(np.asarray(image, np.float32) + 1.0) * 127.5 for image in images]
+        else:
+            pixels = (np.asarray(images, np.float32) + 1.0) * 127.5
         return metrics.compute_features(inception, pixels, batch_size=batch_size)
 
     return features
@@ -643,8 +691,10 @@ class Evaluation(keras.callbacks.Callback):
     ``on_best(scores)`` (the training loop keeps a best checkpoint and export).
 
     Args:
-      feature_fn: features of a batch of images in [-1, 1].
-      test_a, test_b: arrays ``[N, H, W, 3]`` in [-1, 1].
+      feature_fn: features of a batch of images in [-1, 1] (or of a list of
+        images of different sizes, when the test sets are lists).
+      test_a, test_b: arrays ``[N, H, W, 3]`` in [-1, 1], or lists of
+        ``[H, W, 3]`` images of different sizes (``data.eval_size=0``).
       every_epochs: evaluate after every this many epochs.
       writer: a ``tf.summary`` writer.
       best_metric: ``fid_ab``, ``fid_ba`` or ``fid_mean`` (lower is better).
@@ -672,8 +722,9 @@ class Evaluation(keras.callbacks.Callback):
         if best_metric not in BEST_METRICS:
             raise ValueError(f"best_metric must be one of {BEST_METRICS}, got {best_metric!r}")
         self.feature_fn = feature_fn
-        self.test_a = np.asarray(test_a, np.float32)
-        self.test_b = np.asarray(test_b, np.float32)
+        # Arrays, or lists of images of different sizes (data.eval_size=0).
+        self.test_a = test_a if isinstance(test_a, list) else np.asarray(test_a, np.float32)
+        self.test_b = test_b if isinstance(test_b, list) else np.asarray(test_b, np.float32)
         self.every_epochs = every_epochs
         self.writer = writer
         self.best_metric = best_metric
@@ -684,10 +735,12 @@ class Evaluation(keras.callbacks.Callback):
         self._real = None
         self._translate = {}
 
-    def _translated(self, name: str, images) -> np.ndarray:
+    def _translated(self, name: str, images) -> np.ndarray | list[np.ndarray]:
         if name not in self._translate:
             generator = getattr(self.model, name)
-            self._translate[name] = tf.function(lambda x: generator(x, training=False))
+            self._translate[name] = tf.function(lambda x: generator(x, training=False), reduce_retracing=True)
+        if isinstance(images, list):  # sizes differ: one by one
+            return [self._translate[name](tf.convert_to_tensor(image[None])).numpy()[0] for image in images]
         out = [
             self._translate[name](tf.convert_to_tensor(images[i : i + self.batch_size])).numpy()
             for i in range(0, len(images), self.batch_size)
@@ -733,7 +786,9 @@ class Evaluation(keras.callbacks.Callback):
                 self.on_best({**scores, "epoch": epoch + 1, "step": step})
 
 
-def _first_images(dataset, count: int) -> np.ndarray:
+def _first_images(dataset, count: int) -> np.ndarray | list[np.ndarray]:
+    """The first ``count`` images (0: all): one array, or a list of ``[H, W, 3]``
+    arrays when their sizes differ (``data.eval_size=0`` keeps native sizes)."""
     chunks, total = [], 0
     for batch in dataset:
         images = batch[0] if isinstance(batch, tuple) else batch
@@ -743,8 +798,21 @@ def _first_images(dataset, count: int) -> np.ndarray:
             break
     if not chunks:
         return np.zeros((0, 1, 1, 3), np.float32)
-    images = np.concatenate(chunks)
+    if len({chunk.shape[1:] for chunk in chunks}) > 1:
+        images = [image for chunk in chunks for image in chunk]
+    else:
+        images = np.concatenate(chunks)
     return images[:count] if count else images
+
+
+def _there_and_back(fn: Callable, images):
+    """``(translated, reconstructed)`` from ``fn`` (a batch -> both), over a
+    batch array, or image by image over a list of images of different sizes."""
+    if isinstance(images, list):
+        pairs = [fn(tf.convert_to_tensor(image[None])) for image in images]
+        return [fake[0].numpy() for fake, _ in pairs], [rec[0].numpy() for _, rec in pairs]
+    fake, rec = fn(tf.convert_to_tensor(images))
+    return fake.numpy(), rec.numpy()
 
 
 # ---------------------------------------------------------------------------
@@ -760,6 +828,44 @@ class _Counters(tf.Module):
         self.step = tf.Variable(0, name="step", **kw)
         self.epoch = tf.Variable(0, name="epoch", **kw)
         self.step_in_epoch = tf.Variable(0, name="step_in_epoch", **kw)
+
+
+# Keys a checkpoint cannot follow when they change: they shape its variables
+# (networks; the image pools hold crops) or give its counters another meaning
+# (the batch size: batches done in the epoch, the learning-rate schedule's steps).
+RESUME_FIXED_KEYS = (
+    "model.generator", "model.generator_filters", "model.discriminator", "model.discriminator_filters",
+    "model.discriminator_layers", "model.norm", "model.upsample", "model.pool_size",
+    "data.crop_size", "train.batch_size",
+)
+
+
+def check_resume(previous: dict, config: ml_collections.ConfigDict) -> dict[str, list]:
+    """The keys that differ from the run's ``config.json``, as ``{key: [old, new]}``.
+
+    Raises:
+      ConfigError: a change the checkpoint cannot follow (:data:`RESUME_FIXED_KEYS`,
+        or a switch into or out of ``mixed_float16``, whose loss-scale optimizer
+        holds other variables), naming the key and both values.
+    """
+    old, new = _flatten(previous), _flatten(config)
+    changed = {key: [old.get(key), new.get(key)] for key in sorted(new) if key in old and old[key] != new[key]}
+    for key in RESUME_FIXED_KEYS:
+        if key in changed:
+            before, after = changed[key]
+            raise ConfigError(
+                f"config key {key}={after!r} differs from the run being resumed ({before!r} in "
+                "config.json): its checkpoint cannot take that change. Keep the old value, "
+                "or start a new --workdir"
+            )
+    before, after = changed.get("train.precision", [None, None])
+    if (before == "mixed_float16") != (after == "mixed_float16") and before is not None:
+        raise ConfigError(
+            f"config key train.precision={after!r} differs from the run being resumed ({before!r}): "
+            "mixed_float16 checkpoints hold loss-scale variables the others do not. Keep the old "
+            "value, or start a new --workdir"
+        )
+    return changed
 
 
 def _atomic_write_text(path: pathlib.Path, text: str) -> None:
@@ -824,6 +930,9 @@ def _train(config, workdir, strategy, chief, extra_callbacks, feature_fn):
     total_epochs = train.epochs + train.epochs_decay
     image_shape = (data.crop_size, data.crop_size, 3)
 
+    changed = {}
+    if tf.train.latest_checkpoint(str(workdir / "checkpoints")) and (workdir / "config.json").exists():
+        changed = check_resume(json.loads((workdir / "config.json").read_text()), config)
     with strategy.scope():
         model = build_model(config)
         _check_sizes(model, config)
@@ -842,7 +951,14 @@ def _train(config, workdir, strategy, chief, extra_callbacks, feature_fn):
     # a save killed half way leaves the previous checkpoint as the latest.
     latest = tf.train.latest_checkpoint(str(checkpoint_dir))
     if latest:
-        checkpoint.restore(latest).assert_existing_objects_matched()
+        try:
+            checkpoint.restore(latest).assert_existing_objects_matched()
+        except (ValueError, AssertionError, tf.errors.OpError) as e:
+            first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ConfigError(
+                f"the checkpoint {latest} does not fit this config ({first_line}); "
+                f"{workdir / 'config.json'} holds the config it was trained with"
+            ) from e
         logging.info(
             "Resumed from %s: step %d, epoch %d (+%d steps)", latest,
             int(counters.step.numpy()), int(counters.epoch.numpy()),
@@ -851,6 +967,12 @@ def _train(config, workdir, strategy, chief, extra_callbacks, feature_fn):
 
     if chief:
         workdir.mkdir(parents=True, exist_ok=True)
+        if changed:  # what a resumed run changed, and from which step on
+            record = {"step": int(counters.step.numpy()), "changed": changed,
+                      "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+            with open(workdir / "config_history.jsonl", "a") as f:
+                f.write(json.dumps(record, default=str) + "\n")
+            logging.info("Config changed on resume: %s", changed)
         _atomic_write_text(workdir / "config.json", config.to_json_best_effort(indent=2, sort_keys=True))
         writer = tf.summary.create_file_writer(str(workdir / "tensorboard"))
     else:

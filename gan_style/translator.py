@@ -289,9 +289,13 @@ class Translator(keras.Model):
 
     @property
     def _default_save_signature(self):
-        # Keras would trace a float-input signature here while saving; the
-        # export below writes the uint8 and bytes signatures explicitly.
-        return None
+        # What tf.saved_model.save(translator, path) serves: uint8 images, as
+        # export()'s serving_default (Keras would trace a float signature, and
+        # with none at all the SavedModel loads with nothing to call).
+        return tf.function(
+            lambda images: {"images": self(images)},
+            input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")],
+        )
 
     def export(self, filepath: str | os.PathLike, format: str | None = None, verbose: bool = False):
         """Writes the translator for reuse.

@@ -367,6 +367,20 @@ def test_tfds_source_with_mock_data():
         ip.steps_per_epoch(_config(tfds_name="no_such_dataset"), 1)
 
 
+def test_tfds_download_failing_offline_says_so(monkeypatch):
+    tfds = pytest.importorskip("tensorflow_datasets")
+
+    class ConnectionError(OSError):  # what requests raises, by name
+        pass
+
+    def load(*args, **kwargs):
+        raise ConnectionError("HTTPSConnectionPool(host='efrosgans.eecs.berkeley.edu'): Failed to resolve\nmore")
+
+    monkeypatch.setattr(tfds, "load", load)
+    with pytest.raises(ValueError, match=r"data.tfds_name='cycle_gan/x'.*Failed to resolve\).*no network\?"):
+        ip.steps_per_epoch(_config(tfds_name="cycle_gan/x"), 1)
+
+
 def test_real_horse2zebra(shared_data):
     root = shared_data / "horse2zebra"
     data = _config(root=str(root), load_size=72, crop_size=64, max_images=4, eval_size=64)

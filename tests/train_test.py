@@ -12,8 +12,8 @@ import textwrap
 
 import keras
 import numpy as np
-import pytest
 import tensorflow as tf
+from PIL import Image
 
 import gan_style  # noqa: F401  (registers the custom layers for load_model)
 
@@ -157,6 +157,38 @@ def test_train_py_rejects_a_bad_override_before_training(tmp_path):
     assert result.returncode == 1
     assert "data.preprocess='zoom'" in result.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_train_py_names_bad_keys_files_and_data_in_one_line(tmp_path):
+    (tmp_path / "empty" / "trainA").mkdir(parents=True)
+    (tmp_path / "empty" / "trainB").mkdir()
+    (tmp_path / "a_file").write_text("")
+    for split in ("trainA", "trainB"):
+        (tmp_path / "tiny" / split).mkdir(parents=True)
+        for i in range(2):
+            Image.fromarray(np.full((40, 40, 3), 60 * i, np.uint8)).save(tmp_path / "tiny" / split / f"{i}.png")
+    smoke = ["--config=configs/smoke.py"]
+    runs = {
+        "typo": (smoke + [f"--workdir={tmp_path / 'r1'}", "--config.optim.lerning_rate=1e-3"],
+                 "--config.optim.lerning_rate: no such config key (see configs/default.py); "
+                 "did you mean --config.optim.learning_rate?"),
+        "no_config": (["--config=configs/nope.py", f"--workdir={tmp_path / 'r2'}"],
+                      "--config=configs/nope.py: no such file"),
+        "empty_data": (smoke + [f"--workdir={tmp_path / 'r3'}", f"--config.data.root={tmp_path / 'empty'}"],
+                       "no images"),
+        "workdir_is_a_file": (smoke + [f"--workdir={tmp_path / 'a_file'}",
+                                       f"--config.data.root={tmp_path / 'tiny'}"], "a_file"),
+    }
+    processes = {
+        name: subprocess.Popen([sys.executable, str(ROOT / "train.py"), *args], cwd=ROOT, env=ENV,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for name, (args, _) in runs.items()
+    }
+    for name, process in processes.items():
+        _, stderr = process.communicate(timeout=180)
+        assert process.returncode == 1, (name, stderr)
+        assert runs[name][1] in stderr, (name, stderr)
+        assert "Traceback" not in stderr, (name, stderr)
 
 
 def _free_ports(count):

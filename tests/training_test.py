@@ -2,6 +2,7 @@
 
 import json
 import os
+import pathlib
 
 import keras
 import ml_collections
@@ -70,6 +71,9 @@ def test_data_paths_resolve_against_cwd_and_missing_ones_are_named(tmp_path, mon
     config = default.get_config()
     with pytest.raises(training.ConfigError, match="data.root"):
         training.resolve_data_paths(config)
+    # tfds makes its data_dir on a first download: it need not exist yet.
+    config.data.tfds_name, config.data.tfds_data_dir = "cycle_gan/horse2zebra", "fresh/tfds"
+    assert training.resolve_data_paths(config).data.tfds_data_dir == str(tmp_path / "fresh" / "tfds")
 
 
 def test_strategy_auto_picks_default_without_tpu_gpus_or_cluster(monkeypatch):
@@ -244,3 +248,79 @@ def test_sample_sheet_layout():
     sheet = training.sample_sheet(a, a * 0, a * 0 + 1, gap=2)
     assert sheet.shape == (4 + 2 + 4, 3 * 4 + 2 * 2, 3)
     assert sheet[0, 0, 0] == 0.0 and sheet[0, 6, 0] == 0.5 and sheet[0, 12, 0] == 1.0
+
+
+def _tiny_run_config(tmp_path, **data_kwargs):
+    config = smoke.get_config()
+    config.data.root = str(_tiny_folders(tmp_path / "data", **data_kwargs))
+    config.data.max_images = 0
+    config.train.max_steps = 1
+    config.train.progress = False
+    return config
+
+
+def test_resume_refuses_changes_its_checkpoint_cannot_follow(tmp_path):
+    config = _tiny_run_config(tmp_path, count=2, size=32)
+    workdir = tmp_path / "run"
+    training.train_and_evaluate(config, workdir)
+    assert config.train.batch_size == 2
+    for key, value in [("model.generator_filters", config.model.generator_filters * 2),
+                       ("train.batch_size", 1), ("data.crop_size", 24),  # smoke's batch is 2
+                       ("train.precision", "mixed_float16")]:
+        changed = smoke.get_config()
+        changed.update_from_flattened_dict({**training._flatten(config.to_dict()), key: value})
+        with pytest.raises(training.ConfigError, match=rf"config key {key}=.*differs from the run being resumed"):
+            training.train_and_evaluate(changed, workdir)
+    # A change it can follow resumes, and the history says what changed when.
+    config.train.max_steps = 2
+    config.optim.learning_rate = 1e-4
+    training.train_and_evaluate(config, workdir)
+    history = [json.loads(line) for line in (workdir / "config_history.jsonl").read_text().splitlines()]
+    assert history == [{"step": 1, "changed": {"optim.learning_rate": [0.0002, 0.0001],
+                                                "train.max_steps": [1, 2]}, "time": history[0]["time"]}]
+    assert json.loads((workdir / "config.json").read_text())["optim"]["learning_rate"] == 1e-4
+
+
+def test_a_checkpoint_that_does_not_fit_is_a_config_error(tmp_path):
+    config = _tiny_run_config(tmp_path, count=2, size=32)
+    workdir = tmp_path / "run"
+    training.train_and_evaluate(config, workdir)
+    (workdir / "config.json").unlink()  # no record to compare with: restore itself must say so
+    config.model.generator_filters *= 2
+    with pytest.raises(training.ConfigError, match=r"checkpoint .*ckpt-1 does not fit this config"):
+        training.train_and_evaluate(config, workdir)
+
+
+def test_mirrored_devices_that_do_not_exist_are_named():
+    distribute = smoke.get_config().distribute
+    distribute.strategy = "mirrored"
+    distribute.devices = "/cpu:0,/gpu:3"
+    with pytest.raises(training.ConfigError, match=r"distribute.devices: no device '/gpu:3' here \(this process has /cpu:0"):
+        training.make_strategy(distribute)
+    distribute.devices = "/cpu:0"
+    assert training.make_strategy(distribute).num_replicas_in_sync == 1
+
+
+def test_native_size_evaluation_with_test_images_of_different_sizes(tmp_path):
+    from PIL import Image
+
+    config = _tiny_run_config(tmp_path, count=2, size=32)
+    for i, size in enumerate([(40, 48), (64, 32)]):  # height, width
+        for split in ("testA", "testB"):
+            pixels = np.random.default_rng(i).integers(0, 256, size + (3,), dtype=np.uint8)
+            Image.fromarray(pixels).save(pathlib.Path(config.data.root) / split / f"{i}.png")
+    config.data.eval_size = 0
+    config.eval.every_epochs = 1
+    config.train.max_steps = 0
+    config.data.max_images = 2
+    config.train.num_samples = 4
+    seen = []
+
+    def feature_fn(images):
+        seen.append([np.shape(image) for image in images])
+        return np.stack([np.asarray(image).mean(axis=(0, 1)) for image in images]).astype(np.float64)
+
+    training.train_and_evaluate(config, tmp_path / "run", feature_fn=feature_fn)
+    assert {(40, 48, 3), (64, 32, 3)} <= {shape for shapes in seen for shape in shapes}
+    sheets = sorted((tmp_path / "run" / "samples").glob("*_a2b.png"))
+    assert sheets

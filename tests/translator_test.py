@@ -390,3 +390,15 @@ def test_finish_under_xla_and_translator_in_mixed_precision(translator):
     # float16 activations: a level here and there (measured ~4% of values).
     diff = level_diff(out, direct)
     assert diff.max() <= 2 and (diff > 0).mean() < 0.2
+
+
+def test_plain_tf_saved_model_save_serves_uint8_images(tmp_path):
+    # A TF developer's first try is tf.saved_model.save, not export(): it
+    # must give a callable serving_default, not an empty SavedModel.
+    translator = Translator(gan_style.build_generator("resnet_6blocks", base_filters=4, seed=5))
+    images = np.random.default_rng(2).integers(0, 256, (2, 20, 28, 3), dtype=np.uint8)
+    tf.saved_model.save(translator, str(tmp_path / "saved"))
+    served = tf.saved_model.load(str(tmp_path / "saved")).signatures["serving_default"]
+    out = served(images=tf.constant(images))["images"]
+    assert out.dtype == tf.uint8
+    np.testing.assert_array_equal(out.numpy(), translator(images).numpy())
