@@ -29,6 +29,7 @@ Workdir layout::
 
     config.json            the resolved config (of the latest resume)
     config_history.jsonl   keys changed on resume: {"step", "changed": {key: [old, new]}, "time"}
+    .lock                  held by the training run (pid, host), so a second one cannot race it
     checkpoints/           ckpt-<step>.* and the `checkpoint` state file (last K)
     checkpoints/best/      the best checkpoint by FID (with eval.every_epochs)
     export/                gen_ab.keras, gen_ba.keras (best/ beside them)
@@ -38,12 +39,14 @@ Workdir layout::
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import math
 import os
 import pathlib
 import shutil
+import socket
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -58,6 +61,11 @@ from gan_style import input_pipeline, networks
 from gan_style.cyclegan import LOSS_NAMES, CycleGAN
 from gan_style.precision import generator_with_precision, native_bfloat16
 from gan_style.schedules import LinearDecaySchedule
+
+try:
+    import fcntl
+except ImportError:  # Windows: no workdir lock
+    fcntl = None
 
 STRATEGIES = ("auto", "default", "mirrored", "multi_worker", "tpu")
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
@@ -913,9 +921,39 @@ def train_and_evaluate(
     previous_policy = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy(config.train.precision)
     try:
-        return _train(config, workdir, strategy, chief, callbacks, feature_fn)
+        with _workdir_lock(workdir, chief):
+            return _train(config, workdir, strategy, chief, callbacks, feature_fn)
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
+
+
+@contextlib.contextmanager
+def _workdir_lock(workdir: pathlib.Path, chief: bool):
+    """Holds ``workdir/.lock`` while training: a second run started into the same
+    workdir (same checkpoint numbers, same exports) stops at once instead of
+    racing the first. The OS drops the lock when the process dies, kill -9 too."""
+    if not chief or fcntl is None:  # other workers write elsewhere; no flock on Windows
+        yield
+        return
+    workdir.mkdir(parents=True, exist_ok=True)
+    with open(workdir / ".lock", "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise ConfigError(
+                f"--workdir {workdir} is in use by another training run ({holder}); "
+                "wait for it or use another workdir"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()} on {socket.gethostname()}")
+        handle.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _train(config, workdir, strategy, chief, extra_callbacks, feature_fn):

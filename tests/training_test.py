@@ -324,3 +324,20 @@ def test_native_size_evaluation_with_test_images_of_different_sizes(tmp_path):
     assert {(40, 48, 3), (64, 32, 3)} <= {shape for shapes in seen for shape in shapes}
     sheets = sorted((tmp_path / "run" / "samples").glob("*_a2b.png"))
     assert sheets
+
+
+def test_a_second_run_into_a_busy_workdir_stops_at_once(tmp_path):
+    import fcntl
+
+    config = _tiny_run_config(tmp_path, count=2, size=32)
+    workdir = tmp_path / "run"
+    workdir.mkdir()
+    with open(workdir / ".lock", "a+") as other_run:
+        fcntl.flock(other_run, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        other_run.write("pid 12345 on elsewhere")
+        other_run.flush()
+        with pytest.raises(training.ConfigError, match=r"in use by another training run \(pid 12345 on elsewhere\)"):
+            training.train_and_evaluate(config, workdir)
+    assert not (workdir / "checkpoints").exists()
+    training.train_and_evaluate(config, workdir)  # free again
+    assert tf.train.latest_checkpoint(str(workdir / "checkpoints"))
