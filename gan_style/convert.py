@@ -171,7 +171,14 @@ def collect_sources(source: str | os.PathLike, output: str | os.PathLike) -> tup
     output_real = os.path.realpath(output)
     if os.path.isdir(text):
         root = pathlib.Path(text)
-        entries = [Source(p, p.relative_to(root).as_posix()) for p in image_io.list_images(root, exclude=[output])]
+        links: list[pathlib.Path] = []
+        entries = [Source(p, p.relative_to(root).as_posix())
+                   for p in image_io.list_images(root, exclude=[output], linked_folders=links)]
+        # Not walked (a link could loop, or lead outside the input), but not
+        # passed over in silence either: each gets a failed line saying so.
+        entries += [Source(link, link.relative_to(root).as_posix() + "/",
+                           f"a symlinked folder (to {os.path.realpath(link)}): not walked; "
+                           "pass it as --input to convert it") for link in links]
     elif glob.has_magic(text) and not os.path.exists(text):
         root = _glob_root(text)
         matches = sorted(glob.glob(text, recursive=True))

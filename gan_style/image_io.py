@@ -560,6 +560,7 @@ def list_images(
     *,
     recursive: bool = True,
     exclude: str | os.PathLike | Iterable[str | os.PathLike] | None = None,
+    linked_folders: list[pathlib.Path] | None = None,
 ) -> list[pathlib.Path]:
     """Image files under ``root``, sorted, matched by extension.
 
@@ -573,6 +574,8 @@ def list_images(
       recursive: walk sub-folders too.
       exclude: a folder or folders not to walk, e.g. an output folder that
         lives inside the input folder.
+      linked_folders: when given, the symlinked folders that were not
+        followed are appended to it (so a caller can report them).
 
     Returns:
       Paths (``root`` joined with the relative path), sorted by their
@@ -599,6 +602,10 @@ def list_images(
                 if not d.startswith(".")
                 and os.path.realpath(os.path.join(dirpath, d)) not in excluded
             ]
+            if linked_folders is not None:
+                linked_folders.extend(
+                    pathlib.Path(dirpath, d) for d in dirnames if os.path.islink(os.path.join(dirpath, d))
+                )
         if os.path.realpath(dirpath) in excluded:
             dirnames[:] = []
             continue

@@ -571,3 +571,13 @@ def test_manifest_is_compacted_once_mostly_old_lines(tmp_path):
     assert not list(tmp_path.glob(".*"))  # no temporary file left
     convert.Manifest.compact(path)  # already compact: left as it is
     assert len(path.read_text().splitlines()) == 300
+
+
+def test_a_symlinked_folder_is_reported_not_passed_over(translator, tmp_path):
+    save(tmp_path / "elsewhere" / "x.png", noise(8, 8, seed=1))
+    save(tmp_path / "in" / "a.png", noise(8, 8, seed=2))
+    (tmp_path / "in" / "linked").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    summary = run(translator, tmp_path / "in", tmp_path / "out")
+    assert (summary.converted, summary.failed) == (1, 1)
+    row = by_rel(records(tmp_path / "out"))["linked/"]
+    assert "symlinked folder" in row["reason"] and "--input" in row["reason"]
