@@ -79,15 +79,15 @@ def _as_image_list(images, what: str) -> list[np.ndarray]:
     out = []
     for i, image in enumerate(images):
         if isinstance(image, (str, os.PathLike)):
-            from PIL import Image, ImageOps
+            from gan_style import image_io
 
+            # The toolkit's one decoder, as the studio and the converter use:
+            # 16-bit scaled (not clipped), alpha composited on white, EXIF upright.
             try:
-                with Image.open(image) as opened:
-                    image = np.asarray(ImageOps.exif_transpose(opened).convert("RGB"))
-            except OSError as error:
-                raise ValueError(
-                    f"{what}: cannot read image {os.fspath(image)!r}: {error}"
-                ) from None
+                decoded = image_io.read_image(image)
+            except image_io.ImageError as error:
+                raise ValueError(f"{what}: cannot read image {os.fspath(image)!r}: {error.reason}") from None
+            image = image_io.composite(decoded.rgb, decoded.alpha, (255, 255, 255))
         image = np.asarray(image)
         if image.ndim != 3 or image.shape[-1] != 3:
             raise ValueError(

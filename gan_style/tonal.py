@@ -126,7 +126,7 @@ class TonalAdjustment(keras.layers.Layer):
     ``params``, and in ``get_config``). A call can override them per image
     with ``params``: a ``[batch, 6]`` tensor whose columns are
     :data:`PARAM_NAMES`, so one batch can carry several users' tones; values
-    are clipped into :data:`RANGES`.
+    are clipped into :data:`RANGES` (NaN counts as neutral).
     """
 
     def __init__(
@@ -205,6 +205,9 @@ class TonalAdjustment(keras.layers.Layer):
                 )
         lower = ops.convert_to_tensor([RANGES[n][0] for n in PARAM_NAMES], "float32")
         upper = ops.convert_to_tensor([RANGES[n][1] for n in PARAM_NAMES], "float32")
+        # NaN passes min/max untouched and would blacken the image: neutral instead.
+        neutral = ops.convert_to_tensor([NEUTRAL[n] for n in PARAM_NAMES], "float32")
+        p = ops.where(ops.isnan(p), neutral, p)
         p = ops.minimum(ops.maximum(p, lower), upper)
 
         def column(name):
@@ -267,7 +270,10 @@ def _check_number(key: str, value: Any, source: str) -> float:
         value = value.item()  # a numpy scalar
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ValueError(f"{source}: {key!r} must be a number, got {value!r}")
-    value = float(value)
+    try:
+        value = float(value)
+    except OverflowError:  # a JSON integer of hundreds of digits
+        value = math.inf if value > 0 else -math.inf
     lo, hi = RANGES[key]
     if not (math.isfinite(value) and lo <= value <= hi):
         raise ValueError(f"{source}: {key!r} = {value!r} is out of range [{lo}, {hi}]")
@@ -389,9 +395,11 @@ def load_profile(path: str | os.PathLike) -> Profile:
     """
     path = pathlib.Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # -sig: the BOM Windows editors write
     except FileNotFoundError:
         raise FileNotFoundError(f"tone profile {str(path)!r} not found") from None
+    except IsADirectoryError:
+        raise ValueError(f"tone profile {str(path)!r} is a folder, not a JSON file") from None
     except UnicodeDecodeError as error:
         raise ValueError(f"{path}: not a UTF-8 JSON profile ({error})") from None
     try:

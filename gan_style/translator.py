@@ -199,7 +199,9 @@ class Translator(keras.Model):
                 )
             params = tone_params[:, :6]
             if columns == 7:
-                s = tf.clip_by_value(tone_params[:, 6], 0.0, 1.0)[:, None, None, None]
+                given = tf.cast(tone_params[:, 6], tf.float32)
+                given = tf.where(tf.math.is_nan(given), tf.cast(s, tf.float32), given)  # NaN: the model's own
+                s = tf.clip_by_value(given, 0.0, 1.0)[:, None, None, None]
         # s * t + (1 - s) * x rather than x + s * (t - x): exact at s = 0 and 1.
         blended = s * translated + (1.0 - s) * source
         toned = self.tonal(blended, params)

@@ -158,6 +158,9 @@ def test_per_image_params_clipped_to_ranges():
     edge = np.array([params_vector(gamma=4.0, brightness=-1.0)] * 2, np.float32)
     layer = tonal.TonalAdjustment()
     np.testing.assert_array_equal(layer(x, wild).numpy(), layer(x, edge).numpy())
+    # NaN would pass min/max untouched and blacken the image: it counts as neutral.
+    unknown = np.array([params_vector(gamma=np.nan, contrast=1.2)] * 2, np.float32)
+    np.testing.assert_array_equal(layer(x, unknown).numpy(), layer(x, np.array([params_vector(contrast=1.2)] * 2, np.float32)).numpy())
     with pytest.raises(ValueError, match="batch, 6"):
         layer(x, np.zeros((2, 5), np.float32))
 
@@ -315,6 +318,7 @@ def test_profile_json_round_trip(tmp_path):
         ({"brightness": float("nan")}, "'brightness'"),
         ({"name": 3}, "'name' must be a string"),
         ([0.1, 0.2], "must be a JSON object"),
+        ({"brightness": 10**400}, r"'brightness' = inf is out of range"),  # no OverflowError
     ],
 )
 def test_profile_validation_names_key_and_file(tmp_path, content, match):
@@ -340,6 +344,11 @@ def test_profile_bad_files(tmp_path):
         tonal.resolve_tone("sepia")
     with pytest.raises(ValueError, match="'contrast'"):
         gan_style.Profile(contrast=4.0)
+    with pytest.raises(ValueError, match="is a folder"):
+        tonal.resolve_tone(str(tmp_path))
+    bom = tmp_path / "windows.json"
+    bom.write_bytes(b"\xef\xbb\xbf" + json.dumps({"contrast": 1.2}).encode())
+    assert gan_style.load_profile(bom).contrast == 1.2
 
 
 # -- fit_profile ---------------------------------------------------------------
@@ -413,3 +422,24 @@ def test_fit_profile_bad_input(tmp_path):
     bad.write_text("hello")
     with pytest.raises(ValueError, match="not_an_image.jpg"):
         fit_profile([bad])
+
+
+def test_fit_profile_reads_files_as_the_converter_does(tmp_path):
+    # 16-bit scaled rather than clipped to white, alpha composited on white:
+    # a path gives the same profile as the pixels the studio and infer.py see.
+    from PIL import Image
+
+    from gan_style import image_io
+
+    sources = iid_images(3, n=2)
+    grey16 = (np.linspace(0, 65535, 48 * 48).reshape(48, 48)).astype(np.uint16)
+    Image.fromarray(grey16).save(tmp_path / "grey16.png")
+    cutout = np.concatenate([iid_images(4, n=1)[0], np.zeros((48, 48, 1), np.uint8)], axis=-1)
+    cutout[:24, :, 3] = 255  # the bottom half transparent over black
+    Image.fromarray(cutout).save(tmp_path / "cutout.png")
+    for name in ("grey16.png", "cutout.png"):
+        decoded = image_io.read_image(tmp_path / name)
+        pixels = image_io.composite(decoded.rgb, decoded.alpha, (255, 255, 255))
+        from_path = fit_profile([tmp_path / name], sources)
+        from_pixels = fit_profile([pixels], sources)
+        assert from_path.to_vector() == from_pixels.to_vector(), name

@@ -212,6 +212,9 @@ def test_per_image_tone_params(translator):
     six = translator(x, tone_params=np.array([muted.to_vector(False)] * 2, np.float32))
     expected = Translator(translator.generator, tone=muted, strength=translator.strength)(x)
     assert np.array_equal(six.numpy(), expected.numpy())
+    # A NaN strength is the translator's own (it would otherwise pass the clip).
+    nan_strength = np.array([muted.to_vector(False) + [np.nan]] * 2, np.float32)
+    assert np.array_equal(translator(x, tone_params=nan_strength).numpy(), expected.numpy())
     with pytest.raises(ValueError, match="tone_params"):
         translator(x, tone_params=np.zeros((2, 3), np.float32))
 

@@ -185,7 +185,7 @@ def profile_from_json_bytes(data: bytes, name: str) -> tonal.Profile:
     import json
 
     try:
-        text = data.decode("utf-8")
+        text = data.decode("utf-8-sig")  # as load_profile: a BOM is fine
     except UnicodeDecodeError:
         raise StudioError(f"{name}: not a UTF-8 JSON profile") from None
     try:

@@ -8,6 +8,11 @@ const $ = (id) => document.getElementById(id);
 const state = {
   config: null,
   sliders: {},        // name -> <input type=range>
+  // name -> the exact value a loaded or fitted profile set. A range input
+  // rounds to its 0.01 step, so without this a profile of brightness 0.3074
+  // would preview and download as 0.31. Moving the slider drops it.
+  exact: {},
+  description: "",    // a loaded profile's description, kept in its download
   imageId: null,
   inFlight: false,    // a preview request is running
   pending: false,     // the sliders changed while it ran
@@ -55,12 +60,18 @@ async function api(url, options) {
 // -- profile ↔ sliders -------------------------------------------------------
 
 function formatValue(value) {
-  return Number(value).toFixed(2);
+  // Two decimals, more only when a loaded or fitted profile has them.
+  const exact = Number(Number(value).toFixed(4));
+  return exact === Number(exact.toFixed(2)) ? exact.toFixed(2) : String(exact);
+}
+
+function sliderValue(name) {
+  return name in state.exact ? state.exact[name] : Number(state.sliders[name].value);
 }
 
 function profileValues() {
   const values = {};
-  for (const [name, input] of Object.entries(state.sliders)) values[name] = input.value;
+  for (const name of Object.keys(state.sliders)) values[name] = String(sliderValue(name));
   return values;
 }
 
@@ -68,23 +79,27 @@ function profileQuery() {
   const params = new URLSearchParams(profileValues());
   const name = $("profile-name").value.trim();
   if (name) params.set("name", name);
+  if (state.description) params.set("description", state.description);
   return params.toString();
 }
 
 function setSliders(profile, { keepStrength = false } = {}) {
   for (const row of state.config.parameters) {
     if (keepStrength && row.name === "strength") continue;
-    const value = row.name in profile ? profile[row.name] : row.neutral;
+    const value = row.name in profile ? Number(profile[row.name]) : row.neutral;
     state.sliders[row.name].value = value;
+    if (Number(state.sliders[row.name].value) === value) delete state.exact[row.name];
+    else state.exact[row.name] = value;  // off the slider's grid: keep it as given
   }
+  state.description = typeof profile.description === "string" ? profile.description : "";
   syncSliderLabels();
 }
 
 function syncSliderLabels() {
   for (const row of state.config.parameters) {
-    const input = state.sliders[row.name];
-    $(`value-${row.name}`).value = formatValue(input.value);
-    input.closest(".slider").classList.toggle("changed", Number(input.value) !== row.neutral);
+    const value = sliderValue(row.name);
+    $(`value-${row.name}`).value = formatValue(value);
+    state.sliders[row.name].closest(".slider").classList.toggle("changed", value !== row.neutral);
   }
 }
 
@@ -123,8 +138,16 @@ function buildSliders() {
     const output = document.createElement("output");
     output.id = `value-${row.name}`;
     output.htmlFor = input.id;
-    input.addEventListener("input", () => { $("preset").value = ""; onToneChanged(); });
-    input.addEventListener("dblclick", () => { input.value = row.neutral; onToneChanged(); });
+    input.addEventListener("input", () => {
+      delete state.exact[row.name];
+      $("preset").value = "";
+      onToneChanged();
+    });
+    input.addEventListener("dblclick", () => {
+      delete state.exact[row.name];
+      input.value = row.neutral;
+      onToneChanged();
+    });
     wrap.append(label, input, output);
     container.appendChild(wrap);
     state.sliders[row.name] = input;
@@ -283,7 +306,7 @@ async function fitReferences(files) {
     return;
   }
   if (state.imageId) form.append("image_id", state.imageId);
-  form.append("strength", state.sliders.strength.value);
+  form.append("strength", String(sliderValue("strength")));
   showMessage(`Matching ${files.length} reference image(s)…`, "info");
   try {
     const body = await (await api("/api/fit", { method: "POST", body: form })).json();
