@@ -69,8 +69,10 @@ def test_ctrl_c_stops_cleanly_and_says_how_to_resume(model_path, tmp_path):
     src, out = tmp_path / "in", tmp_path / "out"
     src.mkdir()
     rng = np.random.default_rng(1)
-    for i in range(40):
-        Image.fromarray(rng.integers(0, 256, (96, 96, 3), dtype=np.uint8)).save(src / f"{i:02d}.png")
+    # Far more than it converts before the interrupt, so it is still mid-catalog
+    # (not shutting down) when the signal lands, however fast the machine.
+    for i in range(400):
+        Image.fromarray(rng.integers(0, 256, (96, 96, 3), dtype=np.uint8)).save(src / f"{i:03d}.bmp")
     command, env = _command([f"--input={src}", f"--output={out}", f"--model={model_path}", "--batch_size=1"])
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
     manifest = out / "manifest.jsonl"
