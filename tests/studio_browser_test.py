@@ -313,3 +313,18 @@ def test_studio_in_a_real_browser(browser, studio_url, model_path, tmp_path):
         f"{(diff > 0).mean():.4%} of values differ; screenshot {screenshot}"
     )
     assert diff.max() <= 1
+
+    # A loaded profile's values between the sliders' 0.01 steps are kept as
+    # they are (a range input alone would round them), in the preview and in
+    # the downloads, and so is its description.
+    fine = tmp_path / "fine.json"
+    fine.write_text(json.dumps({"contrast": 1.2345, "gamma": 0.8737, "description": "fitted"}))
+    driver.find_element(By.ID, "profile-file").send_keys(str(fine))
+    wait_for_preview(driver, contains="contrast=1.2345&")
+    wait_for_preview(driver, contains="gamma=0.8737&")
+    assert driver.find_element(By.ID, "value-contrast").text == "1.2345"
+    link = driver.find_element(By.ID, "download-profile").get_attribute("href")
+    assert "contrast=1.2345" in link and "description=fitted" in link
+    # Moving a slider by hand puts it back on the grid.
+    driver.find_element(By.ID, "slider-contrast").send_keys(Keys.ARROW_RIGHT)
+    wait_for_preview(driver, contains="contrast=1.24&")
