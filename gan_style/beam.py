@@ -242,19 +242,21 @@ def _encode(rgb, alpha, fmt: str, quality: int, icc_profile, exif) -> bytes:
     return buffer.getvalue()
 
 
-def _temp_name(target: str) -> str:
+def _temp_name(target: str, tag: str = "") -> str:
     from gan_style import image_writer
 
     head, _, name = target.rpartition("/")
-    temp = f".{name}.{uuid.uuid4().hex[:12]}{image_writer.TEMP_SUFFIX}"
+    temp = f".{name}.{uuid.uuid4().hex[:12]}{tag}{image_writer.TEMP_SUFFIX}"
     return f"{head}/{temp}" if head else temp
 
 
-def _remove_stale_temp_files(output: str) -> None:
-    """Temporary files of a killed Beam run (local output folders; object stores have none to fear)."""
+def _remove_stale_temp_files(output: str, tag: str = "") -> None:
+    """Temporary files a killed Beam run of this shard left (local output folders;
+    object stores have none to fear). The shard's tag is in the name, so shards
+    running at the same time into one folder never delete each other's writes."""
     from gan_style import image_writer
 
-    pattern = re.compile(r"^\..+\.[0-9a-f]{12}" + re.escape(image_writer.TEMP_SUFFIX) + "$")
+    pattern = re.compile(r"^\..+\.[0-9a-f]{12}" + re.escape(tag + image_writer.TEMP_SUFFIX) + "$")
     for dirpath, _, filenames in os.walk(output):
         for name in filenames:
             if pattern.match(name):
@@ -262,9 +264,9 @@ def _remove_stale_temp_files(output: str) -> None:
                     os.unlink(os.path.join(dirpath, name))
 
 
-def _write_atomically(target: str, data: bytes) -> None:
+def _write_atomically(target: str, data: bytes, tag: str = "") -> None:
     """Temporary name in the same folder, then rename: never a truncated file under ``target``."""
-    temp = _temp_name(target)
+    temp = _temp_name(target, tag)
     try:
         with FileSystems.create(temp) as f:
             f.write(data)
@@ -293,16 +295,20 @@ class ConvertFn(beam.DoFn):
       context: mirrored context in pixels (None keeps the model's).
       settings: the settings fingerprint recorded in the manifest.
       output_root: the output folder (local paths: writes are kept inside it).
+      temp_tag: in every temporary file's name (the shard), so that a run
+        cleans up only its own shard's leftovers.
     """
 
     def __init__(self, model: str, *, tone: Any, strength: float | None, fmt: str, quality: int,
                  batch_size: int, tile: int, overlap: int, stats_size: int, max_pixels: int | None,
-                 settings: str, output_root: str, precision: str = "float32", context: int | None = None):
+                 settings: str, output_root: str, precision: str = "float32", context: int | None = None,
+                 temp_tag: str = ""):
         self.model, self.tone, self.strength = str(model), tone, strength
         self.precision, self.context = precision, context
         self.fmt, self.quality, self.batch_size = fmt, int(quality), int(batch_size)
         self.tile, self.overlap, self.stats_size = int(tile or 0), int(overlap), int(stats_size)
         self.max_pixels, self.settings, self.output_root = max_pixels, settings, output_root
+        self.temp_tag = temp_tag
         self.counters = {name: beam.metrics.Metrics.counter(_NAMESPACE, name) for name in _COUNTERS}
 
     def setup(self):
@@ -339,27 +345,32 @@ class ConvertFn(beam.DoFn):
         self.counters[status].inc()
         return record
 
-    def process(self, line: str) -> Iterable:
-        item = json.loads(line) if isinstance(line, str) else line
+    def process(self, line: str) -> Iterable[str]:
+        """One plan line in, one manifest line out (JSON, ASCII escapes).
+
+        Records travel as ASCII JSON rather than dicts: a file name that is
+        not valid UTF-8 holds surrogates, which Beam's coders (UTF-8) refuse.
+        """
+        record = self._process(json.loads(line) if isinstance(line, str) else line)
+        text = json.dumps(record)
+        if record["status"] == "failed":
+            yield beam.pvalue.TaggedOutput(DEAD_LETTER, text)
+        else:
+            yield text
+
+    def _process(self, item: dict) -> dict:
         if item.get("refused"):
-            failed = dict(item, output=None)
-            yield beam.pvalue.TaggedOutput(DEAD_LETTER, self._record(failed, "failed", item["refused"], 0.0))
-            return
+            return self._record(dict(item, output=None), "failed", item["refused"], 0.0)
         if item.get("skip"):
             reason, keep = item["skip"]
             item = dict(item, output=keep.pop("output", item["output"]), output_rel=keep.pop("output_rel", None))
-            yield self._record(item, "skipped", reason, 0.0, **item.get("stat", {}), **keep)
-            return
+            return self._record(item, "skipped", reason, 0.0, **item.get("stat", {}), **keep)
         start = time.perf_counter()
         try:
-            record = self._convert(item, start)
+            return self._convert(item, start)
         except Exception as e:  # noqa: BLE001 - whatever goes wrong, this file fails, the run goes on
             logging.getLogger(__name__).warning("%s: %s", item["source"], e)
-            record = self._record(item, "failed", f"{type(e).__name__}: {e}", time.perf_counter() - start)
-        if record["status"] == "failed":
-            yield beam.pvalue.TaggedOutput(DEAD_LETTER, record)
-        else:
-            yield record
+            return self._record(item, "failed", f"{type(e).__name__}: {e}", time.perf_counter() - start)
 
     def _read(self, item: dict, stat: dict):
         from gan_style import image_io
@@ -426,7 +437,7 @@ class ConvertFn(beam.DoFn):
             if not _is_remote(target):
                 convert._check_output_path(pathlib.Path(target), self.output_root)
             data = _encode(out, alpha, fmt, self.quality, image.icc_profile, image.exif)
-            _write_atomically(target, data)
+            _write_atomically(target, data, self.temp_tag)
         except Exception as e:  # noqa: BLE001 - disk full, permissions: this file fails
             return self._record(item, "failed", f"could not write output: {type(e).__name__}: {e}",
                                 time.perf_counter() - start, **stat)
@@ -448,18 +459,15 @@ def build_pipeline(pipeline: beam.Pipeline, plan_path: str, output: str, run_id:
         | "Spread" >> beam.Reshuffle()
         | "Convert" >> beam.ParDo(convert_fn).with_outputs(DEAD_LETTER, main="done")
     )
-    dead = results[DEAD_LETTER]
-    to_json = lambda record: json.dumps(record, ensure_ascii=False)  # noqa: E731
+    dead = results[DEAD_LETTER]  # records arrive as JSON lines already
     (
         (results.done, dead)
         | "AllRecords" >> beam.Flatten()
-        | "ManifestJson" >> beam.Map(to_json)
         | "WriteManifest" >> beam.io.WriteToText(
             FileSystems.join(output, f"manifest.beam-{run_id}"), file_name_suffix=".jsonl")
     )
     (
         dead
-        | "DeadLetterJson" >> beam.Map(to_json)
         | "WriteDeadLetter" >> beam.io.WriteToText(
             FileSystems.join(output, f"dead_letter.beam-{run_id}"), file_name_suffix=".jsonl")
     )
@@ -539,33 +547,41 @@ def run_pipeline(
                 st = os.stat(item["source"])
                 item["stat"] = {"source_size": st.st_size, "source_mtime_ns": st.st_mtime_ns}
 
+    temp_tag = "" if num_shards == 1 else f"-s{shard_index}of{num_shards}"
     if not _is_remote(output) and os.path.isdir(output):
-        _remove_stale_temp_files(output)
+        _remove_stale_temp_files(output, temp_tag)
     run_id = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
     if not _is_remote(output):
-        os.makedirs(output, exist_ok=True)
+        try:
+            os.makedirs(output, exist_ok=True)
+        except OSError as e:
+            raise ValueError(f"--output {output!r}: cannot write there ({e.strerror or e})") from None
     plan_path = FileSystems.join(output, f".beam-plan-{run_id}.jsonl")
     with FileSystems.create(plan_path) as f:
-        f.write("".join(json.dumps(p, ensure_ascii=False) + "\n" for p in plan).encode("utf-8"))
+        # ASCII escapes: a name that is not UTF-8 (surrogates) round-trips.
+        f.write("".join(json.dumps(p) + "\n" for p in plan).encode("ascii"))
 
     convert_fn = ConvertFn(model, tone=None if profile is None else dataclasses.asdict(profile), strength=strength, fmt=format, quality=quality,
                            batch_size=batch_size, tile=tile, overlap=overlap, stats_size=stats_size,
                            max_pixels=max_pixels, settings=settings, precision=precision, context=context,
-                           output_root=output if _is_remote(output) else os.path.realpath(output))
+                           output_root=output if _is_remote(output) else os.path.realpath(output),
+                           temp_tag=temp_tag)
     options = PipelineOptions(list(pipeline_args))
     pipeline = beam.Pipeline(options=options)
     build_pipeline(pipeline, plan_path, output, run_id, convert_fn)
-    result = pipeline.run()
-    result.wait_until_finish()
+    try:
+        result = pipeline.run()
+        result.wait_until_finish()
+    finally:  # the plan is this run's alone, finished or failed
+        try:
+            FileSystems.delete([plan_path])
+        except Exception as e:  # noqa: BLE001 - a leftover plan file is harmless
+            logging.getLogger(__name__).warning("could not remove the plan file %s: %s", plan_path, e)
     summary = convert.ConversionSummary(manifest=FileSystems.join(output, f"manifest.beam-{run_id}-*.jsonl"))
     counts = {}
     for name in _COUNTERS:
         query = result.metrics().query(beam.metrics.MetricsFilter().with_namespace(_NAMESPACE).with_name(name))
         counts[name] = sum(c.committed or 0 for c in query["counters"]) if plan else 0
         setattr(summary, name, counts[name])
-    try:
-        FileSystems.delete([plan_path])
-    except Exception as e:  # noqa: BLE001 - a leftover plan file is harmless
-        logging.getLogger(__name__).warning("could not remove the plan file %s: %s", plan_path, e)
     summary.seconds = time.monotonic() - start
     return summary

@@ -256,7 +256,8 @@ def format_table(results: dict) -> str:
 
     rows = [
         ("FID", fmt(results["fid"])),
-        ("KID", f"{results['kid']:.5f} ± {results['kid_std']:.5f}"),
+        ("KID", f"{results['kid']:.5f} ± {results['kid_std']:.5f}" if math.isfinite(results["kid_std"])
+         else f"{results['kid']:.5f} (both sets whole in one subset: no ± to give)"),
     ]
     labels = {
         "psnr": "PSNR (dB)",
@@ -314,6 +315,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kid_subset_size", type=int, default=1000)
     parser.add_argument("--no_progress", dest="progress", action="store_false")
     args = parser.parse_args(argv)
+    # Checked before minutes of Inception features, not after.
+    for flag, value, low in (("--batch_size", args.batch_size, 1), ("--kid_subsets", args.kid_subsets, 1),
+                             ("--kid_subset_size", args.kid_subset_size, 2)):
+        if value < low:
+            parser.error(f"{flag} must be >= {low}, got {value}")
+    json_path = pathlib.Path(args.json) if args.json else None
+    if json_path is not None:
+        try:
+            json_path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            parser.error(f"--json {args.json}: cannot write there ({error.strerror or error})")
+        if json_path.is_dir():
+            parser.error(f"--json {args.json} is a folder; give a file name")
 
     common = {
         "inception_weights": args.inception_weights,
@@ -350,10 +364,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 1
     print(format_table(results))
-    if args.json:
-        path = pathlib.Path(args.json)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(_json_ready(results), indent=2) + "\n")
+    if json_path is not None:
+        try:
+            json_path.write_text(json.dumps(_json_ready(results), indent=2) + "\n")
+        except OSError as error:
+            print(f"error: --json {args.json}: {error.strerror or error} (the scores are above)", file=sys.stderr)
+            return 1
     return 0
 
 

@@ -224,3 +224,29 @@ def test_infer_py_runner_beam_end_to_end(model_path, catalog, tmp_path):
     assert sorted(p.name for p in (tmp_path / "b").rglob("*") if "jsonl" not in p.name) == ["cutout.webp", "wide.webp"]
     _, err = misuse.communicate(timeout=300)
     assert misuse.returncode == 1 and "--runner=beam" in err
+
+
+def test_non_utf8_names_shard_temp_files_and_bad_output(model_path, tmp_path):
+    src = tmp_path / "in"
+    save(src / "plain.png", noise(16, 16, seed=1))
+    name = os.fsdecode(b"caf\xe9.png")  # Latin-1 bytes: not valid UTF-8
+    save(src / name, noise(16, 16, seed=2))
+    out = tmp_path / "out"
+    summary = beam_conversion.run_pipeline(model_path, src, out, pipeline_args=DIRECT)
+    assert (summary.converted, summary.failed) == (2, 0)
+    rows = {r["rel"]: r for r in manifest_rows(out, "manifest.beam-*.jsonl")}
+    assert rows[name]["output"] == str(out / name) and (out / name).exists()
+    assert not list(out.glob(".beam-plan-*"))
+    assert beam_conversion.run_pipeline(model_path, src, out, pipeline_args=DIRECT).skipped == 2
+
+    # A shard's launcher leaves another shard's in-flight temporary files alone.
+    mine = beam_conversion._temp_name(str(out / "x.png"), "-s0of2")
+    theirs = beam_conversion._temp_name(str(out / "y.png"), "-s1of2")
+    for temp in (mine, theirs):
+        pathlib.Path(temp).write_bytes(b"half")
+    beam_conversion._remove_stale_temp_files(str(out), "-s0of2")
+    assert not os.path.exists(mine) and os.path.exists(theirs)
+
+    (tmp_path / "a_file").write_text("")
+    with pytest.raises(ValueError, match="--output"):
+        beam_conversion.run_pipeline(model_path, src, tmp_path / "a_file", pipeline_args=DIRECT)

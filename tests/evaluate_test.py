@@ -166,6 +166,16 @@ def test_cli_errors_are_clear(tmp_path, monkeypatch, capsys):
             [f"--model={tmp_path / 'm.keras'}", f"--source={tmp_path / 'a'}"]
         )  # no --target
     assert "--model needs --source and --target" in capsys.readouterr().err
+    # Bad numbers and an unusable --json stop before any Inception work.
+    a = [f"--real={tmp_path / 'a'}", f"--fake={tmp_path / 'a'}"]
+    (tmp_path / "a_file").write_text("")
+    for extra, expected in [(["--kid_subset_size=1"], "--kid_subset_size must be >= 2"),
+                            (["--batch_size=0"], "--batch_size must be >= 1"),
+                            ([f"--json={tmp_path / 'a_file' / 'x.json'}"], "--json"),
+                            ([f"--json={tmp_path / 'a'}"], "is a folder")]:
+        with pytest.raises(SystemExit):
+            evaluate.main(a + extra)
+        assert expected in capsys.readouterr().err
 
 
 def test_cli_with_real_inception_weights_writes_json(tmp_path, capsys):

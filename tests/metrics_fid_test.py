@@ -108,7 +108,16 @@ def test_kid_matches_explicit_double_sum_reference():
     x = f1[rng.choice(12, 12, replace=False)]
     y = f2[rng.choice(15, 12, replace=False)]
     assert mean == pytest.approx(reference_mmd2(x, y), rel=1e-10)
-    assert std == 0.0
+    assert np.isnan(std)  # one estimate: no spread to report
+
+
+def test_kid_of_two_whole_sets_has_no_std():
+    # Same sizes, under the subset size: every "subset" pair is the two whole
+    # sets, so 100 draws would report a std of exactly 0 that means nothing.
+    a, b = _gaussian(20, 4, seed=1), _gaussian(20, 4, seed=2, shift=0.3)
+    mean, std = metrics.kid_from_features(a, b, num_subsets=100, subset_size=1000)
+    assert mean == pytest.approx(reference_mmd2(a, b), rel=1e-10) and np.isnan(std)
+    assert not np.isnan(metrics.kid_from_features(a, b[:15], num_subsets=10, subset_size=1000)[1])
 
 
 def test_kid_is_unbiased_for_one_distribution_and_positive_for_two():

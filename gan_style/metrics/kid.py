@@ -9,6 +9,8 @@ number of images). Same estimator as torch-fidelity and clean-fid.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from gan_style.metrics.fid import FeatureStats, feature_pair
@@ -48,7 +50,10 @@ def kid_from_features(
 
     Returns:
         (mean, std) of the per-subset MMD^2 estimates. Multiply by 1000 for the
-        "KID x 10^3" that papers usually print.
+        "KID x 10^3" that papers usually print. The std is NaN when there is
+        only one estimate to take it over: one subset, or two sets of the same
+        size no larger than ``subset_size``, where every subset pair is the
+        two whole sets (a std of 0 there would claim a certainty nobody measured).
     """
     f1, f2 = feature_pair(features1, features2)
     if num_subsets < 1 or subset_size < 2:
@@ -56,13 +61,15 @@ def kid_from_features(
             f"need num_subsets >= 1 and subset_size >= 2, got {num_subsets}, {subset_size}"
         )
     m = min(len(f1), len(f2), int(subset_size))
+    if m == len(f1) == len(f2):
+        return float(mmd2_unbiased(f1, f2)), math.nan  # every subset pair would be these two sets
     rng = np.random.default_rng(seed)
     scores = np.empty(num_subsets)
     for i in range(num_subsets):
         x = f1[rng.choice(len(f1), m, replace=False)]
         y = f2[rng.choice(len(f2), m, replace=False)]
         scores[i] = mmd2_unbiased(x, y)
-    return float(scores.mean()), float(scores.std())
+    return float(scores.mean()), float(scores.std()) if num_subsets > 1 else math.nan
 
 
 def kid_from_stats(
