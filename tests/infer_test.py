@@ -74,7 +74,11 @@ def test_ctrl_c_stops_cleanly_and_says_how_to_resume(model_path, tmp_path):
     for i in range(400):
         Image.fromarray(rng.integers(0, 256, (96, 96, 3), dtype=np.uint8)).save(src / f"{i:03d}.bmp")
     command, env = _command([f"--input={src}", f"--output={out}", f"--model={model_path}", "--batch_size=1"])
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+    # A shell that starts the suite in the background (cmd &) hands its
+    # children SIGINT ignored, and Python then installs no Ctrl-C handler:
+    # give the child the default disposition, as a terminal would.
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     manifest = out / "manifest.jsonl"
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and process.poll() is None:
