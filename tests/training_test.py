@@ -259,10 +259,25 @@ def _tiny_run_config(tmp_path, **data_kwargs):
     return config
 
 
-def test_resume_refuses_changes_its_checkpoint_cannot_follow(tmp_path):
-    config = _tiny_run_config(tmp_path, count=2, size=32)
-    workdir = tmp_path / "run"
-    training.train_and_evaluate(config, workdir)
+@pytest.fixture(scope="module")
+def one_step_run(tmp_path_factory):
+    """A tiny run trained for one step, trained once for the tests that resume it."""
+    root = tmp_path_factory.mktemp("one_step")
+    config = _tiny_run_config(root, count=2, size=32)
+    training.train_and_evaluate(config, root / "run")
+    return config, root / "run"
+
+
+def _copy_of(run, tmp_path):
+    import shutil
+
+    config, workdir = run
+    shutil.copytree(workdir, tmp_path / "run")
+    return ml_collections.ConfigDict(config.to_dict()), tmp_path / "run"
+
+
+def test_resume_refuses_changes_its_checkpoint_cannot_follow(one_step_run, tmp_path):
+    config, workdir = _copy_of(one_step_run, tmp_path)
     assert config.train.batch_size == 2
     for key, value in [("model.generator_filters", config.model.generator_filters * 2),
                        ("train.batch_size", 1), ("data.crop_size", 24),  # smoke's batch is 2
@@ -281,10 +296,8 @@ def test_resume_refuses_changes_its_checkpoint_cannot_follow(tmp_path):
     assert json.loads((workdir / "config.json").read_text())["optim"]["learning_rate"] == 1e-4
 
 
-def test_a_checkpoint_that_does_not_fit_is_a_config_error(tmp_path):
-    config = _tiny_run_config(tmp_path, count=2, size=32)
-    workdir = tmp_path / "run"
-    training.train_and_evaluate(config, workdir)
+def test_a_checkpoint_that_does_not_fit_is_a_config_error(one_step_run, tmp_path):
+    config, workdir = _copy_of(one_step_run, tmp_path)
     (workdir / "config.json").unlink()  # no record to compare with: restore itself must say so
     config.model.generator_filters *= 2
     with pytest.raises(training.ConfigError, match=r"checkpoint .*ckpt-1 does not fit this config"):
@@ -312,6 +325,7 @@ def test_native_size_evaluation_with_test_images_of_different_sizes(tmp_path):
     config.data.eval_size = 0
     config.eval.every_epochs = 1
     config.train.max_steps = 0
+    config.train.epochs_decay = 0  # one epoch, one evaluation
     config.data.max_images = 2
     config.train.num_samples = 4
     seen = []
@@ -326,18 +340,16 @@ def test_native_size_evaluation_with_test_images_of_different_sizes(tmp_path):
     assert sheets
 
 
-def test_a_second_run_into_a_busy_workdir_stops_at_once(tmp_path):
+def test_a_second_run_into_a_busy_workdir_stops_at_once(one_step_run, tmp_path):
     import fcntl
 
-    config = _tiny_run_config(tmp_path, count=2, size=32)
-    workdir = tmp_path / "run"
-    workdir.mkdir()
+    config, workdir = _copy_of(one_step_run, tmp_path)
     with open(workdir / ".lock", "a+") as other_run:
         fcntl.flock(other_run, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        other_run.truncate(0)
         other_run.write("pid 12345 on elsewhere")
         other_run.flush()
         with pytest.raises(training.ConfigError, match=r"in use by another training run \(pid 12345 on elsewhere\)"):
             training.train_and_evaluate(config, workdir)
-    assert not (workdir / "checkpoints").exists()
-    training.train_and_evaluate(config, workdir)  # free again
-    assert tf.train.latest_checkpoint(str(workdir / "checkpoints"))
+    # Free again: the run resumes (its one step is done already, so it stops there).
+    assert training.train_and_evaluate(config, workdir)["step"] == 1
