@@ -199,7 +199,7 @@ def _skip(item: dict, record: dict | None, settings: str, output: str) -> tuple[
     if _is_remote(item["source"]) or _is_remote(item["output"]):
         # No mtimes to trust across object stores: same settings and the recorded output still there.
         if record and record.get("status") in (convert.CONVERTED, convert.SKIPPED) and record.get("settings") == settings:
-            out = _recorded_output(record, output)
+            out = convert.recorded_output(record, output, join=FileSystems.join)
             if out and FileSystems.exists(out):
                 return "recorded as converted with these settings; output present", kept(
                     record, out, record.get("output_rel"))
@@ -222,11 +222,6 @@ def _skip(item: dict, record: dict | None, settings: str, output: str) -> tuple[
         return reason, kept({"output_size": os.path.getsize(out), "settings": settings}, out, out_rel)
     return reason, kept(record, convert.recorded_output(record, output), record.get("output_rel"))
 
-
-def _recorded_output(record: dict, output: str) -> str | None:
-    """:func:`gan_style.convert.recorded_output` for object-store paths too."""
-    rel = record.get("output_rel")
-    return FileSystems.join(output, rel) if rel else record.get("output")
 
 
 # -- the DoFn -----------------------------------------------------------------------
@@ -547,7 +542,7 @@ def run_pipeline(
                 st = os.stat(item["source"])
                 item["stat"] = {"source_size": st.st_size, "source_mtime_ns": st.st_mtime_ns}
 
-    temp_tag = "" if num_shards == 1 else f"-s{shard_index}of{num_shards}"
+    temp_tag = convert.shard_tag(num_shards, shard_index)
     if not _is_remote(output) and os.path.isdir(output):
         _remove_stale_temp_files(output, temp_tag)
     run_id = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]

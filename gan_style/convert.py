@@ -42,6 +42,7 @@ import re
 import sys
 import threading
 import time
+from collections.abc import Callable
 from concurrent import futures
 from typing import Any
 
@@ -256,11 +257,11 @@ def _plan_outputs(entries: list[Source], output: pathlib.Path, fmt: str) -> None
     def key(path: pathlib.PurePosixPath) -> str:
         return str(path).casefold()
 
-    wanted = {}
+    wanted, planned = {}, {}
     for entry in entries:
         rel = pathlib.PurePosixPath(entry.rel)
-        planned = image_writer.guess_output_format(fmt, rel.suffix)
-        wanted[entry.rel] = rel.with_suffix(image_writer.output_suffix(planned, rel.suffix))
+        planned[entry.rel] = image_writer.guess_output_format(fmt, rel.suffix)
+        wanted[entry.rel] = rel.with_suffix(image_writer.output_suffix(planned[entry.rel], rel.suffix))
     counts = collections.Counter(key(p) for p in wanted.values())
     taken = {key(p) for p in wanted.values() if counts[key(p)] == 1}
 
@@ -282,7 +283,7 @@ def _plan_outputs(entries: list[Source], output: pathlib.Path, fmt: str) -> None
     for entry in entries:
         entry.output = output.joinpath(*targets[entry.rel].parts)
         rel = pathlib.PurePosixPath(entry.rel)
-        if fmt == "same" and not image_writer.can_carry_alpha(image_writer.guess_output_format(fmt, rel.suffix)):
+        if fmt == "same" and not image_writer.can_carry_alpha(planned[entry.rel]):
             png = rel.with_suffix(".png")
             if key(png) in taken:
                 png = claim(rel, ".png")
@@ -326,6 +327,21 @@ class Manifest:
         os.close(self._fd)
 
     @staticmethod
+    def _parse(line: str | bytes) -> dict | None:
+        """A manifest line's record, or None for a line cut by a kill (or not a record)."""
+        try:
+            record = json.loads(line)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return None
+        return record if isinstance(record, dict) and isinstance(record.get("rel"), str) else None
+
+    @staticmethod
+    def _newer(record: dict, previous: dict | None) -> bool:
+        """Whether ``record`` replaces ``previous`` for its source: newer by ``time``;
+        a tie goes to the one read later."""
+        return previous is None or str(record.get("time", "")) >= str(previous.get("time", ""))
+
+    @staticmethod
     def compact(path: pathlib.Path) -> None:
         """Rewrites ``path`` with only the newest record per source once most
         of its lines are older ones.
@@ -340,20 +356,19 @@ class Manifest:
                 lines = f.read().splitlines(keepends=True)
         except FileNotFoundError:
             return
-        newest: dict[str, tuple[str, int]] = {}  # rel -> (time, line number), as read() picks
-        for number, line in enumerate(lines):
-            try:
-                record = json.loads(line)
-            except (json.JSONDecodeError, UnicodeDecodeError):
-                continue  # a line cut by a kill: dropped with the rest
-            if isinstance(record, dict) and isinstance(record.get("rel"), str):
-                when = str(record.get("time", ""))
-                previous = newest.get(record["rel"])
-                if previous is None or when >= previous[0]:
-                    newest[record["rel"]] = (when, number)
         for stale in path.parent.glob(f".{glob.escape(path.name)}.*{image_writer.TEMP_SUFFIX}"):
             stale.unlink(missing_ok=True)  # a compaction that was killed
-        if len(lines) <= max(1000, 2 * len(newest)):
+        if len(lines) <= 1000:
+            return  # not worth parsing
+        newest: dict[str, tuple[dict, int]] = {}  # rel -> (record, line number), as read() picks
+        for number, line in enumerate(lines):
+            record = Manifest._parse(line)  # None: a line cut by a kill, dropped with the rest
+            if record is None:
+                continue
+            previous = newest.get(record["rel"])
+            if Manifest._newer(record, previous[0] if previous else None):
+                newest[record["rel"]] = (record, number)
+        if len(lines) <= 2 * len(newest):
             return
         keep = sorted(number for _, number in newest.values())
         temp = path.with_name(f".{path.name}.{os.getpid()}{image_writer.TEMP_SUFFIX}")
@@ -376,16 +391,15 @@ class Manifest:
         for path in sorted(output.glob("manifest*.jsonl")):
             with open(path, encoding="utf-8", errors="replace") as f:
                 for line in f:
-                    try:
-                        record = json.loads(line)
-                    except json.JSONDecodeError:
-                        continue  # a line cut by a kill
-                    if not isinstance(record, dict) or not isinstance(record.get("rel"), str):
-                        continue
-                    previous = records.get(record["rel"])
-                    if previous is None or str(record.get("time", "")) >= str(previous.get("time", "")):
+                    record = Manifest._parse(line)
+                    if record is not None and Manifest._newer(record, records.get(record["rel"])):
                         records[record["rel"]] = record
         return records
+
+
+def shard_tag(num_shards: int, shard_index: int) -> str:
+    """In the temporary file names of one shard, so it cleans up only its own."""
+    return "" if num_shards == 1 else f"-s{shard_index}of{num_shards}"
 
 
 def manifest_name(num_shards: int, shard_index: int) -> str:
@@ -778,13 +792,15 @@ def _remove_stale_temp_files(output: pathlib.Path, temp_tag: str) -> None:
                     pass
 
 
-def recorded_output(record: dict, output_root: str | os.PathLike | None) -> str | None:
+def recorded_output(record: dict, output_root: str | os.PathLike | None,
+                    join: Callable[[str, str], str] = os.path.join) -> str | None:
     """Where ``record``'s output is now: its ``output_rel`` under today's
     output folder, so moving the folder (or mounting it elsewhere on another
-    worker) keeps the run resumable; records without one give their ``output``."""
+    worker) keeps the run resumable; records without one give their ``output``.
+    ``join``: Beam's ``FileSystems.join`` for object-store folders."""
     rel = record.get("output_rel")
     if rel and output_root is not None:
-        return os.path.join(os.fspath(output_root), *pathlib.PurePosixPath(rel).parts)
+        return join(os.fspath(output_root), rel)
     return record.get("output")
 
 
@@ -901,7 +917,7 @@ def convert_catalog(
         manifest = Manifest(manifest_path)
     except OSError as e:
         raise ValueError(f"--output {os.fspath(output)!r}: cannot write there ({e.strerror or e})") from None
-    temp_tag = "" if num_shards == 1 else f"-s{shard_index}of{num_shards}"
+    temp_tag = shard_tag(num_shards, shard_index)
     _remove_stale_temp_files(output, temp_tag)
     bar = _Progress(len(entries), progress)
     converter = _Converter(
@@ -927,8 +943,9 @@ def convert_catalog(
                     if not entry.output.exists():
                         entry.output = entry.alpha_output
                     record = {"output_size": entry.output.stat().st_size, "settings": settings}
-                if recorded_output(record, output):
-                    entry.output = pathlib.Path(recorded_output(record, output))
+                recorded = recorded_output(record, output)
+                if recorded:
+                    entry.output = pathlib.Path(recorded)
                 keep = {k: record[k] for k in ("output_size", "width", "height", "tiled", "format", "settings") if k in record}
                 converter.record(entry, SKIPPED, reason, **keep)
                 continue
