@@ -67,10 +67,6 @@ def _is_remote(path: str) -> bool:
     return "://" in str(path)
 
 
-def _now() -> str:
-    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
-
-
 # -- planning (on the launcher) --------------------------------------------------
 
 
@@ -326,6 +322,8 @@ class ConvertFn(beam.DoFn):
         self._tiled = None
 
     def _record(self, item: dict, status: str, reason: str, seconds: float, **extra) -> dict:
+        from gan_style import convert
+
         record = {
             "source": item["source"],
             "output": item.get("output"),
@@ -334,7 +332,7 @@ class ConvertFn(beam.DoFn):
             "reason": reason,
             "seconds": round(float(seconds), 4),
             "rel": item["rel"],
-            "time": _now(),
+            "time": convert.record_time(),
         }
         record.update(extra)
         self.counters[status].inc()
