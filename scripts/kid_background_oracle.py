@@ -53,18 +53,19 @@ def background_mask(rgb: np.ndarray) -> np.ndarray:
     return (np.asarray(soft, np.float32) / 255.0)[..., None]
 
 
-def composite(image: np.ndarray, mask: np.ndarray, painting: Image.Image) -> np.ndarray:
+def composite(image: np.ndarray, mask: np.ndarray, painting: np.ndarray) -> np.ndarray:
     background = np.asarray(
-        painting.convert("RGB").resize((image.shape[1], image.shape[0]), Image.BICUBIC),
-        np.float32,
+        Image.fromarray(painting).resize((image.shape[1], image.shape[0]), Image.BICUBIC), np.float32
     )
     return (mask * background + (1.0 - mask) * image).round().astype(np.uint8)
 
 
 def _images(folder: pathlib.Path) -> list[pathlib.Path]:
-    paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    from gan_style import image_io
+
+    paths = image_io.list_images(folder, recursive=False)
     if not paths:
-        raise SystemExit(f"no .jpg/.png images in {folder}")
+        raise SystemExit(f"no images in {folder}")
     return paths
 
 
@@ -76,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default=str(ROOT / "assets/default_translator.keras"))
     args = parser.parse_args(argv)
 
-    from gan_style import evaluate, metrics
+    from gan_style import evaluate, image_io, metrics
     from gan_style.translator import load_translator
 
     sources = _images(args.source)
@@ -96,18 +97,15 @@ def main(argv: list[str] | None = None) -> int:
     translator = load_translator(args.model)
     covered = []
     for i, path in enumerate(sources):
-        with Image.open(path) as img:
-            rgb = np.asarray(img.convert("RGB"))
+        rgb = image_io.load_rgb(path)
         mask = background_mask(rgb)
         covered.append(float(mask.mean()))
-        with Image.open(backgrounds[i % len(backgrounds)]) as painting:
-            translated = np.asarray(translator(rgb[None])[0])
-            name = path.stem + ".png"
-            Image.fromarray(composite(rgb, mask, painting)).save(dirs["monet_background"] / name)
-            Image.fromarray(translated).save(dirs["translated"] / name)
-            Image.fromarray(composite(translated, mask, painting)).save(
-                dirs["translated_monet_background"] / name
-            )
+        painting = image_io.load_rgb(backgrounds[i % len(backgrounds)])
+        translated = np.asarray(translator(rgb[None])[0])
+        name = path.stem + ".png"
+        Image.fromarray(composite(rgb, mask, painting)).save(dirs["monet_background"] / name)
+        Image.fromarray(translated).save(dirs["translated"] / name)
+        Image.fromarray(composite(translated, mask, painting)).save(dirs["translated_monet_background"] / name)
 
     inception = metrics.load_inception()
     scores = {
