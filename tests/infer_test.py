@@ -30,6 +30,15 @@ def infer(*args, timeout=300):
     return subprocess.run(command, check=False, capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT)
 
 
+def _wait_until_converted(process, manifest, count, timeout=240):
+    """Until ``manifest`` records ``count`` converted files, or the process ends."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None:
+        if manifest.exists() and manifest.read_text().count('"converted"') >= count:
+            return
+        time.sleep(0.02)
+
+
 @pytest.fixture(scope="module")
 def model_path(tmp_path_factory):
     return save_tiny_translator(tmp_path_factory.mktemp("model") / "tiny.keras", base_filters=8, seed=3)
@@ -79,12 +88,7 @@ def test_ctrl_c_stops_cleanly_and_says_how_to_resume(model_path, tmp_path):
     # give the child the default disposition, as a terminal would.
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT,
                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    manifest = out / "manifest.jsonl"
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline and process.poll() is None:
-        if manifest.exists() and manifest.read_text().count('"converted"') >= 3:
-            break
-        time.sleep(0.02)
+    _wait_until_converted(process, out / "manifest.jsonl", 3)
     assert process.poll() is None, "the run finished before it could be interrupted"
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=60)
@@ -107,12 +111,8 @@ def test_killed_run_resumes_without_loss_or_duplicates(model_path, tmp_path):
 
     command, env = _command(args)
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, cwd=ROOT)
-    deadline = time.monotonic() + 240
     try:
-        while time.monotonic() < deadline and process.poll() is None:
-            if manifest.exists() and manifest.read_text().count('"converted"') >= 6:
-                break
-            time.sleep(0.02)
+        _wait_until_converted(process, manifest, 6)
         assert process.poll() is None, "the run finished before it could be killed; make the catalog bigger"
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=30)
