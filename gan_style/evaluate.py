@@ -17,9 +17,13 @@ Every run needs the TF-FID Inception weights: ``--inception_weights=PATH``, else
 ``gan_style.metrics.inception``). Images stream through one batch at a time, so
 memory does not grow with the number of images.
 
+An unreadable image stops the run with its path; ``--skip_unreadable`` leaves it
+out instead, names it on stderr and in ``skipped``, and scores the rest.
+
 JSON keys: ``fid``, ``kid`` (mean MMD^2 over subsets), ``kid_std``, ``n_real``,
 ``n_fake``, and when computed ``psnr``, ``ssim``, ``n_pairs``, ``cycle_psnr``,
-``cycle_ssim``.
+``cycle_ssim``; with ``--skip_unreadable``, ``skipped`` (``{"path", "error"}`` per
+file left out) when any were.
 """
 
 from __future__ import annotations
@@ -54,10 +58,37 @@ class _Mean:
         return self.total / self.count if self.count else float("nan")
 
 
-def _load(path: pathlib.Path) -> np.ndarray:
-    from gan_style.image_io import load_rgb
+class _Reader:
+    """Decodes images; with ``skip_unreadable`` an undecodable file is recorded and
+    answered with None instead of ending a run that may be minutes in."""
 
-    return load_rgb(path)
+    def __init__(self, skip_unreadable: bool):
+        self.skip_unreadable = skip_unreadable
+        self.skipped: list[dict] = []
+        self._known_bad: set[pathlib.Path] = set()
+
+    def __call__(self, path: pathlib.Path) -> np.ndarray | None:
+        from gan_style.image_io import ImageError, load_rgb
+
+        if path in self._known_bad:  # a real image that is also a fake's partner: once
+            return None
+        try:
+            return load_rgb(path)
+        except (ImageError, OSError) as error:
+            if not self.skip_unreadable:
+                raise ValueError(
+                    f"{error} (--skip_unreadable scores the other images)"
+                ) from None
+            print(f"skipped, unreadable: {error}", file=sys.stderr)
+            self._known_bad.add(path)
+            self.skipped.append({"path": str(path), "error": str(error)})
+            return None
+
+    def images(self, paths) -> Iterator[np.ndarray]:
+        for path in paths:
+            image = self(path)
+            if image is not None:
+                yield image
 
 
 def _list(folder, flag: str) -> list[pathlib.Path]:
@@ -82,6 +113,9 @@ def _key(path: pathlib.Path, root) -> str:
 
 
 def _score_stats(real, fake, kid_subsets, kid_subset_size) -> dict:
+    for stats, label in ((real, "real"), (fake, "translated")):
+        if stats.count < 2:
+            raise ValueError(f"only {stats.count} readable {label} image(s); FID/KID need at least 2")
     kid_mean, kid_std = metrics.kid_from_stats(
         real, fake, num_subsets=kid_subsets, subset_size=kid_subset_size
     )
@@ -102,13 +136,16 @@ def _statistics(inception, images, total, batch_size, progress, label):
     )
 
 
-def _real_vs_fake(inception, real_paths, real_label, fakes, fake_total, fake_label, *,
+def _real_vs_fake(inception, read, real_paths, real_label, fakes, fake_total, fake_label, *,
                   batch_size, progress, kid_subsets, kid_subset_size) -> dict:
     """FID/KID of the ``fakes`` iterator against the images at ``real_paths``."""
-    real = _statistics(inception, (_load(p) for p in real_paths), len(real_paths), batch_size,
+    real = _statistics(inception, read.images(real_paths), len(real_paths), batch_size,
                        progress, real_label)
     fake = _statistics(inception, fakes, fake_total, batch_size, progress, fake_label)
-    return _score_stats(real, fake, kid_subsets, kid_subset_size)
+    results = _score_stats(real, fake, kid_subsets, kid_subset_size)
+    if read.skipped:
+        results["skipped"] = read.skipped
+    return results
 
 
 def _add_pair(psnr_mean: _Mean, ssim_mean: _Mean, reference: np.ndarray, image: np.ndarray) -> None:
@@ -129,6 +166,7 @@ def evaluate_folders(
     kid_subsets: int = 100,
     kid_subset_size: int = 1000,
     progress: bool = True,
+    skip_unreadable: bool = False,
 ) -> dict:
     """FID/KID of the images in ``fake_dir`` against ``real_dir``, plus PSNR/SSIM of
     each fake against the same-named file in ``source_dir`` (default ``real_dir``).
@@ -140,6 +178,8 @@ def evaluate_folders(
     Args:
         inception: a feature model (default :func:`gan_style.metrics.load_inception`
             with ``inception_weights``).
+        skip_unreadable: leave undecodable files out (listed in ``skipped``)
+            instead of raising ValueError naming the first one.
 
     Returns:
         A dict with the JSON keys listed in the module docstring.
@@ -153,23 +193,26 @@ def evaluate_folders(
         else {_key(p, pair_root): p for p in real_paths}
     )
     inception = inception or metrics.load_inception(inception_weights)
+    read = _Reader(skip_unreadable)
     psnr_mean, ssim_mean = _Mean(), _Mean()
     mismatched = 0
 
     def fakes() -> Iterator[np.ndarray]:
         nonlocal mismatched
         for path in fake_paths:
-            fake = _load(path)
+            fake = read(path)
+            if fake is None:
+                continue
             partner = partners.get(_key(path, pathlib.Path(fake_dir)))
-            if partner is not None:
-                source = _load(partner)
+            source = read(partner) if partner is not None else None
+            if source is not None:
                 if source.shape != fake.shape:
                     mismatched += 1
                 else:
                     _add_pair(psnr_mean, ssim_mean, source, fake)
             yield fake
 
-    results = _real_vs_fake(inception, real_paths, real_dir, fakes(), len(fake_paths), fake_dir,
+    results = _real_vs_fake(inception, read, real_paths, real_dir, fakes(), len(fake_paths), fake_dir,
                             batch_size=batch_size, progress=progress, kid_subsets=kid_subsets,
                             kid_subset_size=kid_subset_size)
     if psnr_mean.count:
@@ -197,6 +240,7 @@ def evaluate_translator(
     kid_subsets: int = 100,
     kid_subset_size: int = 1000,
     progress: bool = True,
+    skip_unreadable: bool = False,
 ) -> dict:
     """Translates every image of ``source_dir`` and scores the results.
 
@@ -209,6 +253,7 @@ def evaluate_translator(
         model: a translator (uint8 in, uint8 out: ``gan_style.load_translator``)
             or a path to one.
         reverse_model: the opposite direction's translator or path, optional.
+        skip_unreadable: as for :func:`evaluate_folders`.
     """
     from gan_style.translator import load_translator
 
@@ -223,11 +268,14 @@ def evaluate_translator(
     source_paths = _list(source_dir, "source")
     target_paths = _list(target_dir, "target")
     inception = inception or metrics.load_inception(inception_weights)
+    read = _Reader(skip_unreadable)
     means = {name: _Mean() for name in ("psnr", "ssim", "cycle_psnr", "cycle_ssim")}
 
     def fakes() -> Iterator[np.ndarray]:
         for path in source_paths:
-            source = _load(path)
+            source = read(path)
+            if source is None:
+                continue
             fake = _translate(translator, source)
             if fake.shape != source.shape:
                 raise ValueError(
@@ -238,7 +286,7 @@ def evaluate_translator(
                 _add_pair(means["cycle_psnr"], means["cycle_ssim"], source, _translate(reverse, fake))
             yield fake
 
-    results = _real_vs_fake(inception, target_paths, target_dir, fakes(), len(source_paths),
+    results = _real_vs_fake(inception, read, target_paths, target_dir, fakes(), len(source_paths),
                             f"translated {source_dir}", batch_size=batch_size, progress=progress,
                             kid_subsets=kid_subsets, kid_subset_size=kid_subset_size)
     results.update({name: mean.value for name, mean in means.items() if mean.count})
@@ -272,6 +320,8 @@ def format_table(results: dict) -> str:
     rows += [
         (label, fmt(results[key])) for key, label in labels.items() if key in results
     ]
+    if results.get("skipped"):
+        rows.append(("unreadable, skipped", str(len(results["skipped"]))))
     width = max(len(name) for name, _ in rows)
     return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
 
@@ -314,6 +364,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kid_subsets", type=int, default=100)
     parser.add_argument("--kid_subset_size", type=int, default=1000)
     parser.add_argument("--no_progress", dest="progress", action="store_false")
+    parser.add_argument(
+        "--skip_unreadable",
+        action="store_true",
+        help="leave out images that cannot be decoded (named on stderr and in the JSON's "
+        "'skipped') instead of stopping at the first",
+    )
     args = parser.parse_args(argv)
     # Checked before minutes of Inception features, not after.
     for flag, value, low in (("--batch_size", args.batch_size, 1), ("--kid_subsets", args.kid_subsets, 1),
@@ -335,6 +391,7 @@ def main(argv: list[str] | None = None) -> int:
         "kid_subsets": args.kid_subsets,
         "kid_subset_size": args.kid_subset_size,
         "progress": args.progress,
+        "skip_unreadable": args.skip_unreadable,
     }
     try:
         if args.model:

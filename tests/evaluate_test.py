@@ -211,3 +211,50 @@ def test_cli_with_real_inception_weights_writes_json(tmp_path, capsys):
     assert "psnr" not in scores  # same names but different sizes: no pairs
     assert scores["n_pairs_size_mismatch"] == 3
     assert scores["fid"] > 0 and f"{scores['fid']:.4f}" in table
+
+
+def test_unreadable_images_stop_the_run_or_are_skipped_and_listed(tmp_path, monkeypatch, capsys):
+    names = [f"img_{i}.png" for i in range(5)]
+    real = _write(tmp_path / "real", names, seed=5)
+    fakes = _write(tmp_path / "fake", names, seed=6, shift=20)
+    (tmp_path / "real" / "img_9.png").write_bytes(b"not a png")   # unreadable real image
+    (tmp_path / "fake" / "img_2.png").write_bytes(b"\x89PNG\r\n")  # truncated fake
+    (tmp_path / "real" / "img_3.png").write_bytes(b"")             # the partner of fake img_3
+    model = _tiny_features()
+    with pytest.raises(ValueError, match=r"img_3\.png: .*--skip_unreadable"):
+        evaluate.evaluate_folders(tmp_path / "real", tmp_path / "fake", inception=model, progress=False)
+
+    results = evaluate.evaluate_folders(
+        tmp_path / "real", tmp_path / "fake", inception=model, progress=False, skip_unreadable=True
+    )
+    assert sorted(pathlib.Path(s["path"]).name for s in results["skipped"]) == [
+        "img_2.png", "img_3.png", "img_9.png"]
+    assert all(s["error"] for s in results["skipped"])
+    kept_real = [real[n] for n in names if n != "img_3.png"]
+    kept_fake = [fakes[n] for n in names if n != "img_2.png"]
+    assert (results["n_real"], results["n_fake"]) == (4, 4)
+    assert results["fid"] == pytest.approx(metrics.fid_from_features(
+        metrics.compute_features(model, kept_real), metrics.compute_features(model, kept_fake)), rel=1e-9)
+    # Pairs: img_2 (fake unreadable) and img_3 (partner unreadable) are left out.
+    paired = [n for n in names if n not in ("img_2.png", "img_3.png")]
+    assert results["n_pairs"] == 3
+    assert results["psnr"] == pytest.approx(np.mean([metrics.psnr(real[n], fakes[n]) for n in paired]))
+    assert "unreadable, skipped" in evaluate.format_table(results)
+
+    # The CLI: the flag, a stderr line per file, and the list in the JSON.
+    monkeypatch.setattr(metrics, "load_inception", lambda weights=None: model)
+    out = tmp_path / "scores.json"
+    args = [f"--real={tmp_path / 'real'}", f"--fake={tmp_path / 'fake'}", "--no_progress", f"--json={out}"]
+    assert evaluate.main(args) == 1
+    assert "img_3.png" in capsys.readouterr().err and not out.exists()
+    assert evaluate.main(args + ["--skip_unreadable"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("skipped, unreadable") == 3
+    assert len(json.loads(out.read_text())["skipped"]) == 3
+
+    # Too few readable images left is an error, not a NaN score.
+    for name in names[1:]:
+        (tmp_path / "fake" / name).write_bytes(b"")
+    with pytest.raises(ValueError, match="only 1 readable translated image"):
+        evaluate.evaluate_folders(tmp_path / "real", tmp_path / "fake", inception=model,
+                                  progress=False, skip_unreadable=True)
