@@ -31,7 +31,8 @@ The pipeline::
   nothing is dropped, and a failing file never fails the bundle.
 * Manifest records have the keys of ``infer.py``'s, and the manifests are
   named ``manifest*.jsonl``, so a later local run (or Beam run) resumes from
-  them.
+  them. Each launcher drops the records that newer ones supersede from
+  earlier Beam runs' manifests, so nightly runs do not pile up copies.
 """
 
 from __future__ import annotations
@@ -160,27 +161,76 @@ def plan_catalog(source: str, output: str, fmt: str = "same") -> list[dict]:
     return plan
 
 
-def _previous_records(output: str) -> dict[str, dict]:
-    """Last manifest record per relative path, over every ``manifest*.jsonl`` in ``output``."""
-    from gan_style import convert
-
+def _manifest_files(output: str) -> list[str]:
+    """Every ``manifest*.jsonl`` in ``output``, sorted (none when it does not exist yet)."""
     if not _is_remote(output):
-        return convert.Manifest.read(pathlib.Path(output)) if os.path.isdir(output) else {}
-    records: dict[str, dict] = {}
+        # pathlib, not FileSystems.match: a folder name with [ or * is no pattern.
+        return [str(p) for p in sorted(pathlib.Path(output).glob("manifest*.jsonl"))] if os.path.isdir(output) else []
     try:
         matches = FileSystems.match([FileSystems.join(output, "manifest*.jsonl")])[0].metadata_list
     except Exception:  # noqa: BLE001 - no output folder yet
-        return records
-    for meta in sorted(matches, key=lambda m: m.path):
-        with FileSystems.open(meta.path) as f:
-            for line in f.read().decode("utf-8", "replace").splitlines():
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError:
-                    continue
-                if isinstance(record, dict) and "rel" in record:
-                    records[record["rel"]] = record
-    return records
+        return []
+    return sorted(m.path for m in matches)
+
+
+def _read_lines(path: str) -> list[bytes]:
+    with FileSystems.open(path, compression_type="uncompressed") as f:
+        return f.read().splitlines(keepends=True)
+
+
+def _previous_records(output: str) -> dict[str, dict]:
+    """Newest manifest record per relative path over every ``manifest*.jsonl`` in
+    ``output`` (the rules of :meth:`gan_style.convert.Manifest.read`).
+
+    Every Beam run writes a record for each file of its plan into new
+    ``manifest.beam-<run>-*`` files, so a nightly run over a catalog would pile
+    up a full copy of the catalog's records per night, all read by every later
+    run. So earlier Beam runs' manifests lose the records that
+    newer ones supersede: a file left with none is deleted, one left mostly
+    superseded is rewritten (temporary name, then rename). ``infer.py``'s own
+    ``manifest*.jsonl`` are left to its compaction (a local run may be
+    appending to them right now); a Beam run's files appear only once whole.
+    """
+    from gan_style import convert
+
+    newest: dict[str, tuple[dict, str, int]] = {}  # rel -> (record, file, line number)
+    line_counts: dict[str, int] = {}
+    for path in _manifest_files(output):
+        lines = _read_lines(path)
+        line_counts[path] = len(lines)
+        for number, line in enumerate(lines):
+            record = convert.Manifest._parse(line.decode("utf-8", "replace"))
+            if record is None:
+                continue
+            previous = newest.get(record["rel"])
+            if convert.Manifest._newer(record, previous[0] if previous else None):
+                newest[record["rel"]] = (record, path, number)
+    kept: dict[str, set[int]] = {path: set() for path in line_counts}
+    for _, path, number in newest.values():
+        kept[path].add(number)
+    for path, numbers in kept.items():
+        if FileSystems.split(path)[1].startswith("manifest.beam-") and 2 * len(numbers) < line_counts[path]:
+            _prune_manifest(path, numbers)
+    return {rel: record for rel, (record, _, _) in newest.items()}
+
+
+def _prune_manifest(path: str, keep: set[int]) -> None:
+    """Leaves only the lines numbered ``keep`` in a finished Beam run's manifest."""
+    head, name = FileSystems.split(path)
+    temp = FileSystems.join(head, f".{name}.{uuid.uuid4().hex[:12]}.prune")
+    try:
+        if not keep:
+            FileSystems.delete([path])
+            return
+        lines = _read_lines(path)
+        with FileSystems.create(temp) as f:
+            f.write(b"".join(line if line.endswith(b"\n") else line + b"\n"
+                             for number, line in enumerate(lines) if number in keep))
+        FileSystems.rename([temp], [path])
+    except Exception as e:  # noqa: BLE001 - pruning saves space; the run goes on without it
+        logging.getLogger(__name__).warning("could not prune the superseded records of %s: %s", path, e)
+        with contextlib.suppress(Exception):
+            FileSystems.delete([temp])
 
 
 def _skip(item: dict, record: dict | None, settings: str, output: str) -> tuple[str, dict] | None:

@@ -237,7 +237,17 @@ def test_non_utf8_names_shard_temp_files_and_bad_output(model_path, tmp_path):
     rows = {r["rel"]: r for r in manifest_rows(out, "manifest.beam-*.jsonl")}
     assert rows[name]["output"] == str(out / name) and (out / name).exists()
     assert not list(out.glob(".beam-plan-*"))
+
+    def run_ids():
+        return {p.name[len("manifest.beam-"):].rsplit("-", 3)[0] for p in out.glob("manifest.beam-*.jsonl")}
+
+    first = run_ids()
     assert beam_conversion.run_pipeline(model_path, src, out, pipeline_args=DIRECT).skipped == 2
+    assert len(run_ids()) == 2
+    # A third run: the first run's records are all superseded by the second's, so its manifests go.
+    assert beam_conversion.run_pipeline(model_path, src, out, pipeline_args=DIRECT).skipped == 2
+    assert len(run_ids()) == 2 and not run_ids() & first
+    assert len(manifest_rows(out, "manifest.beam-*.jsonl")) == 4
 
     # A shard's launcher leaves another shard's in-flight temporary files alone.
     mine = beam_conversion._temp_name(str(out / "x.png"), "-s0of2")
@@ -250,3 +260,34 @@ def test_non_utf8_names_shard_temp_files_and_bad_output(model_path, tmp_path):
     (tmp_path / "a_file").write_text("")
     with pytest.raises(ValueError, match="--output"):
         beam_conversion.run_pipeline(model_path, src, tmp_path / "a_file", pipeline_args=DIRECT)
+
+
+def test_earlier_beam_manifests_lose_superseded_records(tmp_path):
+    def write(name, records, tail=b""):
+        lines = b"".join(json.dumps(r).encode() + b"\n" for r in records)
+        (tmp_path / name).write_bytes(lines + tail)
+
+    def rec(rel, time, status="converted"):
+        return {"rel": rel, "time": time, "status": status}
+
+    old = [rec(r, "2026-01-01T00:00:00.000+00:00") for r in "abcd"]
+    newer = [rec(r, "2026-01-02T00:00:00.000+00:00", "skipped") for r in "abc"]
+    write("manifest.jsonl", [rec("a", "2025-12-31T00:00:00.000+00:00")] * 3)  # infer.py's own: never touched
+    write("manifest.beam-r1-00000-of-00001.jsonl", old, tail=b'{"rel": "x", "ti')  # and a line cut by a kill
+    write("manifest.beam-r2-00000-of-00001.jsonl", newer)
+    local_before = (tmp_path / "manifest.jsonl").read_bytes()
+    expected = convert.Manifest.read(tmp_path)
+    assert beam_conversion._previous_records(str(tmp_path)) == expected
+    assert expected["d"]["time"].startswith("2026-01-01") and expected["a"]["status"] == "skipped"
+    # r1 keeps only d, its newest record; r2 and the local manifest are whole.
+    assert [json.loads(line)["rel"] for line in
+            (tmp_path / "manifest.beam-r1-00000-of-00001.jsonl").read_text().splitlines()] == ["d"]
+    assert len(manifest_rows(tmp_path, "manifest.beam-r2-*.jsonl")) == 3
+    assert (tmp_path / "manifest.jsonl").read_bytes() == local_before
+    assert beam_conversion._previous_records(str(tmp_path)) == expected  # pruning changed no answer
+
+    write("manifest.beam-r3-00000-of-00001.jsonl", [rec("d", "2026-01-03T00:00:00.000+00:00")])
+    beam_conversion._previous_records(str(tmp_path))
+    assert not (tmp_path / "manifest.beam-r1-00000-of-00001.jsonl").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "manifest.beam-r2-00000-of-00001.jsonl", "manifest.beam-r3-00000-of-00001.jsonl", "manifest.jsonl"]
