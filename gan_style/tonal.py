@@ -161,16 +161,20 @@ class TonalAdjustment(keras.layers.Layer):
                 ),
                 dtype="float32",
                 trainable=True,
+                # Training moves the weight freely; kept in range it is what call() uses.
+                constraint=_InRanges(),
             )
         self.built = True
 
     # -- parameters -------------------------------------------------------
 
     def get_params(self) -> dict[str, float]:
-        """The layer's current parameters, by name."""
+        """The layer's current parameters, by name: the values ``call`` applies
+        (a weight assigned out of range reads clipped into :data:`RANGES`, NaN
+        neutral), so ``get_config`` always loads back."""
         if self.params is None:
             return dict(self._initial)
-        values = keras.ops.convert_to_numpy(self.params)
+        values = keras.ops.convert_to_numpy(_InRanges()(self.params))
         # str() of a float32 is its shortest round-trip form: 1.05, not 1.0499999523.
         return {name: float(str(v)) for name, v in zip(PARAM_NAMES, values)}
 
@@ -203,12 +207,7 @@ class TonalAdjustment(keras.layers.Layer):
                     f"TonalAdjustment: per-image params must have shape [batch, "
                     f"{len(PARAM_NAMES)}] with columns {', '.join(PARAM_NAMES)}; got {p.shape}"
                 )
-        lower = ops.convert_to_tensor([RANGES[n][0] for n in PARAM_NAMES], "float32")
-        upper = ops.convert_to_tensor([RANGES[n][1] for n in PARAM_NAMES], "float32")
-        # NaN passes min/max untouched and would blacken the image: neutral instead.
-        neutral = ops.convert_to_tensor([NEUTRAL[n] for n in PARAM_NAMES], "float32")
-        p = ops.where(ops.isnan(p), neutral, p)
-        p = ops.minimum(ops.maximum(p, lower), upper)
+        p = _InRanges()(p)
 
         def column(name):
             # [batch] -> [batch, 1, ..., 1]: broadcast over the pixel axes.
@@ -259,6 +258,19 @@ class TonalAdjustment(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), **self.get_params()}
+
+
+class _InRanges(keras.constraints.Constraint):
+    """Parameter vectors (last axis :data:`PARAM_NAMES`) clipped into
+    :data:`RANGES`; NaN, which passes min/max untouched and would blacken the
+    image, becomes neutral."""
+
+    def __call__(self, p):
+        lower = ops.convert_to_tensor([RANGES[n][0] for n in PARAM_NAMES], "float32")
+        upper = ops.convert_to_tensor([RANGES[n][1] for n in PARAM_NAMES], "float32")
+        neutral = ops.convert_to_tensor([NEUTRAL[n] for n in PARAM_NAMES], "float32")
+        p = ops.where(ops.isnan(p), neutral, p)
+        return ops.minimum(ops.maximum(p, lower), upper)
 
 
 # ---------------------------------------------------------------------------

@@ -266,6 +266,32 @@ def test_layer_serialisation_round_trip(tmp_path):
         layer.set_params({"hue": 0.1})
 
 
+def test_trained_or_assigned_out_of_range_params_save_and_load(tmp_path):
+    # Fitting a strong contrast pushes the weight past RANGES; the constraint
+    # keeps it in range, so the trained model saves and loads.
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0.3, 0.7, (8, 16, 16, 3)).astype("float32")
+    y = np.clip(0.5 + 5 * (x - 0.5), 0, 1)
+    inputs = keras.Input((16, 16, 3))
+    model = keras.Model(inputs, tonal.TonalAdjustment(name="tone")(inputs))
+    model.compile(keras.optimizers.Adam(0.05), "mse")
+    model.fit(x, y, epochs=100, verbose=0)
+    contrast = model.get_layer("tone").get_params()["contrast"]
+    assert contrast == tonal.RANGES["contrast"][1]
+    model.save(tmp_path / "fit.keras")
+    loaded = keras.saving.load_model(tmp_path / "fit.keras")
+    assert np.array_equal(loaded(x).numpy(), model(x).numpy())
+
+    # assign() skips constraints: the config holds what call() applies.
+    layer = model.get_layer("tone")
+    layer.params.assign([np.nan, 3.2, 1.0, 1.0, 0.3, -9.0])
+    assert layer.get_params() == {**tonal.NEUTRAL, "contrast": 3.0, "temperature": 0.3,
+                                  "tint": tonal.RANGES["tint"][0]}
+    model.save(tmp_path / "assigned.keras")
+    loaded = keras.saving.load_model(tmp_path / "assigned.keras")
+    assert np.array_equal(loaded(x).numpy(), model(x).numpy())
+
+
 # -- profiles and presets ----------------------------------------------------
 
 
