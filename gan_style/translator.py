@@ -97,7 +97,8 @@ class Translator(keras.Model):
     and W >= 1), or ``translator(images, tone_params=t)`` with a float
     ``[batch, 7]`` tensor of per-image profiles (columns
     :data:`gan_style.tonal.PROFILE_VECTOR_NAMES`: six tonal parameters then
-    strength) or ``[batch, 6]`` (tonal only; strength from the translator).
+    strength) or ``[batch, 6]`` (tonal only; strength from the translator);
+    a single row applies to every image.
     Returns uint8 of the input's shape.
 
     Attributes:
@@ -197,6 +198,11 @@ class Translator(keras.Model):
                     f"{', '.join(tonal.PROFILE_VECTOR_NAMES)}) or [batch, 6]; got "
                     f"{tone_params.shape}"
                 )
+            rows, batch = tone_params.shape[0], images.shape[0]
+            if rows is not None and batch is not None and rows not in (1, batch):
+                raise ValueError(
+                    f"tone_params has {rows} rows for {batch} images: one per image, or one for all"
+                )
             params = tone_params[:, :6]
             if columns == 7:
                 given = tf.cast(tone_params[:, 6], tf.float32)
@@ -208,6 +214,9 @@ class Translator(keras.Model):
         return tf.cast(tf.round(tf.cast(toned, tf.float32) * 255.0), tf.uint8)
 
     def call(self, images, tone_params=None):
+        images = self._check_images(images)
+        if images.shape[0] == 0:  # an empty batch (say, a filtered tf.data batch) stays empty
+            return tf.zeros_like(images)
         return self.finish(images, self.generate(images), tone_params)
 
     def _check_images(self, images):
@@ -221,6 +230,8 @@ class Translator(keras.Model):
             raise ValueError(
                 f"Translator takes uint8 images [batch, H, W, 3]; got shape {images.shape}"
             )
+        if 0 in images.shape[1:3]:
+            raise ValueError(f"Translator takes images of at least 1x1 pixels; got shape {images.shape}")
         return images
 
     def compute_output_spec(self, images, tone_params=None):
@@ -241,12 +252,17 @@ class Translator(keras.Model):
         """Replaces the default tone (and strength, if given).
 
         The tone lives in a weight, so graphs traced earlier see the change;
-        the strength is a Python float, so they keep the old strength.
+        the strength is a Python float, so a ``tf.function`` of your own traced
+        earlier keeps the old strength (trace it again). ``predict``/
+        ``evaluate`` are retraced here.
         """
         profile = tonal.resolve_tone(tone)
         if strength is not None:
             profile = profile.replace(strength=strength)
         self.tonal.set_params(profile)
+        if profile.strength != self.strength:
+            # Keras keeps the graphs it traced for predict(): drop them.
+            self.predict_function = self.test_function = self.train_function = None
         self.strength = profile.strength
 
     def with_precision(self, precision: str) -> "Translator":
@@ -403,7 +419,10 @@ def load_translator(
         return model.with_context(context)
     if not isinstance(model, keras.Model):
         raise ValueError(f"{path} holds a {type(model).__name__}, not a Translator or generator")
-    return Translator(model, tone=tone, strength=strength, context=context or 0)
+    try:
+        return Translator(model, tone=tone, strength=strength, context=context or 0)
+    except ValueError as error:  # e.g. a discriminator: say which file
+        raise ValueError(f"{path}: {error}") from None
 
 
 def from_workdir(workdir: str | os.PathLike, direction: str = "ab", **kwargs) -> Translator:

@@ -217,6 +217,11 @@ def test_per_image_tone_params(translator):
     assert np.array_equal(translator(x, tone_params=nan_strength).numpy(), expected.numpy())
     with pytest.raises(ValueError, match="tone_params"):
         translator(x, tone_params=np.zeros((2, 3), np.float32))
+    # One row is every image's tone; another count is refused by name.
+    one = translator(x, tone_params=np.array([muted.to_vector(False)], np.float32))
+    assert np.array_equal(one.numpy(), expected.numpy())
+    with pytest.raises(ValueError, match="tone_params has 3 rows for 2 images"):
+        translator(x, tone_params=np.zeros((3, 7), np.float32))
 
 
 def test_rejects_models_that_are_not_rgb_generators(tmp_path):
@@ -235,6 +240,16 @@ def test_rejects_non_uint8_and_bad_shapes(translator):
         translator(np.zeros((1, 8, 8, 3), np.float32))
     with pytest.raises(ValueError, match=r"\[batch, H, W, 3\]"):
         translator(np.zeros((1, 8, 8, 4), np.uint8))
+    with pytest.raises(ValueError, match="at least 1x1"):
+        translator(np.zeros((1, 0, 8, 3), np.uint8))
+    # An empty batch comes back empty (it failed inside the generator's padding).
+    assert translator(np.zeros((0, 8, 8, 3), np.uint8)).shape == (0, 8, 8, 3)
+
+
+def test_load_translator_names_the_file_of_a_model_that_is_no_generator(tmp_path):
+    gan_style.build_discriminator("basic", base_filters=4).save(tmp_path / "latest_net_D_A.keras")
+    with pytest.raises(ValueError, match=r"latest_net_D_A\.keras: .*maps"):
+        load_translator(tmp_path / "latest_net_D_A.keras")
 
 
 def test_profile_and_set_tone(translator):
@@ -247,6 +262,11 @@ def test_profile_and_set_tone(translator):
     assert model.profile.temperature == pytest.approx(-0.3) and model.strength == 1.0
     # The tone lives in a weight, so an already traced graph sees the change.
     assert not np.array_equal(traced(x).numpy(), before)
+    # predict() keeps Keras' own traced graph: a new strength must reach it.
+    model.predict(x, verbose=0)
+    model.set_tone("cool", strength=0.0)
+    assert np.array_equal(model.predict(x, verbose=0), model(x).numpy())
+    assert not np.array_equal(model(x).numpy(), traced(x).numpy())  # strength 0 vs 1
 
 
 # -- saving and loading --------------------------------------------------------
@@ -371,6 +391,22 @@ def test_reuse_in_tf_data_tf_function_and_keras_model(translator, tmp_path):
     toned_model = keras.Model([inputs, tones], loaded(inputs, tone_params=tones))
     vectors = np.array([p.to_vector() for p in tonal.PRESETS.values()][:4], np.float32)
     assert_within_one_level(toned_model([x, vectors]).numpy(), translator(x, tone_params=vectors))
+
+
+def test_generator_wrapped_in_a_model_of_your_own_keeps_padding_and_precision(tmp_path):
+    generator = tiny_generator(seed=6)
+    inputs = keras.Input((None, None, 3))
+    wrapped = keras.Model(inputs, generator(inputs))  # e.g. built around it for fine-tuning
+    wrapped.save(tmp_path / "fine_tuned.keras")
+    translator = load_translator(tmp_path / "fine_tuned.keras")
+    assert (translator.multiple, translator.minimum) == (4, 8)
+    x = images(12, (1, 30, 30, 3))  # not a multiple of 4: padded, not refused
+    plain = Translator(generator)
+    assert np.array_equal(translator(x).numpy(), plain(x).numpy())
+    # bfloat16 reaches the nested layers (it silently stayed float32).
+    bf16 = translator.with_precision("bfloat16")
+    assert np.array_equal(bf16(x).numpy(), plain.with_precision("bfloat16")(x).numpy())
+    assert not np.array_equal(bf16(x).numpy(), plain(x).numpy())
 
 
 def test_finish_under_xla_and_translator_in_mixed_precision(translator):
