@@ -409,9 +409,19 @@ def _build(table, kind, name, options):
         raise ValueError(f"{kind} {name!r}: {error}") from None
 
 
-def input_requirements(model: keras.Model) -> tuple[int, int]:
-    """``(multiple, minimum)`` that the model's input height and width must meet."""
+def leaf_layers(model: keras.Model) -> list[keras.layers.Layer]:
+    """The model's layers in order, with nested models (a generator wrapped in a
+    model of your own) opened up into theirs."""
+    leaves = []
     for layer in model.layers:
+        leaves += leaf_layers(layer) if isinstance(layer, keras.Model) and hasattr(layer, "layers") else [layer]
+    return leaves
+
+
+def input_requirements(model: keras.Model) -> tuple[int, int]:
+    """``(multiple, minimum)`` that the model's input height and width must meet
+    (also for a generator nested in another model)."""
+    for layer in leaf_layers(model):
         if isinstance(layer, InputCheck):
             return layer.multiple, layer.minimum
     return 1, 1

@@ -15,6 +15,8 @@ import pathlib
 
 import keras
 
+from gan_style.networks import leaf_layers
+
 PRECISIONS = ("auto", "float32", "bfloat16")
 #: /proc/cpuinfo flags of CPUs that compute bfloat16 dot products natively.
 NATIVE_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
@@ -66,18 +68,19 @@ def generator_with_precision(generator: keras.Model, precision: str) -> keras.Mo
     it). Clones get copies of the weights; the original is untouched.
     """
     precision = resolve_precision(precision)
-    if precision == "float32" and all(layer.dtype_policy.name == "float32" for layer in generator.layers):
+    leaves = leaf_layers(generator)  # a generator wrapped in a model of your own too
+    if precision == "float32" and all(layer.dtype_policy.name == "float32" for layer in leaves):
         return generator
-    output_layer = generator.layers[-1].name
+    output_layer = leaves[-1]
 
     def clone(layer):
         config = layer.get_config()
-        if precision == "float32" or layer.name == output_layer:
+        if precision == "float32" or layer is output_layer:
             config["dtype"] = "float32"
         else:
             config["dtype"] = "mixed_bfloat16"
         return layer.__class__.from_config(config)
 
-    clone_model = keras.models.clone_model(generator, clone_function=clone)
+    clone_model = keras.models.clone_model(generator, clone_function=clone, recursive=True)
     clone_model.set_weights(generator.get_weights())
     return clone_model
