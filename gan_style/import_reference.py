@@ -48,11 +48,15 @@ def _modules(state_dict: Mapping[str, np.ndarray]) -> list[tuple[str, dict[str, 
     return sorted(modules, key=lambda item: _natural_key(item[0]))
 
 
-def load_state_dict(model: keras.Model, state_dict: Mapping[str, np.ndarray]) -> None:
+def load_state_dict(
+    model: keras.Model, state_dict: Mapping[str, np.ndarray], *, missing_bias_is_zero: bool = False
+) -> None:
     """Copies a reference PyTorch ``state_dict`` into a gan_style network.
 
     Works for every generator and discriminator that gan_style builds,
     provided the model was built with the same architecture options.
+    ``missing_bias_is_zero``: a layer with a bias whose module has none gets
+    zeros (the reference's norm 'none' networks) instead of an error.
 
     Raises:
       ValueError: naming the first module whose shape or kind does not match.
@@ -77,9 +81,12 @@ def load_state_dict(model: keras.Model, state_dict: Mapping[str, np.ndarray]) ->
             # [in, out, kh, kw] -> [kh, kw, out, in]: the same permutation.
             values = [np.transpose(kernel, (2, 3, 1, 0))]
             if layer.use_bias:
-                if "bias" not in params:
+                if "bias" in params:
+                    values.append(params["bias"])
+                elif missing_bias_is_zero:
+                    values.append(np.zeros(layer.bias.shape, np.float32))
+                else:
                     raise ValueError(f"{prefix}: the checkpoint has no bias for layer {layer.name}")
-                values.append(params["bias"])
             elif "bias" in params:
                 raise ValueError(f"{prefix}.bias: layer {layer.name} has no bias")
         expected = [tuple(w.shape) for w in layer.weights]
@@ -96,7 +103,12 @@ def infer_generator_options(state_dict: Mapping[str, np.ndarray]) -> dict:
         raise ValueError("the state dict holds no weighted modules")
     keys = list(state_dict)
     first, last = modules[0][1]["weight"], modules[-1][1]["weight"]
-    norm = "batch" if any(k.endswith("running_mean") and k.replace("running_mean", "weight") in state_dict for k in keys) else "instance"
+    if any(k.endswith("running_mean") and k.replace("running_mean", "weight") in state_dict for k in keys):
+        norm = "batch"
+    else:
+        # The reference gives convs a bias only with instance norm (batch norm
+        # and norm 'none' go without), so a bias-less first conv means 'none'.
+        norm = "instance" if "bias" in modules[0][1] else "none"
     options = {"input_channels": int(first.shape[1]), "norm": norm}
     blocks = {int(m.group(1)) for k in keys if (m := re.match(r"model\.(\d+)\.conv_block\.", k))}
     if blocks:
@@ -106,8 +118,11 @@ def infer_generator_options(state_dict: Mapping[str, np.ndarray]) -> dict:
         if len(blocks) not in names:
             raise ValueError(f"a ResNet generator with {len(blocks)} blocks is not supported (6 or 9)")
         options["name"] = names[len(blocks)]
-        # With dropout each block's second conv moves from index 5 to 6.
-        options["dropout"] = any(re.search(r"conv_block\.6\.weight$", k) for k in keys)
+        # With dropout each block's second conv moves from index 5 to 6 (where,
+        # without it, batch norm keeps its 1-d weight).
+        options["dropout"] = any(
+            re.search(r"conv_block\.6\.weight$", k) and np.ndim(v) == 4 for k, v in state_dict.items()
+        )
         return options
     depth = max((k.count("model.") for k in keys if k.startswith("model.model.")), default=0)
     if depth:
@@ -125,30 +140,54 @@ def infer_generator_options(state_dict: Mapping[str, np.ndarray]) -> dict:
 
 
 def read_pth(path: str) -> dict[str, np.ndarray]:
-    """Reads a PyTorch ``state_dict`` file into numpy arrays (needs torch)."""
+    """Reads a PyTorch ``state_dict`` file into numpy arrays (needs torch).
+
+    Also takes a training checkpoint that holds the state dict under
+    ``"state_dict"`` (or ``"model"``).
+
+    Raises:
+      FileNotFoundError, ValueError: naming ``path``.
+    """
+    import os
+
     try:
         import torch
     except ImportError:
         raise SystemExit(
             f"reading {path} needs PyTorch: pip install torch (the CPU build is enough)"
         ) from None
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path}: no such file")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001 - unpickling, zip and torch errors alike
+        raise ValueError(f"{path}: not a PyTorch state dict file ({type(error).__name__}: {error})") from None
     if hasattr(state, "state_dict"):
         state = state.state_dict()
+    for key in ("state_dict", "model"):
+        if isinstance(state, Mapping) and isinstance(state.get(key), Mapping):
+            state = state[key]
+            break
     if not isinstance(state, Mapping):
         raise ValueError(f"{path}: expected a state dict, got {type(state).__name__}")
     return {k: v.detach().cpu().numpy() for k, v in state.items() if hasattr(v, "detach")}
 
 
 def import_generator(pth_path: str, **overrides) -> keras.Model:
-    """Builds the gan_style generator for a reference ``.pth`` and loads its weights."""
+    """Builds the gan_style generator for a reference ``.pth`` and loads its weights.
+
+    Raises:
+      FileNotFoundError, ValueError: naming ``pth_path``.
+    """
     state_dict = read_pth(pth_path)
-    options = infer_generator_options(state_dict)
-    options.update({k: v for k, v in overrides.items() if v is not None})
-    name = options.pop("name")
-    model = build_generator(name, **options)
     try:
-        load_state_dict(model, state_dict)
+        options = infer_generator_options(state_dict)
+        options.update({k: v for k, v in overrides.items() if v is not None})
+        name = options.pop("name")
+        model = build_generator(name, **options)
+        # With norm 'none' the reference builds its convs without bias; gan_style's
+        # keep theirs (dropped only in front of a norm that cancels them): zero computes the same.
+        load_state_dict(model, state_dict, missing_bias_is_zero=options.get("norm") == "none")
     except ValueError as error:
         raise ValueError(f"{pth_path}: {error}") from None
     return model
@@ -165,14 +204,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("out", help="output .keras file")
     parser.add_argument("--generator", help="override the detected architecture name")
     parser.add_argument("--norm", choices=["instance", "batch", "none"], help="override the norm")
-    parser.add_argument("--dropout", action="store_true", default=None, help="U-Net trained with dropout")
+    parser.add_argument(
+        "--dropout",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="the generator was trained with dropout (the reference's default without --no_dropout); "
+        "read from the state dict for ResNets, not visible in a U-Net's",
+    )
     args = parser.parse_args(argv)
     if not args.out.endswith(".keras"):
         parser.error(f"output must end in .keras, got {args.out}")
     overrides = {"norm": args.norm, "dropout": args.dropout}
     if args.generator:
         overrides["name"] = args.generator
-    model = import_generator(args.pth, **overrides)
+    try:
+        model = import_generator(args.pth, **overrides)
+    except (FileNotFoundError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     model.save(args.out)
     print(f"wrote {args.out}: {model.name}, {model.count_params():,} parameters")
     return 0

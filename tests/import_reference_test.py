@@ -91,3 +91,43 @@ def test_mismatched_architecture_is_named():
     model = gan_style.build_generator("resnet_6blocks", base_filters=16)
     with pytest.raises(ValueError, match=r"model\.1: shapes"):
         import_reference.load_state_dict(model, state)
+
+
+@pytest.mark.parametrize("norm, dropout", [("batch", False), ("batch", True), ("instance", True), ("none", False)])
+def test_options_read_from_the_state_dict_and_pytorch_outputs_kept(tmp_path, norm, dropout):
+    # Batch norm without dropout has a 1-d conv_block.6.weight (the norm), not a conv there;
+    # norm 'none' convs have no bias in the reference.
+    torch_net = reference.randomize(
+        reference.ResnetGenerator(3, 3, ngf=4, norm=norm, use_dropout=dropout, n_blocks=6), seed=5)
+    pth = tmp_path / "net.pth"
+    torch.save(torch_net.state_dict(), pth)
+    model = import_reference.import_generator(str(pth))
+    options = import_reference.infer_generator_options(_state_dict(torch_net))
+    assert (options["norm"], options["dropout"]) == (norm, dropout)
+    dropouts = [layer for layer in model.layers if "dropout" in type(layer).__name__.lower()]
+    assert len(dropouts) == (6 if dropout else 0)
+    x = _inputs(32, 40, seed=6)
+    np.testing.assert_allclose(model(x, training=False).numpy(), _run_torch(torch_net, x), atol=1e-4, rtol=0)
+
+
+def test_command_line_errors_name_the_file(tmp_path, capsys):
+    out = str(tmp_path / "g.keras")
+    assert import_reference.main([str(tmp_path / "missing.pth"), out]) == 1
+    assert "missing.pth: no such file" in capsys.readouterr().err
+    (tmp_path / "notes.pth").write_text("not a checkpoint")
+    assert import_reference.main([str(tmp_path / "notes.pth"), out]) == 1
+    assert "notes.pth: not a PyTorch state dict file" in capsys.readouterr().err
+    disc = tmp_path / "latest_net_D_A.pth"
+    torch.save(reference.NLayerDiscriminator(3, ndf=4).state_dict(), disc)
+    assert import_reference.main([str(disc), out]) == 1
+    assert "latest_net_D_A.pth: not a reference CycleGAN generator" in capsys.readouterr().err
+    # A training checkpoint with the weights under "state_dict" imports, and --no-dropout overrides.
+    torch_net = reference.randomize(reference.ResnetGenerator(3, 3, ngf=4, use_dropout=True, n_blocks=6))
+    wrapped = tmp_path / "checkpoint.pth"
+    torch.save({"epoch": 7, "state_dict": torch_net.state_dict()}, wrapped)
+    def dropout_layers():
+        model = __import__("keras").saving.load_model(out)
+        return sum("dropout" in type(layer).__name__.lower() for layer in model.layers)
+
+    assert import_reference.main([str(wrapped), out]) == 0 and dropout_layers() == 6
+    assert import_reference.main([str(wrapped), out, "--no-dropout"]) == 0 and dropout_layers() == 0

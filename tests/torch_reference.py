@@ -18,6 +18,8 @@ def norm_layer(kind):
         return functools.partial(nn.InstanceNorm2d, affine=False, track_running_stats=False)
     if kind == "batch":
         return functools.partial(nn.BatchNorm2d, affine=True, track_running_stats=True)
+    if kind == "none":
+        return lambda channels: nn.Identity()
     raise ValueError(kind)
 
 
