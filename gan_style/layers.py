@@ -54,6 +54,9 @@ class InputCheck(keras.layers.Layer):
     32x32), so each network starts with this check. With static shapes (eager
     calls, ``predict``) it raises ``ValueError``; inside a graph with unknown
     sizes it adds a ``tf.debugging`` assertion carrying the same message.
+    XLA drops assertions: under ``jit_compile=True`` with unknown sizes a
+    wrong size passes unchecked, so give such graphs sizes the network takes
+    (:class:`gan_style.Translator` pads to them).
 
     Its config also tells wrappers such as the Translator how much to pad:
     see :func:`gan_style.networks.input_requirements`.

@@ -1,7 +1,6 @@
 """Inference precision: resolution of ``auto``, the bfloat16 generator, conversion with it."""
 
 import json
-import pathlib
 
 import numpy as np
 import pytest

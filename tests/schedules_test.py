@@ -1,7 +1,6 @@
 """LinearDecaySchedule against the reference's lambda rule, and serialisation."""
 
 import keras
-import numpy as np
 import pytest
 
 from gan_style.schedules import LinearDecaySchedule
