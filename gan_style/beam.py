@@ -572,7 +572,7 @@ def run_pipeline(
         with FileSystems.open(model) as src, open(local_model, "wb") as dst:
             dst.write(src.read())
     translator = convert._resolve_translator(local_model, profile, strength, precision, context)
-    convert.check_tiling(translator, tile, overlap)
+    tiling.check_tiling(translator, tile, overlap)
     settings = convert._settings_fingerprint(translator, format=format, quality=int(quality), tile=int(tile or 0),
                                              overlap=int(overlap), stats_size=int(stats_size),
                                              precision=precision)

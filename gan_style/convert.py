@@ -489,20 +489,6 @@ def _resolve_translator(translator, tone, strength, precision="float32", context
     return translator.with_context(context).with_precision(precision)
 
 
-def check_tiling(translator: Translator, tile: int | None, overlap: int) -> None:
-    """``--tile`` and ``--overlap`` checked against the generator, before any work."""
-    if not tile:
-        return
-    try:
-        size = tiling.tile_size(int(tile), translator.multiple, translator.minimum)
-    except ValueError as e:
-        raise ValueError(f"--tile: {e}") from None
-    try:
-        tiling.check_overlap(size, int(overlap), translator.multiple, translator.minimum)
-    except ValueError as e:
-        raise ValueError(f"--overlap: {e}") from None
-
-
 def _check_options(fmt, quality, batch_size, tile, overlap, max_pixels, num_shards, shard_index, context=None,
                    strength=None):
     image_writer.check_format(fmt)
@@ -910,7 +896,7 @@ def convert_catalog(
                    strength)
     precision = resolve_precision(precision)
     translator = _resolve_translator(translator, tone, strength, precision, context)
-    check_tiling(translator, tile, overlap)
+    tiling.check_tiling(translator, tile, overlap)
     output = pathlib.Path(output)
     _, entries = collect_sources(source, output)
     _plan_outputs(entries, output, format)  # over every shard's entries: the same names everywhere

@@ -302,6 +302,21 @@ def check_overlap(tile: int, overlap: int, multiple: int, minimum: int) -> None:
         plan_axis(length, tile, overlap, multiple, minimum)
 
 
+def check_tiling(translator, tile: int | None, overlap: int) -> None:
+    """``--tile`` and ``--overlap`` checked against the translator's generator
+    before any work, naming the flag (infer.py, Beam and the studio)."""
+    if not tile:
+        return
+    try:
+        size = tile_size(int(tile), translator.multiple, translator.minimum)
+    except ValueError as e:
+        raise ValueError(f"--tile: {e}") from None
+    try:
+        check_overlap(size, int(overlap), translator.multiple, translator.minimum)
+    except ValueError as e:
+        raise ValueError(f"--overlap: {e}") from None
+
+
 def tile_size(tile: int, multiple: int, minimum: int) -> int:
     """``tile`` rounded down to a size the generator takes."""
     size = tile // multiple * multiple

@@ -542,6 +542,34 @@ def test_bad_model_and_bad_flags(tmp_path, capsys):
     assert studio_main.parse_args(["--context=8"]).context == 8
 
 
+def test_renders_of_many_sizes_share_few_compiled_shapes(translator):
+    # XLA keeps a program per shape (about 1.4 MB each): a session over a
+    # catalogue of mixed sizes grew without end. Pixels go in as padded rows.
+    from gan_style.studio.engine import Studio, pixel_bucket
+
+    studio = Studio(translator)
+    shapes, compiled = [], studio._finish_xla
+    studio._finish_xla = lambda images, generated, params: shapes.append(tuple(images.shape)) or compiled(
+        images, generated, params)
+    profile = tonal.PRESETS["warm"].replace(strength=0.7)
+    rng = np.random.default_rng(3)
+    for height, width in ((50, 61), (47, 70), (64, 52), (33, 99), (70, 40)):
+        rgb = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+        image = studio.add_array(rgb, name=f"{height}x{width}.png")
+        expected = translator.finish(rgb[None], image.generated, np.array([profile.to_vector()], np.float32))
+        diff = np.abs(studio.render(image.id, profile).astype(int) - expected[0].numpy().astype(int))
+        assert diff.max() <= 1 and (diff > 0).mean() < 0.001
+    assert set(shapes) == {(1, 1, pixel_bucket(3300), 3)} and pixel_bucket(3300) == 4096
+
+
+def test_bad_tile_and_overlap_are_refused_at_start(translator):
+    # As infer.py refuses them; the studio used to start and answer 500 to every large image.
+    for options, flag in (({"tile": 64, "overlap": 100}, "--overlap"), ({"tile": 64, "overlap": -5}, "--overlap"),
+                          ({"tile": 2}, "--tile")):
+        with pytest.raises(ValueError, match=flag):
+            create_app(translator, **options)
+
+
 def test_default_model_path_is_the_converters(monkeypatch):
     convert = pytest.importorskip("gan_style.convert")
     assert server.default_model_path() == pathlib.Path(convert.DEFAULT_MODEL_PATH)

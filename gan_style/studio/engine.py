@@ -209,6 +209,15 @@ def _reduce(array: np.ndarray, mode: str, size: tuple[int, int]) -> np.ndarray:
     return np.asarray(Image.fromarray(array, mode).resize(size, Image.Resampling.LANCZOS))
 
 
+def pixel_bucket(pixels: int) -> int:
+    """The smallest of 4096, 2^k and 1.5 * 2^k that holds ``pixels``: at most
+    half again as many pixels, two lengths per doubling."""
+    size = 4096
+    while size < pixels:
+        size = size * 3 // 2 if size & (size - 1) == 0 else size * 4 // 3
+    return size
+
+
 def reduced_size(width: int, height: int, long_side: int) -> tuple[int, int]:
     """(width, height) scaled so the long side is at most ``long_side``."""
     scale = long_side / max(width, height)
@@ -264,11 +273,7 @@ class Studio:
         self.overlap = int(overlap)
         self.stats_size = int(stats_size)
         self._tiled = None
-        if self.tile:  # reject a bad tile size now, with the flag's name
-            try:
-                tiling.tile_size(self.tile, translator.multiple, translator.minimum)
-            except ValueError as error:
-                raise ValueError(f"--tile: {error}") from None
+        tiling.check_tiling(translator, self.tile, self.overlap)  # now, naming the flag
         self._images: collections.OrderedDict[str, StudioImage] = collections.OrderedDict()
         self._lock = threading.Lock()
         self._generate_lock = threading.Lock()
@@ -299,11 +304,31 @@ class Studio:
     def _finish(self, images, generated, tone_params):
         if self.use_xla:
             try:
-                return self._finish_xla(images, generated, tone_params)
+                return self._finish_bucketed(images, generated, tone_params)
             except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError) as error:
                 _log.warning("XLA cannot compile the preview (%s); using the plain graph", error)
                 self.use_xla = False
         return self._finish_graph(images, generated, tone_params)
+
+    def _finish_bucketed(self, images, generated, tone_params):
+        """The XLA finish on the pixels laid out as one row, padded to a bucket.
+
+        XLA compiles a program per input shape and keeps it (about 1.4 MB
+        each): a session over a catalogue of mixed sizes grew without end.
+        finish() is pointwise, so any layout of the pixels gives the same
+        result; rows of :func:`pixel_bucket` lengths bound the programs to
+        about two per doubling of the image size.
+        """
+        images, generated = tf.convert_to_tensor(images), tf.convert_to_tensor(generated)
+        batch, height, width = (int(d) for d in images.shape[:3])
+        pixels = height * width
+        padding = [[0, 0], [0, 0], [0, pixel_bucket(pixels) - pixels], [0, 0]]
+
+        def as_row(x):
+            return tf.pad(tf.reshape(x, (batch, 1, pixels, 3)), padding)
+
+        out = self._finish_xla(as_row(images), as_row(generated), tone_params)
+        return tf.reshape(out[:, :, :pixels], (batch, height, width, 3))
 
     # -- images ------------------------------------------------------------
 
