@@ -328,3 +328,6 @@ def test_studio_in_a_real_browser(browser, studio_url, model_path, tmp_path):
     # Moving a slider by hand puts it back on the grid.
     driver.find_element(By.ID, "slider-contrast").send_keys(Keys.ARROW_RIGHT)
     wait_for_preview(driver, contains="contrast=1.24&")
+    # ... and the tone is no longer the one the description described.
+    link = driver.find_element(By.ID, "download-profile").get_attribute("href")
+    assert "contrast=1.24&" in link and "description" not in link

@@ -12,7 +12,7 @@ const state = {
   // rounds to its 0.01 step, so without this a profile of brightness 0.3074
   // would preview and download as 0.31. Moving the slider drops it.
   exact: {},
-  description: "",    // a loaded profile's description, kept in its download
+  description: "",    // a loaded profile's or preset's description, kept in its download until a slider moves
   imageId: null,
   inFlight: false,    // a preview request is running
   pending: false,     // the sliders changed while it ran
@@ -138,13 +138,16 @@ function buildSliders() {
     const output = document.createElement("output");
     output.id = `value-${row.name}`;
     output.htmlFor = input.id;
+    // A hand-made change leaves the tone a loaded profile or preset described.
     input.addEventListener("input", () => {
       delete state.exact[row.name];
+      state.description = "";
       $("preset").value = "";
       onToneChanged();
     });
     input.addEventListener("dblclick", () => {
       delete state.exact[row.name];
+      state.description = "";
       input.value = row.neutral;
       onToneChanged();
     });
