@@ -6,14 +6,18 @@ brand's sample shots) by matching tonal statistics in CIELAB, a perceptual
 colour space:
 
 * the **luminance distribution**: 33 quantiles (1 % .. 99 %) of L*;
-* the **colour balance and colourfulness**: mean and standard deviation of
-  a* (green-magenta) and b* (blue-yellow).
+* the **colour distribution**: 7 quantiles each of a* (green-magenta) and
+  b* (blue-yellow);
+* the **white balance**: mean a* and b* of the least colourful fifth of the
+  pixels (white backgrounds, greys).
 
 It minimises the squared differences (L*, a*, b* scaled by 1/100) over the
-six parameters with Adam, differentiating through the layer itself, on a
-random sample of pixels. Because the layer is pointwise, a sample of pixels
-is as good as the whole images; every image contributes the same number of
-pixels whatever its size.
+six parameters by Levenberg-Marquardt through the layer itself, on a random
+sample of pixels. Because the layer is pointwise, a sample of pixels is as
+good as the whole images; every image contributes the same number of pixels
+whatever its size. What no tone can explain (references that show other
+things than the sources) raises a pull towards the neutral tone, so a
+content difference does not become an extreme tone.
 
 What it cannot match: anything that is not a global, per-pixel tone curve --
 local contrast and sharpness, texture, vignetting, selective colour (only the
@@ -36,6 +40,14 @@ from gan_style import tonal
 
 #: Quantile levels of L* that are matched.
 QUANTILES = np.linspace(0.01, 0.99, 33)
+#: Quantile levels of a* and b* that are matched.
+CHROMA_QUANTILES = (0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95)
+#: Share of the least colourful pixels whose mean a*, b* is matched (the white balance).
+GREY_FRACTION = 0.2
+#: How far from neutral, in the optimiser's units (log for contrast,
+#: saturation, gamma), a tone may go when the references differ from the
+#: sources by more than any tone explains; see fit_profile.
+PRIOR_SCALE = 0.1
 
 # sRGB (D65) -> XYZ, and the D65 white point.
 _RGB_TO_XYZ = np.array(
@@ -126,19 +138,33 @@ def _grey_world(pixels: np.ndarray) -> np.ndarray:
     return np.clip(pixels * (means @ weights) / np.maximum(means, 1e-6), 0.0, 1.0)
 
 
-def _statistics(lab, quantile_index):
-    """``[k, N, 3]`` Lab pixels -> ``[k, 37]``: 33 L* quantiles, a*/b* mean and std.
+def _statistics(lab, pixels: int):
+    """``[k, N, 3]`` Lab pixels (``N = pixels``) -> ``[k, 49]``: 33 L* quantiles,
+    7 a* and 7 b* quantiles, and the mean a*, b* of the least colourful fifth.
 
-    Scaled by 1/100; the quantiles weigh 1/sqrt(33) each, so the luminance
-    distribution as a whole counts as much as one chroma statistic.
+    Scaled by 1/100; the L* quantiles weigh 1/sqrt(33) each, so the luminance
+    distribution as a whole counts as much as one chroma statistic, and a*
+    and b* count twice each, as their mean and spread did. Quantiles, not
+    moments, for the chroma: in a set of product shots one bright product
+    decides the a*/b* spread, while the quantiles follow the many pixels. The
+    least colourful pixels (white backgrounds, greys) carry the white balance
+    whatever the products' colours are.
     """
     lab = lab / 100.0
-    luminance = tf.sort(lab[..., 0], axis=-1)
-    quantiles = tf.gather(luminance, quantile_index, axis=-1) / np.sqrt(len(QUANTILES))
+
+    def quantiles(values, levels):
+        index = np.round(np.asarray(levels) * (pixels - 1)).astype(np.int32)
+        return tf.gather(tf.sort(values, axis=-1), index, axis=-1)
+
+    luminance = quantiles(lab[..., 0], QUANTILES) / np.sqrt(len(QUANTILES))
     chroma = lab[..., 1:]
-    mean = tf.reduce_mean(chroma, axis=-2)
-    std = tf.sqrt(tf.reduce_mean(tf.square(chroma - mean[..., None, :]), axis=-2) + 1e-8)
-    return tf.concat([quantiles, mean, std], axis=-1)
+    weight = np.sqrt(2.0 / len(CHROMA_QUANTILES))
+    a = quantiles(chroma[..., 0], CHROMA_QUANTILES) * weight
+    b = quantiles(chroma[..., 1], CHROMA_QUANTILES) * weight
+    colourfulness = tf.reduce_sum(tf.square(chroma), axis=-1)
+    least = tf.argsort(colourfulness, axis=-1)[..., : max(1, round(pixels * GREY_FRACTION))]
+    balance = tf.reduce_mean(tf.gather(chroma, least, axis=-2, batch_dims=1), axis=-2)
+    return tf.concat([luminance, a, b, balance], axis=-1)
 
 
 # The optimiser works on unconstrained u with neutral at u = 0: contrast,
@@ -187,17 +213,24 @@ def fit_profile(
       max_pixels: pixels sampled from each set (the layer is pointwise, so a
         sample represents the images).
       max_iterations: Levenberg-Marquardt iterations (it usually stops early).
-      regularization: weight of a pull towards neutral, which only matters
-        when the statistics cannot tell parameters apart (e.g. flat images).
+      regularization: the least weight of the pull towards neutral (it
+        matters when the statistics cannot tell parameters apart, e.g. flat
+        images); raised to ``residual / PRIOR_SCALE**2`` when the references
+        differ from the toned sources by more than a tone explains.
       seed: for the pixel sample.
       name: the returned profile's name.
 
     Returns:
       A :class:`~gan_style.tonal.Profile` (strength 1) whose tone applied to
       the sources best matches the references' L* quantiles and a*/b* mean
-      and spread. Measured (tests/tonal_test.py): parameters used to make the
-      references from the source images themselves come back within 0.01;
-      from other images drawn from the same distribution, within 0.03.
+      and white balance. Measured (tests/tonal_test.py): parameters used to
+      make the references from the source images themselves come back within
+      0.01; from other images drawn from one synthetic distribution, within
+      0.03. On real product photos of other content (40 IKEA photos toned vs
+      40 others) the fitted tone is within a mean CIELAB dE of 2 of the true
+      one on held-out photos; with 10 photos a side, 2-10 (the sets' content
+      differs more than the tone). Fit on sources that show what the
+      references show.
     """
     # The same seed for both sets: sources of the same sizes as the
     # references get the same pixel positions, so no sampling noise there.
@@ -215,11 +248,7 @@ def fit_profile(
         )
         description = "fit to reference images"
 
-    def quantile_index(n):
-        return tf.constant(np.round(QUANTILES * (n - 1)).astype(np.int32))
-
-    target = _statistics(srgb_to_lab(references[None]), quantile_index(len(references)))[0]
-    source_index = quantile_index(len(sources))
+    target = _statistics(srgb_to_lab(references[None]), len(references))[0]
     pixels = tf.constant(sources[None, :, None, :])  # [1, N, 1, 3]
     layer = tonal.TonalAdjustment(name="fit_tonal")
 
@@ -229,15 +258,25 @@ def fit_profile(
         # evaluate all finite-difference points in a single batched call.
         batch = tf.shape(u)[0]
         toned = layer(tf.repeat(pixels, batch, axis=0), _to_params(u))
-        return _statistics(srgb_to_lab(toned[:, :, 0, :]), source_index) - target
+        return _statistics(srgb_to_lab(toned[:, :, 0, :]), len(sources)) - target
 
-    u = _levenberg_marquardt(
-        lambda points: residuals(tf.constant(points, tf.float32)).numpy().astype(np.float64),
-        np.zeros(len(tonal.PARAM_NAMES)),
-        *_u_bounds(),
-        regularization=regularization,
-        max_iterations=max_iterations,
-    )
+    def evaluate(points):
+        return residuals(tf.constant(points, tf.float32)).numpy().astype(np.float64)
+
+    def fit(weight):
+        return _levenberg_marquardt(evaluate, np.zeros(len(tonal.PARAM_NAMES)), *_u_bounds(),
+                                    regularization=weight, max_iterations=max_iterations)
+
+    u = fit(regularization)
+    # What no tone explains is content: references and sources that differ in
+    # what they show (product shots vs room scenes). The residual left measures
+    # it; the pull to neutral grows with it, so content differences do not
+    # turn into extreme tones, while a tone that explains the references
+    # (residual ~0, e.g. hand-edited copies of the sources) comes back whole.
+    residual = evaluate(u[None])[0]
+    noise = float(residual @ residual) / max(1, len(residual) - len(u))
+    if noise / PRIOR_SCALE**2 > regularization:
+        u = fit(noise / PRIOR_SCALE**2)
     values = _to_params(tf.constant(u[None], tf.float32))[0].numpy()
     params = {}
     for key, value in zip(tonal.PARAM_NAMES, values):

@@ -424,6 +424,39 @@ def test_fit_profile_recovers_parameters_from_other_images():
     assert_params_close(profile, TRUE_PARAMS, 0.03)  # measured <= 0.01
 
 
+def test_fit_profile_on_real_product_photos_of_other_content(shared_data):
+    # 40 IKEA photos toned as references, 40 others as sources: the sets differ
+    # in content (white-background shots, room scenes) by more than the tone.
+    # Judged by eye: mean CIELAB dE between the fitted and the true tone on 10
+    # held-out photos. Measured 1.96 / 1.88 / 1.80 (moment statistics without
+    # the adaptive pull to neutral: 6.39 / 5.66 / 6.96; doing nothing: 4.46 / 0 / 13.46).
+    from PIL import Image
+
+    from gan_style import image_io
+    from gan_style.personalize import srgb_to_lab
+
+    def small(path):
+        image = Image.fromarray(image_io.load_rgb(path))
+        image.thumbnail((128, 128))
+        return np.asarray(image)
+
+    photos = [small(p) for p in sorted((shared_data / "ikea" / "train").iterdir())[:90]]
+
+    def toned(params, images):
+        layer = tonal.TonalAdjustment(**params)
+        return [np.round(layer(im[None] / 255.0).numpy()[0] * 255).astype(np.uint8) for im in images]
+
+    def lab(images):
+        return srgb_to_lab(np.concatenate([im.reshape(-1, 3) for im in images]) / 255.0).numpy()
+
+    held_out = photos[80:]
+    for true in (dict(brightness=0.05, contrast=1.1, saturation=1.2, temperature=0.2), {},
+                 tonal.PRESETS["warm"].tonal_params()):
+        fitted = fit_profile(toned(true, photos[:40]), photos[40:80]).tonal_params()
+        error = np.linalg.norm(lab(toned(fitted, held_out)) - lab(toned(true, held_out)), axis=-1).mean()
+        assert error < 3.0, (true, fitted, error)
+
+
 def test_fit_profile_without_sources_finds_the_colour_cast(tmp_path):
     cast = dict(temperature=0.4, tint=0.2)
     references = apply_uint8(iid_images(3, neutral_cast=True), cast)
