@@ -35,7 +35,7 @@ import tensorflow as tf
 
 from gan_style import losses
 from gan_style.image_pool import ImagePool
-from gan_style.networks import build_discriminator, build_generator
+from gan_style.networks import build_discriminator, build_generator, leaf_layers
 
 LOSS_NAMES = (
     "gen_ab_loss",
@@ -185,8 +185,13 @@ class CycleGAN(keras.Model):
         return self.disc_a.trainable_variables + self.disc_b.trainable_variables
 
     def checkpoint_items(self) -> dict:
-        """Everything a resumed run needs, for ``tf.train.Checkpoint(**items)``."""
-        return dict(
+        """Everything a resumed run needs, for ``tf.train.Checkpoint(**items)``.
+
+        With dropout, also each Dropout layer's seed state: Keras keeps it out
+        of a model's checkpoint, and without it a resumed run draws the masks
+        of step 1 again instead of continuing.
+        """
+        items = dict(
             gen_ab=self.gen_ab,
             gen_ba=self.gen_ba,
             disc_a=self.disc_a,
@@ -197,6 +202,15 @@ class CycleGAN(keras.Model):
             pool_b=self.pool_b,
             rng=self.rng,
         )
+        seeds = {
+            f"{name}_{layer.name}": layer.seed_generator.state
+            for name in ("gen_ab", "gen_ba", "disc_a", "disc_b")
+            for layer in leaf_layers(getattr(self, name))
+            if getattr(layer, "seed_generator", None) is not None
+        }
+        if seeds:  # only then: checkpoints of runs without dropout stay as they were
+            items["dropout_seeds"] = seeds
+        return items
 
     def call(self, inputs, training=False):
         """``(a, b) -> (gen_ab(a), gen_ba(b))``."""
