@@ -111,10 +111,10 @@ def _validate(data: Any, *, training: bool) -> None:
         if mode in ("resize_and_crop", "scale_width", "scale_width_and_crop"):
             if load_size <= 0:
                 raise ValueError(f"data.load_size must be positive, got {load_size}")
-        if mode == "resize_and_crop" and load_size < crop_size:
+        if mode in ("resize_and_crop", "scale_width_and_crop") and load_size < crop_size:
             raise ValueError(
                 f"data.load_size ({load_size}) must be >= data.crop_size "
-                f"({crop_size}) for data.preprocess='resize_and_crop'"
+                f"({crop_size}) for data.preprocess={mode!r}"
             )
     eval_size = int(_get(data, "eval_size", 256))
     if eval_size < 0:

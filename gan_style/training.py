@@ -170,10 +170,12 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
             raise ConfigError(f"config key {key} must be < 1, got {given[key]!r}")
     if given["train.epochs"] + given["train.epochs_decay"] < 1:
         raise ConfigError("config keys train.epochs + train.epochs_decay must be >= 1")
-    if given["data.preprocess"] == "resize_and_crop" and given["data.load_size"] < given["data.crop_size"]:
+    # Both scale the width to load_size, then cut crop_size squares from it.
+    if given["data.preprocess"] in ("resize_and_crop", "scale_width_and_crop") and (
+            given["data.load_size"] < given["data.crop_size"]):
         raise ConfigError(
             f"config key data.load_size ({given['data.load_size']}) must be >= data.crop_size "
-            f"({given['data.crop_size']}) with data.preprocess='resize_and_crop'"
+            f"({given['data.crop_size']}) with data.preprocess={given['data.preprocess']!r}"
         )
     if given["model.pool_size"] > 0 and given["data.preprocess"] in ("none", "scale_width"):
         raise ConfigError(

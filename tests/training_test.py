@@ -51,6 +51,15 @@ def test_bad_keys_and_values_name_the_key(key, value, message):
         training.validate_config(config)
 
 
+def test_scale_width_and_crop_needs_load_size_of_at_least_the_crop():
+    # It crashed mid-pipeline ("Need value.shape >= size") after building the models.
+    config = smoke.get_config()
+    config.data.preprocess = "scale_width_and_crop"
+    config.data.load_size = 24
+    with pytest.raises(training.ConfigError, match="data.load_size \\(24\\) must be >= data.crop_size"):
+        training.validate_config(config)
+
+
 def test_locked_configs_reject_unknown_keys_at_assignment():
     config = smoke.get_config()
     with pytest.raises(AttributeError, match="epochz"):
