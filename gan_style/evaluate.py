@@ -91,13 +91,16 @@ class _Reader:
                 yield image
 
 
-def _list(folder, flag: str) -> list[pathlib.Path]:
+def _list(folder, flag: str, others=()) -> list[pathlib.Path]:
+    """The images under ``folder``, leaving out ``others`` (the run's other
+    folders) where they sit inside it: fakes in ``real/fakes/`` are no real images."""
     from gan_style.image_io import list_images
 
     if not folder:
         raise ValueError(f"--{flag} is required")
+    exclude = [o for o in others if o and os.path.realpath(o) != os.path.realpath(folder)]
     try:
-        paths = list_images(folder)
+        paths = list_images(folder, exclude=exclude)
     except (FileNotFoundError, NotADirectoryError) as error:
         raise ValueError(f"--{flag}: {error}") from None
     if len(paths) < 2:
@@ -184,11 +187,12 @@ def evaluate_folders(
     Returns:
         A dict with the JSON keys listed in the module docstring.
     """
-    real_paths = _list(real_dir, "real")
-    fake_paths = _list(fake_dir, "fake")
+    folders = (real_dir, fake_dir, source_dir)
+    real_paths = _list(real_dir, "real", folders)
+    fake_paths = _list(fake_dir, "fake", folders)
     pair_root = pathlib.Path(source_dir) if source_dir else pathlib.Path(real_dir)
     partners = (
-        {_key(p, pair_root): p for p in _list(pair_root, "source")}
+        {_key(p, pair_root): p for p in _list(pair_root, "source", folders)}
         if source_dir
         else {_key(p, pair_root): p for p in real_paths}
     )
@@ -265,8 +269,8 @@ def evaluate_translator(
         if isinstance(reverse_model, (str, os.PathLike))
         else reverse_model
     )
-    source_paths = _list(source_dir, "source")
-    target_paths = _list(target_dir, "target")
+    source_paths = _list(source_dir, "source", (target_dir,))
+    target_paths = _list(target_dir, "target", (source_dir,))
     inception = inception or metrics.load_inception(inception_weights)
     read = _Reader(skip_unreadable)
     means = {name: _Mean() for name in ("psnr", "ssim", "cycle_psnr", "cycle_ssim")}

@@ -258,3 +258,16 @@ def test_unreadable_images_stop_the_run_or_are_skipped_and_listed(tmp_path, monk
     with pytest.raises(ValueError, match="only 1 readable translated image"):
         evaluate.evaluate_folders(tmp_path / "real", tmp_path / "fake", inception=model,
                                   progress=False, skip_unreadable=True)
+
+
+def test_a_fake_folder_inside_the_real_one_is_not_counted_as_real(tmp_path):
+    real = _write(tmp_path / "real", [f"r{i}.png" for i in range(3)], seed=7)
+    _write(tmp_path / "real" / "fakes", [f"f{i}.png" for i in range(4)], seed=8, shift=50)
+    model = _tiny_features()
+    results = evaluate.evaluate_folders(tmp_path / "real", tmp_path / "real" / "fakes", inception=model,
+                                        progress=False)
+    assert (results["n_real"], results["n_fake"]) == (3, 4)
+    alone = metrics.compute_features(model, list(real.values()))
+    fakes = metrics.compute_features(model, [np.asarray(Image.open(p)) for p in
+                                             sorted((tmp_path / "real" / "fakes").iterdir())])
+    assert results["fid"] == pytest.approx(metrics.fid_from_features(alone, fakes), rel=1e-9)
