@@ -14,7 +14,11 @@ One training step, on every replica (the reference's
 
 Losses are per-example sums divided by the *global* batch size, and the
 optimizers sum gradients over replicas, so N replicas compute what one device
-with the whole batch would. Loss names say direction:
+with the whole batch would (with instance norm, the reference's CycleGAN
+setting). Two settings differ: ``norm="batch"`` normalises with each
+replica's own batch statistics (as the reference's DataParallel does), and
+dropout draws the same masks on every replica (its seed state is one
+mirrored variable). Loss names say direction:
 
 =============  ===========================================================
 gen_ab_loss    adversarial loss of ``gen_ab`` (``disc_b`` on ``fake_b``)
