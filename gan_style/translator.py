@@ -89,6 +89,60 @@ def _check_rgb_generator(generator: keras.Model) -> None:
         )
 
 
+def jpeg_orientation(encoded: tf.Tensor) -> tf.Tensor:
+    """The EXIF orientation (1-8) of an encoded JPEG, in graph ops; 1 when
+    there is none or the bytes are not a JPEG with a readable EXIF block.
+
+    ``tf.io.decode_image`` ignores it, while cameras and phones store
+    portrait shots sideways with orientation 6 or 8; infer.py (PIL) applies
+    it, and so does the SavedModel's ``translate_bytes``.
+    """
+    data = tf.io.decode_raw(tf.strings.substr(encoded, 0, 65536), tf.uint8)  # APP1 comes first
+    data = tf.concat([tf.cast(data, tf.int32), tf.zeros([16], tf.int32)], 0)  # never empty
+    n = tf.shape(data)[0]
+
+    def at(index):
+        return tf.gather(data, tf.clip_by_value(index, 0, tf.maximum(n - 1, 0)))
+
+    header = tf.constant([0x45, 0x78, 0x69, 0x66, 0, 0])  # "Exif\0\0"
+    starts = tf.range(tf.maximum(n - 6, 0))
+    found = tf.reduce_all(tf.stack([at(starts + k) == header[k] for k in range(6)]), axis=0)
+    tiff = tf.cast(tf.argmax(tf.cast(found, tf.int32)), tf.int32) + 6
+    little = tf.logical_and(at(tiff) == 0x49, at(tiff + 1) == 0x49)
+
+    def read(offset, size):  # an unsigned integer of the TIFF block's byte order
+        parts = [at(offset + k) for k in range(size)]
+        little_endian = sum(part * 256**k for k, part in enumerate(parts))
+        big_endian = sum(part * 256**k for k, part in enumerate(reversed(parts)))
+        return tf.where(little, little_endian, big_endian)
+
+    ifd = tiff + read(tiff + 4, 4)
+    count = read(ifd, 2)
+    entries = ifd + 2 + 12 * tf.range(64)  # IFD0 of a camera JPEG has a dozen tags
+    tags = read(entries, 2)
+    values = read(entries + 8, 2)
+    usable = (tf.range(64) < count) & (entries + 10 < n) & (tags == 0x0112) & (values >= 1) & (values <= 8)
+    orientation = tf.reduce_max(tf.where(usable, values, 0))
+    is_jpeg = (at(0) == 0xFF) & (at(1) == 0xD8) & tf.reduce_any(found)
+    return tf.where(is_jpeg & (orientation > 0), orientation, 1)
+
+
+def apply_orientation(image: tf.Tensor, orientation: tf.Tensor) -> tf.Tensor:
+    """``[H, W, C]`` turned upright for an EXIF ``orientation`` (as PIL's ``exif_transpose``)."""
+    transposed = tf.transpose(image, [1, 0, 2])
+    branches = [
+        lambda: image,                                  # 1
+        lambda: image[:, ::-1],                         # 2 mirrored
+        lambda: image[::-1, ::-1],                      # 3 upside down
+        lambda: image[::-1],                            # 4 mirrored upside down
+        lambda: transposed,                             # 5
+        lambda: transposed[:, ::-1],                    # 6 turned: rotate clockwise
+        lambda: transposed[::-1, ::-1],                 # 7
+        lambda: transposed[::-1],                       # 8 rotate counter-clockwise
+    ]
+    return tf.switch_case(tf.clip_by_value(orientation - 1, 0, 7), branches)
+
+
 @keras.saving.register_keras_serializable("gan_style")
 class Translator(keras.Model):
     """A generator plus style strength and tone, for uint8 images of any size.
@@ -332,7 +386,8 @@ class Translator(keras.Model):
           ``{"images": ...}``.
         * ``translate_bytes``: ``image_bytes`` string ``[B]`` of encoded
           JPEG/PNG/GIF/BMP -> ``{"png_bytes": string [B]}`` (RGB PNGs; alpha
-          is dropped). The ``_bytes`` suffixes make TF Serving's REST API
+          is dropped; a JPEG's EXIF orientation is applied, as infer.py
+          does, so portrait phone shots come out upright). The ``_bytes`` suffixes make TF Serving's REST API
           take and return ``{"b64": ...}``.
         """
         filepath = os.fspath(filepath)
@@ -355,6 +410,7 @@ class Translator(keras.Model):
 
         def translate_one(encoded):
             image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
+            image = apply_orientation(image, jpeg_orientation(encoded))
             image.set_shape([None, None, 3])
             return tf.io.encode_png(self(image[None])[0])
 

@@ -367,6 +367,54 @@ def test_saved_model_bytes_signature(translator, saved_model):
         assert_within_one_level(result, translator(decoded)[0])
 
 
+def _jpeg_with_orientation(pixels, orientation, big_endian=False):
+    from PIL import Image as PILImage
+
+    if big_endian:  # PIL writes "II"; cameras also write "MM"
+        exif = (b"Exif\0\0MM\0\x2a\0\0\0\x08\0\x01" + b"\x01\x12\0\x03\0\0\0\x01"
+                + bytes([0, orientation, 0, 0]) + b"\0\0\0\0")
+    else:
+        tags = PILImage.Exif()
+        tags[0x0112] = orientation
+        exif = tags.tobytes()
+    buffer = io.BytesIO()
+    PILImage.fromarray(pixels).save(buffer, format="JPEG", quality=100, exif=exif)
+    return buffer.getvalue()
+
+
+def test_jpeg_exif_orientation_in_graph_ops_matches_pil():
+    from PIL import ImageOps
+
+    from gan_style.translator import apply_orientation, jpeg_orientation
+
+    pixels = images(13, (24, 40, 3))
+    for orientation in range(1, 9):
+        for big_endian in (False, True):
+            data = _jpeg_with_orientation(pixels, orientation, big_endian)
+            assert int(jpeg_orientation(tf.constant(data))) == orientation, (orientation, big_endian)
+            with Image.open(io.BytesIO(data)) as image:
+                upright = np.asarray(ImageOps.exif_transpose(image).convert("RGB"))
+                stored = np.asarray(image.convert("RGB"))
+            assert np.array_equal(apply_orientation(tf.constant(stored), orientation).numpy(), upright)
+    png = io.BytesIO()
+    Image.fromarray(pixels).save(png, format="PNG")
+    plain = io.BytesIO()
+    Image.fromarray(pixels).save(plain, format="JPEG")
+    for data in (png.getvalue(), plain.getvalue(), b"", b"\xff\xd8Exif\0\0MM", _jpeg_with_orientation(pixels, 6)[:30]):
+        assert int(jpeg_orientation(tf.constant(data))) == 1
+
+
+def test_saved_model_bytes_signature_turns_phone_shots_upright(translator, saved_model):
+    # A portrait shot stored sideways (orientation 6): the PNG comes back upright, as infer.py writes it.
+    data = _jpeg_with_orientation(images(14, (20, 36, 3)), 6)
+    out = saved_model.signatures["translate_bytes"](image_bytes=tf.constant([data]))["png_bytes"]
+    result = np.asarray(Image.open(io.BytesIO(out.numpy()[0])))
+    stored = tf.io.decode_jpeg(data, channels=3)
+    upright = tf.transpose(stored, [1, 0, 2])[:, ::-1]
+    assert result.shape == (36, 20, 3)
+    assert_within_one_level(result, translator(upright[None])[0])
+
+
 def test_reuse_in_tf_data_tf_function_and_keras_model(translator, tmp_path):
     path = translator.export(tmp_path / "t.keras")
     loaded = load_translator(path)
