@@ -980,7 +980,8 @@ def _train(config, workdir, strategy, chief, extra_callbacks, feature_fn):
         model.compile(*make_optimizers(config, steps_per_epoch))
         counters = _Counters()
 
-    checkpoint = tf.train.Checkpoint(**model.checkpoint_items(), counters=counters)
+    items = model.checkpoint_items()
+    checkpoint = tf.train.Checkpoint(**items, counters=counters)
     checkpoint_dir = workdir / "checkpoints"
     own_dir = checkpoint_dir if chief else workdir / f"tmp_{_worker_id(strategy)}" / "checkpoints"
     manager = tf.train.CheckpointManager(
@@ -992,7 +993,16 @@ def _train(config, workdir, strategy, chief, extra_callbacks, feature_fn):
     latest = tf.train.latest_checkpoint(str(checkpoint_dir))
     if latest:
         try:
-            checkpoint.restore(latest).assert_existing_objects_matched()
+            # Dropout's seed states are restored apart: a checkpoint written
+            # without them (dropout switched on at resume, or an older run)
+            # still fits; the masks then start afresh.
+            seeds = items.pop("dropout_seeds", None)
+            tf.train.Checkpoint(**items, counters=counters).restore(latest).assert_existing_objects_matched()
+            if seeds is not None:
+                if any(name.startswith("dropout_seeds/") for name, _ in tf.train.list_variables(latest)):
+                    tf.train.Checkpoint(dropout_seeds=seeds).restore(latest).expect_partial()
+                else:
+                    logging.warning("%s holds no dropout seed states: dropout masks start afresh", latest)
         except (ValueError, AssertionError, tf.errors.OpError) as e:
             first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise ConfigError(

@@ -386,3 +386,20 @@ def test_resume_with_dropout_continues_the_dropout_masks(tmp_path):
     resumed = run(tmp_path / "resumed", 3)
     for a, b in zip(straight, resumed):
         np.testing.assert_array_equal(a, b)
+
+
+def test_dropout_switched_on_at_resume_still_resumes(tmp_path, caplog):
+    # A checkpoint without dropout seed states (dropout 0 before) must still fit.
+    data = _tiny_folders(tmp_path / "data", count=2, size=32)
+    config = smoke.get_config()
+    config.data.root = str(data)
+    config.data.max_images = 0
+    config.train.progress = False
+    config.train.max_steps = 1
+    training.train_and_evaluate(config, tmp_path / "run")
+    config.model.dropout = 0.5
+    config.train.max_steps = 2
+    training.train_and_evaluate(config, tmp_path / "run")
+    latest = tf.train.latest_checkpoint(str(tmp_path / "run" / "checkpoints"))
+    assert latest.endswith("ckpt-2")
+    assert any(name.startswith("dropout_seeds/") for name, _ in tf.train.list_variables(latest))
