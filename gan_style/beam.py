@@ -194,10 +194,14 @@ def _previous_records(output: str) -> dict[str, dict]:
     from gan_style import convert
 
     newest: dict[str, tuple[dict, str, int]] = {}  # rel -> (record, file, line number)
-    line_counts: dict[str, int] = {}
+    contents: dict[str, list[bytes]] = {}
     for path in _manifest_files(output):
-        lines = _read_lines(path)
-        line_counts[path] = len(lines)
+        try:
+            lines = contents[path] = _read_lines(path)
+        except Exception:
+            if FileSystems.exists(path):
+                raise
+            continue  # pruned away by a launcher running beside this one: superseded records only
         for number, line in enumerate(lines):
             record = convert.Manifest._parse(line.decode("utf-8", "replace"))
             if record is None:
@@ -205,24 +209,28 @@ def _previous_records(output: str) -> dict[str, dict]:
             previous = newest.get(record["rel"])
             if convert.Manifest._newer(record, previous[0] if previous else None):
                 newest[record["rel"]] = (record, path, number)
-    kept: dict[str, set[int]] = {path: set() for path in line_counts}
+    kept: dict[str, set[int]] = {path: set() for path in contents}
     for _, path, number in newest.values():
         kept[path].add(number)
     for path, numbers in kept.items():
-        if FileSystems.split(path)[1].startswith("manifest.beam-") and 2 * len(numbers) < line_counts[path]:
-            _prune_manifest(path, numbers)
+        if FileSystems.split(path)[1].startswith("manifest.beam-") and 2 * len(numbers) < len(contents[path]):
+            _prune_manifest(path, contents[path], numbers)
     return {rel: record for rel, (record, _, _) in newest.items()}
 
 
-def _prune_manifest(path: str, keep: set[int]) -> None:
-    """Leaves only the lines numbered ``keep`` in a finished Beam run's manifest."""
+def _prune_manifest(path: str, lines: list[bytes], keep: set[int]) -> None:
+    """Rewrites a finished Beam run's manifest with only the lines numbered
+    ``keep`` of ``lines``, its content as read. From that content, not a new
+    read: a launcher beside this one may have pruned the file meanwhile, and
+    the numbers would point at other lines. Two launchers pruning one file
+    write what each read minus what each saw superseded; neither drops a
+    record that is the newest for its source."""
     head, name = FileSystems.split(path)
     temp = FileSystems.join(head, f".{name}.{uuid.uuid4().hex[:12]}.prune")
     try:
         if not keep:
             FileSystems.delete([path])
             return
-        lines = _read_lines(path)
         with FileSystems.create(temp) as f:
             f.write(b"".join(line if line.endswith(b"\n") else line + b"\n"
                              for number, line in enumerate(lines) if number in keep))

@@ -291,3 +291,39 @@ def test_earlier_beam_manifests_lose_superseded_records(tmp_path):
     assert not (tmp_path / "manifest.beam-r1-00000-of-00001.jsonl").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "manifest.beam-r2-00000-of-00001.jsonl", "manifest.beam-r3-00000-of-00001.jsonl", "manifest.jsonl"]
+
+
+def test_two_launchers_pruning_at_once_keep_every_newest_record(tmp_path, monkeypatch):
+    # Both read the manifests, then both prune (shards of one catalog into one --output).
+    def rec(rel, time):
+        return json.dumps({"rel": rel, "time": time, "status": "converted"}).encode() + b"\n"
+
+    rels = [f"img{i}.jpg" for i in range(10)]
+    (tmp_path / "manifest.beam-r1-00000-of-00001.jsonl").write_bytes(
+        b"".join(rec(r, "2026-01-01T00:00:00.000+00:00") for r in rels))
+    (tmp_path / "manifest.beam-r2-00000-of-00001.jsonl").write_bytes(
+        b"".join(rec(r, "2026-01-02T00:00:00.000+00:00") for r in rels[:6]))
+    expected = convert.Manifest.read(tmp_path)
+
+    reads = []
+    real_read = beam_conversion._read_lines
+
+    def read_then_let_the_other_prune(path):
+        lines = real_read(path)
+        reads.append(path)
+        if len(reads) == 2:  # the first launcher has read both files: the second one runs now
+            monkeypatch.setattr(beam_conversion, "_read_lines", real_read)
+            assert beam_conversion._previous_records(str(tmp_path)) == expected
+        return lines
+
+    monkeypatch.setattr(beam_conversion, "_read_lines", read_then_let_the_other_prune)
+    assert beam_conversion._previous_records(str(tmp_path)) == expected
+    assert convert.Manifest.read(tmp_path) == expected  # img6..img9's only records survive
+
+    # A file another launcher deleted between listing and reading is skipped, not a crash.
+    (tmp_path / "manifest.beam-r3-00000-of-00001.jsonl").write_bytes(
+        b"".join(rec(r, "2026-01-03T00:00:00.000+00:00") for r in rels))
+    listed = beam_conversion._manifest_files(str(tmp_path))
+    (tmp_path / "manifest.beam-r2-00000-of-00001.jsonl").unlink()
+    monkeypatch.setattr(beam_conversion, "_manifest_files", lambda output: listed)
+    assert {r["time"][:10] for r in beam_conversion._previous_records(str(tmp_path)).values()} == {"2026-01-03"}
