@@ -135,8 +135,18 @@ def _statistics(inception, images, total, batch_size, progress, label):
     if progress:
         print(f"Inception features of {label} ({total} images)", file=sys.stderr)
     return metrics.compute_statistics(
-        inception, images, batch_size=batch_size, progress=progress, total=total
+        inception, _at_least_one(images, label), batch_size=batch_size, progress=progress, total=total
     )
+
+
+def _at_least_one(images, label):
+    """``images``, or a ValueError naming the set when none of them was readable."""
+    empty = True
+    for image in images:
+        empty = False
+        yield image
+    if empty:
+        raise ValueError(f"no readable images in {label}; FID/KID need at least 2")
 
 
 def _real_vs_fake(inception, read, real_paths, real_label, fakes, fake_total, fake_label, *,

@@ -269,7 +269,11 @@ class Translator(keras.Model):
 
     def call(self, images, tone_params=None):
         images = self._check_images(images)
-        if images.shape[0] == 0:  # an empty batch (say, a filtered tf.data batch) stays empty
+        # An empty batch of known size stays empty. Inside a graph whose batch
+        # size is unknown it still reaches the generator and fails there (a
+        # tf.cond around the generator would cost the conversion graph its
+        # fusions): drop empty batches first, e.g. ds.filter(lambda x: tf.shape(x)[0] > 0).
+        if images.shape[0] == 0:
             return tf.zeros_like(images)
         return self.finish(images, self.generate(images), tone_params)
 

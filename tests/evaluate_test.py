@@ -258,6 +258,10 @@ def test_unreadable_images_stop_the_run_or_are_skipped_and_listed(tmp_path, monk
     with pytest.raises(ValueError, match="only 1 readable translated image"):
         evaluate.evaluate_folders(tmp_path / "real", tmp_path / "fake", inception=model,
                                   progress=False, skip_unreadable=True)
+    (tmp_path / "fake" / names[0]).write_bytes(b"")
+    with pytest.raises(ValueError, match="no readable images in .*fake"):
+        evaluate.evaluate_folders(tmp_path / "real", tmp_path / "fake", inception=model,
+                                  progress=False, skip_unreadable=True)
 
 
 def test_a_fake_folder_inside_the_real_one_is_not_counted_as_real(tmp_path):

@@ -141,13 +141,13 @@ function buildSliders() {
     // A hand-made change leaves the tone a loaded profile or preset described.
     input.addEventListener("input", () => {
       delete state.exact[row.name];
-      state.description = "";
+      if (row.name !== "strength") state.description = "";  // a description is of the tone
       $("preset").value = "";
       onToneChanged();
     });
     input.addEventListener("dblclick", () => {
       delete state.exact[row.name];
-      state.description = "";
+      if (row.name !== "strength") state.description = "";
       input.value = row.neutral;
       onToneChanged();
     });
