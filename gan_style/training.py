@@ -997,7 +997,9 @@ def _train(config, workdir, strategy, chief, extra_callbacks, feature_fn):
             # without them (dropout switched on at resume, or an older run)
             # still fits; the masks then start afresh.
             seeds = items.pop("dropout_seeds", None)
-            tf.train.Checkpoint(**items, counters=counters).restore(latest).assert_existing_objects_matched()
+            restorer = tf.train.Checkpoint(**items, counters=counters)
+            restorer.restore(latest).assert_existing_objects_matched()
+            checkpoint.save_counter.assign(restorer.save_counter)  # the saving object's own count
             if seeds is not None:
                 if any(name.startswith("dropout_seeds/") for name, _ in tf.train.list_variables(latest)):
                     tf.train.Checkpoint(dropout_seeds=seeds).restore(latest).expect_partial()
