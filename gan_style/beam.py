@@ -180,7 +180,7 @@ def _read_lines(path: str) -> list[bytes]:
 
 def _previous_records(output: str) -> dict[str, dict]:
     """Newest manifest record per relative path over every ``manifest*.jsonl`` in
-    ``output`` (the rules of :meth:`gan_style.convert.Manifest.read`).
+    ``output`` (:meth:`gan_style.convert.Manifest.newest`, as a local run reads them).
 
     Every Beam run writes a record for each file of its plan into new
     ``manifest.beam-<run>-*`` files, so a nightly run over a catalog would pile
@@ -193,22 +193,16 @@ def _previous_records(output: str) -> dict[str, dict]:
     """
     from gan_style import convert
 
-    newest: dict[str, tuple[dict, str, int]] = {}  # rel -> (record, file, line number)
     contents: dict[str, list[bytes]] = {}
     for path in _manifest_files(output):
         try:
-            lines = contents[path] = _read_lines(path)
+            contents[path] = _read_lines(path)
         except Exception:
+            # Gone: pruned away by a launcher running beside this one (superseded records only).
             if FileSystems.exists(path):
                 raise
-            continue  # pruned away by a launcher running beside this one: superseded records only
-        for number, line in enumerate(lines):
-            record = convert.Manifest._parse(line.decode("utf-8", "replace"))
-            if record is None:
-                continue
-            previous = newest.get(record["rel"])
-            if convert.Manifest._newer(record, previous[0] if previous else None):
-                newest[record["rel"]] = (record, path, number)
+    newest = convert.Manifest.newest(
+        (path, (line.decode("utf-8", "replace") for line in lines)) for path, lines in contents.items())
     kept: dict[str, set[int]] = {path: set() for path in contents}
     for _, path, number in newest.values():
         kept[path].add(number)
@@ -275,7 +269,6 @@ def _skip(item: dict, record: dict | None, settings: str, output: str) -> tuple[
             out, out_rel = alpha, item.get("alpha_output_rel")
         return reason, kept({"output_size": os.path.getsize(out), "settings": settings}, out, out_rel)
     return reason, kept(record, convert.recorded_output(record, output), record.get("output_rel"))
-
 
 
 # -- the DoFn -----------------------------------------------------------------------

@@ -42,7 +42,7 @@ import re
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent import futures
 from typing import Any
 
@@ -336,10 +336,22 @@ class Manifest:
         return record if isinstance(record, dict) and isinstance(record.get("rel"), str) else None
 
     @staticmethod
-    def _newer(record: dict, previous: dict | None) -> bool:
-        """Whether ``record`` replaces ``previous`` for its source: newer by ``time``;
-        a tie goes to the one read later."""
-        return previous is None or str(record.get("time", "")) >= str(previous.get("time", ""))
+    def newest(files: Iterable[tuple[Any, Iterable[str | bytes]]]) -> dict[str, tuple[dict, Any, int]]:
+        """The newest record per source over manifests given as ``(name, lines)``,
+        in reading order: ``{rel: (record, name, line number)}``. Newest by the
+        records' ``time``; a tie goes to the one read later. Runs with and
+        without ``--num_shards`` (and Beam runs) write different manifests, so
+        file order alone would let an old shard's record hide a newer run's."""
+        newest: dict[str, tuple[dict, Any, int]] = {}
+        for name, lines in files:
+            for number, line in enumerate(lines):
+                record = Manifest._parse(line)  # None: a line cut by a kill
+                if record is None:
+                    continue
+                previous = newest.get(record["rel"])
+                if previous is None or str(record.get("time", "")) >= str(previous[0].get("time", "")):
+                    newest[record["rel"]] = (record, name, number)
+        return newest
 
     @staticmethod
     def compact(path: pathlib.Path) -> None:
@@ -360,17 +372,10 @@ class Manifest:
             stale.unlink(missing_ok=True)  # a compaction that was killed
         if len(lines) <= 1000:
             return  # not worth parsing
-        newest: dict[str, tuple[dict, int]] = {}  # rel -> (record, line number), as read() picks
-        for number, line in enumerate(lines):
-            record = Manifest._parse(line)  # None: a line cut by a kill, dropped with the rest
-            if record is None:
-                continue
-            previous = newest.get(record["rel"])
-            if Manifest._newer(record, previous[0] if previous else None):
-                newest[record["rel"]] = (record, number)
+        newest = Manifest.newest([(path, lines)])  # lines cut by a kill are dropped with the rest
         if len(lines) <= 2 * len(newest):
             return
-        keep = sorted(number for _, number in newest.values())
+        keep = sorted(number for _, _, number in newest.values())
         temp = path.with_name(f".{path.name}.{os.getpid()}{image_writer.TEMP_SUFFIX}")
         with open(temp, "wb") as f:
             f.writelines(lines[i] if lines[i].endswith(b"\n") else lines[i] + b"\n" for i in keep)
@@ -380,21 +385,15 @@ class Manifest:
 
     @staticmethod
     def read(output: pathlib.Path) -> dict[str, dict]:
-        """The newest record per relative source path over all manifests in ``output``.
+        """The newest record per relative source path over all manifests in
+        ``output`` (see :meth:`newest`)."""
 
-        Newest by the records' ``time``; within one manifest a later line wins
-        a tie. Runs with and without ``--num_shards`` write different
-        manifests, so file order alone would let an old shard's record hide a
-        newer single run's.
-        """
-        records: dict[str, dict] = {}
-        for path in sorted(output.glob("manifest*.jsonl")):
+        def lines(path):
             with open(path, encoding="utf-8", errors="replace") as f:
-                for line in f:
-                    record = Manifest._parse(line)
-                    if record is not None and Manifest._newer(record, records.get(record["rel"])):
-                        records[record["rel"]] = record
-        return records
+                yield from f
+
+        paths = sorted(output.glob("manifest*.jsonl"))
+        return {rel: record for rel, (record, _, _) in Manifest.newest((p, lines(p)) for p in paths).items()}
 
 
 def record_time() -> str:
