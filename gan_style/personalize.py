@@ -222,17 +222,17 @@ def fit_profile(
 
     Returns:
       A :class:`~gan_style.tonal.Profile` (strength 1) whose tone applied to
-      the sources best matches the references' L* quantiles and a*/b* mean
-      and white balance. Measured (tests/tonal_test.py): parameters used to
+      the sources best matches the references' L*, a* and b* quantiles and
+      white balance. Measured (tests/tonal_test.py): parameters used to
       make the references from the source images themselves come back within
       0.01 (6 horse photos; on smooth synthetic images a review saw gamma off
       by 0.023, a mean CIELAB dE of 0.03: brightness, contrast and gamma
       partly stand in for each other); from other images drawn from one
-      synthetic distribution, within 0.03. On real product photos of other content (40 IKEA photos toned vs
-      40 others) the fitted tone is within a mean CIELAB dE of 2 of the true
-      one on held-out photos; with 10 photos a side, 2-10 (the sets' content
-      differs more than the tone). Fit on sources that show what the
-      references show.
+      synthetic distribution, within 0.03. On real product photos of other
+      content (40 IKEA photos toned vs 40 others) the fitted tone is within
+      a mean CIELAB dE of 2 of the true one on held-out photos; with 10
+      photos a side, 2-10 (the sets' content differs more than the tone).
+      Fit on sources that show what the references show.
     """
     # The same seed for both sets: sources of the same sizes as the
     # references get the same pixel positions, so no sampling noise there.
@@ -269,16 +269,15 @@ def fit_profile(
         return _levenberg_marquardt(evaluate, np.zeros(len(tonal.PARAM_NAMES)), *_u_bounds(),
                                     regularization=weight, max_iterations=max_iterations)
 
-    u = fit(regularization)
+    u, residual = fit(regularization)
     # What no tone explains is content: references and sources that differ in
     # what they show (product shots vs room scenes). The residual left measures
     # it; the pull to neutral grows with it, so content differences do not
     # turn into extreme tones, while a tone that explains the references
     # (residual ~0, e.g. hand-edited copies of the sources) comes back whole.
-    residual = evaluate(u[None])[0]
     noise = float(residual @ residual) / max(1, len(residual) - len(u))
     if noise / PRIOR_SCALE**2 > regularization:
-        u = fit(noise / PRIOR_SCALE**2)
+        u, _ = fit(noise / PRIOR_SCALE**2)
     values = _to_params(tf.constant(u[None], tf.float32))[0].numpy()
     params = {}
     for key, value in zip(tonal.PARAM_NAMES, values):
@@ -289,8 +288,9 @@ def fit_profile(
 
 def _levenberg_marquardt(
     residuals, u, lower, upper, *, regularization, max_iterations, step=1e-3
-) -> np.ndarray:
-    """Minimises ``|r(u)|^2 + regularization * |u|^2`` within box bounds.
+) -> tuple[np.ndarray, np.ndarray]:
+    """Minimises ``|r(u)|^2 + regularization * |u|^2`` within box bounds;
+    returns the minimum ``u`` and ``r(u)`` there.
 
     ``residuals`` maps ``[k, n]`` points to ``[k, m]`` residuals; the Jacobian
     comes from forward differences evaluated in one batch. Six parameters and
@@ -328,4 +328,4 @@ def _levenberg_marquardt(
             damping *= 4.0
         if not improved or converged:
             break
-    return u
+    return u, r
