@@ -102,10 +102,10 @@ def jpeg_orientation(encoded: tf.Tensor) -> tf.Tensor:
     n = tf.shape(data)[0]
 
     def at(index):
-        return tf.gather(data, tf.clip_by_value(index, 0, tf.maximum(n - 1, 0)))
+        return tf.gather(data, tf.clip_by_value(index, 0, n - 1))
 
     header = tf.constant([0x45, 0x78, 0x69, 0x66, 0, 0])  # "Exif\0\0"
-    starts = tf.range(tf.maximum(n - 6, 0))
+    starts = tf.range(n - 6)
     found = tf.reduce_all(tf.stack([at(starts + k) == header[k] for k in range(6)]), axis=0)
     tiff = tf.cast(tf.argmax(tf.cast(found, tf.int32)), tf.int32) + 6
     little = tf.logical_and(at(tiff) == 0x49, at(tiff + 1) == 0x49)
@@ -391,8 +391,8 @@ class Translator(keras.Model):
         * ``translate_bytes``: ``image_bytes`` string ``[B]`` of encoded
           JPEG/PNG/GIF/BMP -> ``{"png_bytes": string [B]}`` (RGB PNGs; alpha
           is dropped; a JPEG's EXIF orientation is applied, as infer.py
-          does, so portrait phone shots come out upright). The ``_bytes`` suffixes make TF Serving's REST API
-          take and return ``{"b64": ...}``.
+          does, so portrait phone shots come out upright). The ``_bytes``
+          suffixes make TF Serving's REST API take and return ``{"b64": ...}``.
         """
         filepath = os.fspath(filepath)
         if format is None:
