@@ -255,12 +255,33 @@ def _rgb_profile(icc: bytes | None, notes: list[str]) -> bytes | None:
     return None
 
 
+# What a TIFF's own tags hold of what other formats keep in EXIF: its
+# descriptive IFD0 tags (ImageDescription, Make, Model, Software, DateTime,
+# Artist, Copyright) and the Exif and GPS sub-IFDs. Its layout tags (sizes,
+# strip offsets, compression) describe the source file, not the output.
+_TIFF_EXIF_TAGS = (0x010E, 0x010F, 0x0110, 0x0131, 0x0132, 0x013B, 0x8298)
+_EXIF_SUB_IFDS = (0x8769, 0x8825)
+
+
+def _tiff_exif(tags: Image.Exif) -> bytes | None:
+    exif = Image.Exif()
+    for tag in _TIFF_EXIF_TAGS:
+        if tag in tags:
+            exif[tag] = tags[tag]
+    for ifd in _EXIF_SUB_IFDS:
+        if entries := tags.get_ifd(ifd):
+            exif.get_ifd(ifd).update(entries)
+    return exif.tobytes() if len(exif) or any(exif.get_ifd(i) for i in _EXIF_SUB_IFDS) else None
+
+
 def _orientation_and_exif(img: Image.Image) -> tuple[int, bytes | None]:
     """EXIF orientation (1 when absent) and the EXIF bytes without it."""
     raw = img.info.get("exif")
     try:
         exif = img.getexif()
         orientation = int(exif.get(_EXIF_ORIENTATION, 1) or 1)
+        if raw is None and img.format == "TIFF":  # TIFF has no EXIF block: its tags are the metadata
+            return orientation, _tiff_exif(exif)
     except (ValueError, TypeError, OSError, SyntaxError, KeyError):
         # Broken EXIF must not cost the user the picture itself.
         return 1, None

@@ -385,6 +385,25 @@ def test_exif_orientation_6_rotates_clockwise(tmp_path, fmt, ext):
     assert exif[0x010F] == "gan_style test camera"
 
 
+def test_tiff_tags_are_carried_as_exif(tmp_path):
+    # A TIFF has no EXIF block: its descriptive tags are its metadata. They
+    # reach the output's EXIF; its layout tags (size, strips) and the
+    # orientation (applied) do not.
+    exif = Image.Exif()
+    exif[0x010F] = "gan_style test camera"  # Make
+    exif[0x8298] = "(c) gan_style"  # Copyright
+    exif[0x0112] = 6
+    Image.fromarray(np.zeros((30, 20, 3), np.uint8)).save(tmp_path / "t.tif", exif=exif.tobytes())
+    decoded = read_image(tmp_path / "t.tif")
+    assert decoded.rgb.shape == (20, 30, 3)
+    carried = Image.Exif()
+    carried.load(decoded.exif)
+    assert dict(carried) == {0x010F: "gan_style test camera", 0x8298: "(c) gan_style"}
+    # A TIFF without any of those tags carries none.
+    Image.fromarray(np.zeros((3, 2, 3), np.uint8)).save(tmp_path / "plain.tif")
+    assert read_image(tmp_path / "plain.tif").exif is None
+
+
 @pytest.mark.parametrize("orientation", range(1, 9))
 def test_tiff_orientation_is_applied_once(tmp_path, orientation):
     # Pillow's TIFF plugin turns TIFFs upright while loading: the result must
