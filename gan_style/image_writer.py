@@ -91,8 +91,9 @@ def output_suffix(fmt: str, source_suffix: str) -> str:
     return _EXTENSIONS[fmt]
 
 
-#: The largest side each format can store (WebP's header holds 14 bits; JPEG's 16).
-_MAX_SIDE = {"WEBP": 16383, "JPEG": 65535}
+#: The largest side each format can store: WebP's header holds 14 bits; libjpeg refuses
+#: sides over 65500 (JPEG_MAX_DIMENSION), though the header could hold 65535.
+_MAX_SIDE = {"WEBP": 16383, "JPEG": 65500}
 
 
 def size_problem(fmt: str, height: int, width: int) -> str | None:

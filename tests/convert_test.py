@@ -549,6 +549,20 @@ def test_list_file_with_a_byte_order_mark(translator, tmp_path):
     assert set(_outputs(tmp_path / "out")) == {"a.jpg", "a.png"}
 
 
+@pytest.mark.parametrize("fmt", ["JPEG", "WEBP"])
+def test_output_size_limits_are_the_encoders_own(fmt, tmp_path):
+    # The limit size_problem checks before translating is exactly where the
+    # encoder starts refusing (libjpeg: 65500, not the header's 65535).
+    from gan_style import image_writer
+
+    limit = image_writer._MAX_SIDE[fmt]
+    assert image_writer.size_problem(fmt, 1, limit) is None
+    assert "too large" in image_writer.size_problem(fmt, 1, limit + 1)
+    image_writer.write_image(tmp_path / "edge", np.zeros((1, limit, 3), np.uint8), fmt=fmt)
+    with pytest.raises((OSError, ValueError)):  # libjpeg: "broken data stream"; libwebp: "exceeds"
+        Image.fromarray(np.zeros((1, limit + 1, 3), np.uint8)).save(tmp_path / "over", format=fmt)
+
+
 def test_too_wide_for_webp_fails_before_translating(translator, tmp_path, monkeypatch):
     save(tmp_path / "in" / "strip.png", noise(4, 16400, seed=1))
     save(tmp_path / "in" / "ok.png", noise(8, 8, seed=2))
