@@ -441,6 +441,15 @@ class Translator(keras.Model):
         return filepath
 
 
+def _root_cause(error: BaseException) -> str:
+    """The innermost error of a Keras load failure, without the configs
+    Keras appends (whole model configs, thousands of characters)."""
+    while error.__cause__ is not None or error.__context__ is not None:
+        error = error.__cause__ or error.__context__
+    text = str(error).split("Full object config")[0].split("\n")[0].strip()
+    return f"{type(error).__name__}: {text}"
+
+
 def load_translator(
     path: str | os.PathLike,
     tone: Any = None,
@@ -455,8 +464,9 @@ def load_translator(
 
     Raises:
       FileNotFoundError: no such file.
-      ValueError: a SavedModel directory or a file that holds neither a
-        Translator nor a generator.
+      ValueError: a SavedModel directory, a file Keras cannot load (the
+        message names it), or one that holds neither a Translator nor a
+        generator.
     """
     path = pathlib.Path(path)
     if path.is_dir():
@@ -472,7 +482,10 @@ def load_translator(
         # Keras says "File not found" for these, which sends people looking
         # for a path problem.
         raise ValueError(f"{path}: not a .keras archive (a .keras file is a zip): damaged or cut short?")
-    model = keras.saving.load_model(path, safe_mode=True, compile=False)
+    try:
+        model = keras.saving.load_model(path, safe_mode=True, compile=False)
+    except Exception as e:  # noqa: BLE001 - e.g. an unregistered custom layer: a TypeError naming no file
+        raise ValueError(f"{path}: cannot load this .keras file: {_root_cause(e)}") from e
     if isinstance(model, Translator):
         if tone is not None or strength is not None:
             model.set_tone(tone if tone is not None else model.profile, strength)

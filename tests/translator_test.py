@@ -298,6 +298,15 @@ def test_load_translator_errors(tmp_path, saved_model_path):
     with pytest.raises(ValueError, match="download.keras: not a .keras archive"):
         load_translator(cut)
 
+    class Unregistered(keras.layers.Layer):  # what a user's own code would define
+        def call(self, x):
+            return x
+
+    custom = tmp_path / "custom.keras"
+    keras.Sequential([keras.Input((4, 4, 3)), Unregistered()]).save(custom)
+    with pytest.raises(ValueError, match=r"custom.keras: cannot load this .keras file: TypeError: Could not locate class .Unregistered.\. Make sure"):
+        load_translator(custom)
+
 
 def test_generator_file_and_workdir_load_into_a_translator(tmp_path):
     generator = tiny_generator(seed=3)
