@@ -235,7 +235,8 @@ def _prune_manifest(path: str, lines: list[bytes], keep: set[int]) -> None:
             FileSystems.delete([temp])
 
 
-def _skip(item: dict, record: dict | None, settings: str, output: str) -> tuple[str, dict] | None:
+def _skip(item: dict, record: dict | None, settings: str, output: str,
+          owners: dict[str, str] | None = None) -> tuple[str, dict] | None:
     """(reason, kept record fields) when ``item`` needs no conversion, else None."""
     from gan_style import convert
 
@@ -246,7 +247,8 @@ def _skip(item: dict, record: dict | None, settings: str, output: str) -> tuple[
 
     if _is_remote(item["source"]) or _is_remote(item["output"]):
         # No mtimes to trust across object stores: same settings and the recorded output still there.
-        if record and record.get("status") in (convert.CONVERTED, convert.SKIPPED) and record.get("settings") == settings:
+        if (record and record.get("status") in (convert.CONVERTED, convert.SKIPPED) and record.get("settings") == settings
+                and record.get("output_rel") in (None, item["output_rel"], item.get("alpha_output_rel"))):
             out = convert.recorded_output(record, output, join=FileSystems.join)
             if out and FileSystems.exists(out):
                 return "recorded as converted with these settings; output present", kept(
@@ -259,14 +261,11 @@ def _skip(item: dict, record: dict | None, settings: str, output: str) -> tuple[
         source.stat = os.stat(source.path)
     except OSError:
         return None
-    reason = convert._skip_reason(source, record, settings, output)
+    reason = convert._skip_reason(source, record, settings, output, owners)
     if reason is None:
         return None
     if record is None:  # an existing output we take as ours from now on
-        if source.output.exists():
-            out, out_rel = item["output"], item["output_rel"]
-        else:
-            out, out_rel = alpha, item.get("alpha_output_rel")
+        out, out_rel = item["output"], item["output_rel"]
         return reason, kept({"output_size": os.path.getsize(out), "settings": settings}, out, out_rel)
     return reason, kept(record, convert.recorded_output(record, output), record.get("output_rel"))
 
@@ -581,10 +580,11 @@ def run_pipeline(
 
     plan = [p for p in plan_catalog(source, output, format) if convert.shard_of(p["rel"], num_shards) == shard_index]
     previous = {} if overwrite else _previous_records(output)
+    owners = convert.output_owners(previous)
     for item in plan:
         if item["refused"] or overwrite:
             continue
-        skip = _skip(item, previous.get(item["rel"]), settings, output)
+        skip = _skip(item, previous.get(item["rel"]), settings, output, owners)
         if skip is not None:
             item["skip"] = skip
             if not _is_remote(item["source"]):

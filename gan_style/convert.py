@@ -806,19 +806,41 @@ def _output_rel(target: pathlib.Path | None, output_root: pathlib.Path) -> str |
         return None
 
 
+def output_owners(previous: dict[str, dict]) -> dict[str, str]:
+    """Which source each recorded output belongs to: ``output_rel``
+    (case-folded, as output names are planned) -> the source's ``rel``."""
+    return {record["output_rel"].casefold(): rel for rel, record in previous.items()
+            if record.get("output_rel") and record.get("status") in (CONVERTED, SKIPPED)}
+
+
 def _skip_reason(source: Source, record: dict | None, settings: str,
-                 output_root: str | os.PathLike | None = None) -> str | None:
-    """Why ``source`` needs no conversion, or None to convert it."""
+                 output_root: str | os.PathLike | None = None, owners: dict[str, str] | None = None) -> str | None:
+    """Why ``source`` needs no conversion, or None to convert it.
+
+    ``owners`` (:func:`output_owners` of the previous records): an existing
+    output that a record of another source claims is not this source's
+    (a replaced ``a.png`` -> ``a.jpg``, or names re-planned when a new
+    source arrived), so this source is converted.
+    """
+    root = None if output_root is None else pathlib.Path(output_root)
+    planned = {_output_rel(p, root) for p in (source.output, source.alpha_output)} - {None}
     if record is None:
-        if any(p is not None and p.exists() for p in (source.output, source.alpha_output)):
-            return "output already exists (no manifest record); --overwrite to convert again"
-        return None
+        # Only the planned output itself: the PNG for a source with
+        # transparency would have been recorded, had this source written it.
+        if source.output is None or not source.output.exists():
+            return None
+        rel = _output_rel(source.output, root)
+        if rel is not None and (owners or {}).get(rel.casefold(), source.rel) != source.rel:
+            return None
+        return "output already exists (no manifest record); --overwrite to convert again"
     if record.get("status") not in (CONVERTED, SKIPPED) or source.stat is None:
         return None
     if record.get("settings") != settings:
         return None
     if (record.get("source_size"), record.get("source_mtime_ns")) != (source.stat.st_size, source.stat.st_mtime_ns):
         return None
+    if root is not None and record.get("output_rel") and record["output_rel"] not in planned:
+        return None  # the plan moved its output (another source now shares its old name)
     output = recorded_output(record, output_root)
     if not output or record.get("output_size") is None:
         return None
@@ -905,6 +927,7 @@ def convert_catalog(
     try:
         output.mkdir(parents=True, exist_ok=True)
         previous = {} if overwrite else Manifest.read(output)
+        owners = output_owners(previous)
         manifest_path = output / manifest_name(num_shards, shard_index)
         Manifest.compact(manifest_path)
         manifest = Manifest(manifest_path)
@@ -929,12 +952,10 @@ def convert_catalog(
                 entry.stat = os.stat(entry.path)
             except OSError:
                 entry.stat = None  # read_image reports why
-            reason = None if overwrite else _skip_reason(entry, previous.get(entry.rel), settings, output)
+            reason = None if overwrite else _skip_reason(entry, previous.get(entry.rel), settings, output, owners)
             if reason is not None:
                 record = previous.get(entry.rel)
                 if record is None:  # an existing output we take as ours from now on
-                    if not entry.output.exists():
-                        entry.output = entry.alpha_output
                     record = {"output_size": entry.output.stat().st_size, "settings": settings}
                 recorded = recorded_output(record, output)
                 if recorded:

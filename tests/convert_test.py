@@ -477,6 +477,51 @@ def test_no_two_sources_ever_share_an_output(translator, tmp_path):
         rel: pathlib.Path(p).name for rel, p in outputs.items()}
 
 
+def _is_translation_of(translator, output_path, source_path):
+    expected = translator(convert.model_input(image_io.read_image(source_path))[None]).numpy()[0]
+    with Image.open(output_path) as written:
+        return np.array_equal(np.asarray(written.convert("RGB")), expected)
+
+
+def test_an_output_is_never_taken_over_by_another_source(translator, tmp_path):
+    # A product photo replaced by another of the same name in another format:
+    # the old one's output must not pass for the new one's.
+    src, out = tmp_path / "in", tmp_path / "out"
+    save(src / "sku42.png", noise(10, 12, seed=1))
+    run(translator, src, out)
+    (src / "sku42.png").unlink()
+    save(src / "sku42.jpg", noise(10, 12, seed=2))  # sku42.png is its PNG name, should it have alpha
+    assert run(translator, src, out).converted == 1
+    assert convert.Manifest.read(out)["sku42.jpg"]["output_rel"] == "sku42.jpg"
+    assert (out / "sku42.jpg").exists()
+    # Under --format=png both want a.png.
+    src, out = tmp_path / "in2", tmp_path / "out2"
+    save(src / "a.jpg", noise(10, 12, seed=3))
+    run(translator, src, out, format="png")
+    (src / "a.jpg").unlink()
+    save(src / "a.png", noise(10, 12, seed=4))
+    assert run(translator, src, out, format="png").converted == 1
+    assert _is_translation_of(translator, out / "a.png", src / "a.png")
+    # A new source re-plans an older one's name: a.jpg wrote a.png, then a.png
+    # arrives; both get tagged names and each is its own source's translation.
+    src, out = tmp_path / "in3", tmp_path / "out3"
+    save(src / "a.jpg", noise(10, 12, seed=5))
+    run(translator, src, out, format="png")
+    save(src / "a.png", noise(10, 12, seed=6))
+    assert run(translator, src, out, format="png").converted == 2
+    outputs = _outputs(out)
+    assert (outputs["a.jpg"], outputs["a.png"]) == (str(out / "a_jpg.png"), str(out / "a_png.png"))
+    for rel in ("a.jpg", "a.png"):
+        assert _is_translation_of(translator, outputs[rel], src / rel)
+    assert run(translator, src, out, format="png").skipped == 2
+    # An output that no source's record claims is still left alone.
+    src, out = tmp_path / "in4", tmp_path / "out4"
+    save(src / "b.jpg", noise(10, 12, seed=7))
+    save(out / "b.jpg", noise(10, 12, seed=8))
+    assert run(translator, src, out).skipped == 1
+    assert "output already exists (no manifest record)" in convert.Manifest.read(out)["b.jpg"]["reason"]
+
+
 def test_a_file_name_that_is_not_utf8_converts_and_resumes(translator, tmp_path):
     src = tmp_path / "in"
     save(src / "plain.png", noise(8, 8, seed=1))
