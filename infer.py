@@ -10,7 +10,8 @@ r"""Converts a product catalog with a gan_style translator.
 Every source gets one line in OUTPUT/manifest.jsonl (converted, skipped or
 failed, with the reason). Exit status: 0 when nothing failed, 3 when some
 files failed (the others are converted), 1 for a usage error (bad flag,
-missing model or input).
+missing model or input), 4 when the run stopped because the manifest could
+not be written (a full disk; the same command resumes), 130 after Ctrl-C.
 """
 
 import os
@@ -24,6 +25,7 @@ from gan_style import convert, tiling  # noqa: E402
 from gan_style.precision import PRECISIONS  # noqa: E402
 
 FLAGS = flags.FLAGS
+EXIT_STOPPED = 4  # the manifest could not be written: nothing more could be recorded
 flags.DEFINE_string("input", None, "A folder (walked recursively), a glob, or a text file listing image paths.")
 flags.DEFINE_string("output", None, "Output folder; mirrors the input's relative structure.")
 flags.DEFINE_string(
@@ -101,6 +103,9 @@ def main(argv):
         summary = convert.convert_catalog(model, FLAGS.input, FLAGS.output, **_conversion_options())
     except (FileNotFoundError, ValueError) as e:  # bad flags, found before any work
         return _fail(str(e))
+    except convert.ManifestWriteError as e:
+        print(f"infer.py: {e.strerror}", file=sys.stderr, flush=True)
+        return EXIT_STOPPED
     except KeyboardInterrupt:
         # Every finished file is written and recorded; the manifest lets the
         # same command pick up where this one stopped.

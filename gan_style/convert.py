@@ -295,6 +295,11 @@ def _plan_outputs(entries: list[Source], output: pathlib.Path, fmt: str) -> None
 # -- the manifest -------------------------------------------------------------
 
 
+class ManifestWriteError(OSError):
+    """The manifest cannot be written (a full disk, say): the run stops, as
+    nothing it did after this could be recorded. Every earlier line stands."""
+
+
 class Manifest:
     """``manifest.jsonl``: one JSON line per source, appended and flushed at once.
 
@@ -321,7 +326,14 @@ class Manifest:
             # valid JSON and read back to the same name.
             line = (json.dumps(record) + "\n").encode("ascii")
         with self._lock:
-            os.write(self._fd, line)
+            try:
+                while line:  # a nearly full disk can take part of a line
+                    line = line[os.write(self._fd, line):]
+            except OSError as e:
+                raise ManifestWriteError(
+                    e.errno, f"cannot write the manifest {self.path} ({e.strerror or e}); the run stopped. "
+                    "Every file recorded before this is kept: make room and run the same command to resume"
+                ) from e
 
     def close(self) -> None:
         os.close(self._fd)
@@ -693,6 +705,8 @@ class _Converter:
     def encode(self, item: _Decoded, out: np.ndarray, seconds: float, tiled: bool) -> None:
         try:
             self._encode(item, out, seconds, tiled)
+        except ManifestWriteError:
+            raise  # stops the run (see convert_catalog)
         except Exception as e:  # noqa: BLE001 - whatever goes wrong, this file fails, the run goes on
             self.record(item.source, FAILED, f"could not encode: {type(e).__name__}: {e}", seconds)
 
@@ -911,6 +925,8 @@ def convert_catalog(
 
     Raises:
       FileNotFoundError, ValueError: bad arguments (named), before any work.
+      ManifestWriteError: the manifest could not be written mid-run (a full
+        disk); the run stops there and a rerun resumes it.
     """
     start = time.monotonic()
     _check_options(format, quality, batch_size, tile, overlap, max_pixels, num_shards, shard_index, context,

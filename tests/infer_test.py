@@ -142,3 +142,50 @@ def test_killed_run_resumes_without_loss_or_duplicates(model_path, tmp_path):
             assert image.size == (96, 96)
     leftovers = [p for p in out.rglob("*") if p.name.endswith(".gan_style-tmp")]
     assert leftovers == []
+
+
+# infer.py with the manifest's disk filling up in the middle of its third line.
+FULL_DISK = """
+import errno, os, runpy, sys
+real_write, calls = os.write, [0]
+def write(fd, data):
+    try:
+        name = os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        name = ""
+    if name.endswith("manifest.jsonl"):
+        calls[0] += 1
+        if calls[0] == 3:
+            return real_write(fd, data[: len(data) // 2])
+        if calls[0] > 3:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    return real_write(fd, data)
+os.write = write
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="finds the manifest's descriptor in /proc")
+def test_a_full_disk_stops_the_run_cleanly_and_the_rerun_resumes(model_path, tmp_path):
+    src, out = tmp_path / "in", tmp_path / "out"
+    rng = np.random.default_rng(1)
+    names = [f"item{i}.png" for i in range(8)]
+    src.mkdir()
+    for name in names:
+        Image.fromarray(rng.integers(0, 256, (24, 24, 3), dtype=np.uint8)).save(src / name)
+    args = [f"--input={src}", f"--output={out}", f"--model={model_path}", "--batch_size=1"]
+    command, env = _command(args)
+    full = subprocess.run([sys.executable, "-c", FULL_DISK, *command[1:]], capture_output=True, text=True,
+                          env=env, cwd=ROOT, timeout=300)
+    assert full.returncode == 4, full.stderr[-2000:]
+    assert "cannot write the manifest" in full.stderr and "No space left on device" in full.stderr
+    assert "make room and run the same command to resume" in full.stderr
+    assert "Traceback" not in full.stderr
+
+    result = infer(*args)
+    assert result.returncode == 0, result.stderr
+    records = convert.Manifest.read(out)
+    assert set(records) == set(names)
+    assert {r["status"] for r in records.values()} <= {"converted", "skipped"}
+    assert sum(r["status"] == "skipped" for r in records.values()) >= 2  # the two recorded lines
