@@ -48,6 +48,7 @@ from typing import Any
 
 import numpy as np
 import tensorflow as tf
+from absl import logging
 
 from gan_style import image_io, image_writer, tiling
 from gan_style.precision import resolve_precision
@@ -170,11 +171,12 @@ def collect_sources(source: str | os.PathLike, output: str | os.PathLike) -> tup
     """
     text = os.fspath(source)
     output_real = os.path.realpath(output)
+    others: list[pathlib.Path] = []  # files passed over for their extension
     if os.path.isdir(text):
         root = pathlib.Path(text)
         links: list[pathlib.Path] = []
         entries = [Source(p, p.relative_to(root).as_posix())
-                   for p in image_io.list_images(root, exclude=[output], linked_folders=links)]
+                   for p in image_io.list_images(root, exclude=[output], linked_folders=links, others=others)]
         # Not walked (a link could loop, or lead outside the input), but not
         # passed over in silence either: each gets a failed line saying so.
         entries += [Source(link, link.relative_to(root).as_posix() + "/",
@@ -189,10 +191,14 @@ def collect_sources(source: str | os.PathLike, output: str | os.PathLike) -> tup
         for match in matches:
             p = pathlib.Path(match)
             # Earlier outputs under an output folder inside the input are not
-            # inputs (as when walking a folder); regular files only (a FIFO would block).
-            if (p.suffix.lower() in image_io.IMAGE_EXTENSIONS and p.is_file()
-                    and not _inside(os.path.realpath(p.parent), output_real)):
+            # inputs (as when walking a folder). Anything but a folder is a
+            # source: reading a pipe named .jpg fails it with a reason.
+            if p.is_dir() or _inside(os.path.realpath(p.parent), output_real):
+                continue
+            if p.suffix.lower() in image_io.IMAGE_EXTENSIONS:
                 entries.append(Source(p, p.relative_to(root).as_posix()))
+            else:
+                others.append(p)
         if not entries:
             raise FileNotFoundError(
                 f"--input {text!r}: the glob matches {len(matches)} path(s) but no image files "
@@ -208,6 +214,13 @@ def collect_sources(source: str | os.PathLike, output: str | os.PathLike) -> tup
             entries = _list_file_entries(p)
     else:
         raise FileNotFoundError(f"--input {text!r}: no such folder, file, or glob match")
+    if others:
+        others.sort()
+        names = ", ".join(str(p.relative_to(root)) for p in others[:5]) + (", ..." if len(others) > 5 else "")
+        logging.warning("--input %s: %d file(s) not converted, their extensions are not image ones (%s); "
+                        "images are %s", text, len(others), names, " ".join(sorted(image_io.IMAGE_EXTENSIONS)))
+    if not entries:  # an empty drop folder is a quiet night, not an error; but say so
+        logging.warning("--input %s: no image files to convert", text)
     root_real = os.path.realpath(root)
     if output_real == root_real:
         raise ValueError(f"--output {os.fspath(output)!r} is the input folder: outputs would overwrite the inputs")

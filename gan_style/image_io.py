@@ -582,6 +582,7 @@ def list_images(
     recursive: bool = True,
     exclude: str | os.PathLike | Iterable[str | os.PathLike] | None = None,
     linked_folders: list[pathlib.Path] | None = None,
+    others: list[pathlib.Path] | None = None,
 ) -> list[pathlib.Path]:
     """Image files under ``root``, sorted, matched by extension.
 
@@ -597,6 +598,9 @@ def list_images(
         lives inside the input folder.
       linked_folders: when given, the symlinked folders that were not
         followed are appended to it (so a caller can report them).
+      others: when given, the files passed over for their extension
+        (``x.heic``, ``notes.txt``, a JPEG named without one) are appended
+        to it; hidden files are not.
 
     Returns:
       Paths (``root`` joined with the relative path), sorted by their
@@ -636,5 +640,7 @@ def list_images(
             if os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS:
                 full = pathlib.Path(dirpath, name)
                 found.append((full.relative_to(root).as_posix(), full))
+            elif others is not None:
+                others.append(pathlib.Path(dirpath, name))
     found.sort(key=lambda item: item[0])
     return [p for _, p in found]

@@ -381,6 +381,27 @@ def test_path_safety(translator, tmp_path):
         run(translator, root / "sub", root)
 
 
+def test_files_that_are_not_images_are_named_not_passed_over(translator, tmp_path, caplog):
+    import logging as std_logging
+
+    src = tmp_path / "in"
+    save(src / "a.jpg", noise(8, 8, seed=1))
+    for name in ("b.heic", "c.jpeg2", "d", ".DS_Store"):
+        (src / name).write_bytes(b"x")
+    os.mkfifo(src / "pipe.jpg")
+    for source in (src, str(src / "*")):  # a folder or a glob: the same report
+        caplog.clear()
+        with caplog.at_level(std_logging.WARNING):
+            summary = run(translator, source, tmp_path / "out", overwrite=True)
+        assert (summary.converted, summary.failed) == (1, 1)  # the pipe fails with its reason
+        assert "3 file(s) not converted, their extensions are not image ones (b.heic, c.jpeg2, d)" in caplog.text
+    caplog.clear()
+    (tmp_path / "empty").mkdir()
+    with caplog.at_level(std_logging.WARNING):
+        assert run(translator, tmp_path / "empty", tmp_path / "out2").total == 0
+    assert "no image files to convert" in caplog.text
+
+
 def test_glob_source(translator, tmp_path):
     save(tmp_path / "cat" / "a" / "x.jpg", noise(8, 8, seed=1))
     save(tmp_path / "cat" / "b" / "y.jpg", noise(8, 8, seed=2))
