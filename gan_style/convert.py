@@ -138,9 +138,12 @@ def _list_file_entries(list_path: pathlib.Path) -> list[Source]:
             f"--input {list_path}: not a UTF-8 text list of paths (and not an image by its extension)"
         ) from None
     for number, line in enumerate(lines, 1):
-        line = line.strip()
-        if not line or line.startswith("#"):
+        if not line.strip() or line.lstrip().startswith("#"):
             continue
+        # Names are taken as written (" lead space.jpg" is a name); stray
+        # spaces around a name that only exists without them are dropped.
+        if line != line.strip() and not (root / line).exists() and (root / line.strip()).exists():
+            line = line.strip()
         pure = pathlib.PurePath(line)
         if pure.is_absolute() or line.startswith(("/", "\\")):
             entries.append(Source(pathlib.Path(line), line, f"absolute path refused (line {number} of {list_path}); list paths relative to the list file"))
@@ -154,6 +157,34 @@ def _list_file_entries(list_path: pathlib.Path) -> list[Source]:
         seen.add(rel)
         entries.append(Source(root / rel, rel))
     return entries
+
+
+def _linked_folder_entries(links: Iterable[pathlib.Path], root: pathlib.Path) -> list[Source]:
+    # Not walked (a link could loop, or lead outside the input), but not
+    # passed over in silence either: each gets a failed line saying so.
+    return [Source(link, link.relative_to(root).as_posix() + "/",
+                   f"a symlinked folder (to {os.path.realpath(link)}): not walked; "
+                   "pass it as --input to convert it") for link in links]
+
+
+class _LinkedFolders:
+    """Which glob matches lie below a symlinked folder under ``root``."""
+
+    def __init__(self, root: pathlib.Path):
+        self.root = root
+        self.found: set[pathlib.Path] = set()
+        self._checked: dict[pathlib.Path, bool] = {}
+
+    def passes_through(self, path: pathlib.Path) -> bool:
+        folder = self.root
+        for part in path.relative_to(self.root).parts[:-1]:
+            folder = folder / part
+            if folder not in self._checked:
+                self._checked[folder] = folder.is_symlink()
+            if self._checked[folder]:
+                self.found.add(folder)
+                return True
+        return False
 
 
 def collect_sources(source: str | os.PathLike, output: str | os.PathLike) -> tuple[pathlib.Path, list[Source]]:
@@ -177,17 +208,14 @@ def collect_sources(source: str | os.PathLike, output: str | os.PathLike) -> tup
         links: list[pathlib.Path] = []
         entries = [Source(p, p.relative_to(root).as_posix())
                    for p in image_io.list_images(root, exclude=[output], linked_folders=links, others=others)]
-        # Not walked (a link could loop, or lead outside the input), but not
-        # passed over in silence either: each gets a failed line saying so.
-        entries += [Source(link, link.relative_to(root).as_posix() + "/",
-                           f"a symlinked folder (to {os.path.realpath(link)}): not walked; "
-                           "pass it as --input to convert it") for link in links]
+        entries += _linked_folder_entries(links, root)
     elif glob.has_magic(text) and not os.path.exists(text):
         root = _glob_root(text)
         matches = sorted(glob.glob(text, recursive=True))
         if not matches:
             raise FileNotFoundError(f"--input {text!r}: the glob matches nothing")
         entries = []
+        linked = _LinkedFolders(root)
         for match in matches:
             p = pathlib.Path(match)
             # Earlier outputs under an output folder inside the input are not
@@ -195,16 +223,19 @@ def collect_sources(source: str | os.PathLike, output: str | os.PathLike) -> tup
             # source: reading a pipe named .jpg fails it with a reason.
             if p.is_dir() or _inside(os.path.realpath(p.parent), output_real):
                 continue
+            if linked.passes_through(p):  # `**` follows links, loops included: the walk does not
+                continue
             if p.suffix.lower() in image_io.IMAGE_EXTENSIONS:
                 entries.append(Source(p, p.relative_to(root).as_posix()))
             else:
                 others.append(p)
-        if not entries:
+        if not entries and not linked.found:
             raise FileNotFoundError(
                 f"--input {text!r}: the glob matches {len(matches)} path(s) but no image files "
                 f"({' '.join(sorted(image_io.IMAGE_EXTENSIONS))})"
             )
         entries.sort(key=lambda s: s.rel)
+        entries += _linked_folder_entries(sorted(linked.found), root)
     elif os.path.isfile(text):
         p = pathlib.Path(text)
         root = p.parent
@@ -229,6 +260,18 @@ def collect_sources(source: str | os.PathLike, output: str | os.PathLike) -> tup
             f"--input root {os.fspath(root)!r} is inside --output {os.fspath(output)!r}: "
             "outputs could overwrite inputs"
         )
+    if _inside(output_real, root_real) and os.path.isdir(output) and not any(pathlib.Path(output).glob("manifest*.jsonl")):
+        # An output folder inside the input is left out of the input. One
+        # that already holds images no run wrote (no manifest) is an input
+        # subfolder given as --output: its images would be skipped, and
+        # overwritten by outputs of the same name.
+        held = image_io.list_images(output)
+        if held:
+            raise ValueError(
+                f"--output {os.fspath(output)!r} is inside --input and already holds {len(held)} image(s) "
+                f"that no conversion wrote (e.g. {held[0].relative_to(output)}): they would be left out "
+                "of the input and could be overwritten. Choose an empty output folder, or one outside the input"
+            )
     for entry in entries:
         if entry.refused:
             continue

@@ -661,3 +661,38 @@ def test_a_symlinked_folder_is_reported_not_passed_over(translator, tmp_path):
     assert (summary.converted, summary.failed) == (1, 1)
     row = by_rel(records(tmp_path / "out"))["linked/"]
     assert "symlinked folder" in row["reason"] and "--input" in row["reason"]
+
+
+def test_a_glob_does_not_follow_symlinked_folders_either(translator, tmp_path):
+    # `**` follows links: a link to a parent folder made one image 41 sources.
+    save(tmp_path / "in" / "sub" / "a.jpg", noise(8, 8, seed=1))
+    (tmp_path / "in" / "sub" / "loop").symlink_to("..", target_is_directory=True)
+    summary = run(translator, str(tmp_path / "in" / "**" / "*.jpg"), tmp_path / "out")
+    assert (summary.converted, summary.failed) == (1, 1)
+    row = by_rel(records(tmp_path / "out"))["sub/loop/"]
+    assert "symlinked folder" in row["reason"] and "not walked" in row["reason"]
+
+
+def test_list_file_names_are_taken_as_written(translator, tmp_path):
+    save(tmp_path / " lead space.jpg", noise(8, 8, seed=1))
+    save(tmp_path / "plain.jpg", noise(8, 8, seed=2))
+    # A name with its own leading space; a stray trailing space after a name
+    # that has none; an indented comment.
+    (tmp_path / "list.txt").write_text(" lead space.jpg\nplain.jpg  \n  # not a file\n")
+    summary = run(translator, tmp_path / "list.txt", tmp_path / "out")
+    assert (summary.converted, summary.failed) == (2, 0)
+    assert set(_outputs(tmp_path / "out")) == {" lead space.jpg", "plain.jpg"}
+
+
+def test_an_input_subfolder_holding_images_is_refused_as_output(translator, tmp_path):
+    src = tmp_path / "cat"
+    save(src / "a.jpg", noise(8, 8, seed=1))
+    save(src / "sub" / "a.jpg", noise(8, 8, seed=2))
+    before = tree_digest(src)
+    with pytest.raises(ValueError, match=r"--output .*sub.* is inside --input and already holds 1 image\(s\) "
+                                         r"that no conversion wrote \(e.g. a.jpg\)"):
+        run(translator, src, src / "sub", overwrite=True)
+    assert tree_digest(src) == before
+    # An output folder of an earlier run inside the input is fine (it has a manifest).
+    assert run(translator, src, src / "styled").converted == 2
+    assert run(translator, src, src / "styled").skipped == 2
