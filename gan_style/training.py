@@ -878,6 +878,55 @@ def check_resume(previous: dict, config: ml_collections.ConfigDict) -> dict[str,
     return changed
 
 
+def resume_checkpoint(checkpoint_dir: pathlib.Path) -> str | None:
+    """The checkpoint a run in ``checkpoint_dir`` resumes from, None for a new run.
+
+    The ``checkpoint`` state file is rewritten (atomically) only after a
+    checkpoint's files are complete, so a save killed half way leaves the one
+    before as the latest. When the newest one it lists has lost its files,
+    the newest complete one before it is taken, with a warning.
+
+    Raises:
+      ConfigError: checkpoints exist but none can be resumed (their files
+        gone, or no state file saying which are complete): starting afresh
+        would overwrite them.
+    """
+    state = tf.train.get_checkpoint_state(str(checkpoint_dir))
+    if state is None:
+        leftovers = sorted(p.name.removesuffix(".index") for p in checkpoint_dir.glob("ckpt-*.index"))
+        if leftovers:
+            raise ConfigError(
+                f"{checkpoint_dir} holds {', '.join(leftovers)} but no 'checkpoint' state file, which says "
+                "which checkpoints are complete. Restore it, or move the checkpoints away to start afresh"
+            )
+        return None
+    listed = list(state.all_model_checkpoint_paths) or [state.model_checkpoint_path]
+    for path in reversed(listed):
+        if tf.io.gfile.exists(path + ".index") and tf.io.gfile.glob(path + ".data-*"):
+            if path != state.model_checkpoint_path:
+                logging.warning("the newest checkpoint %s has lost its files: resuming from %s",
+                                state.model_checkpoint_path, path)
+            return path
+    raise ConfigError(
+        f"{checkpoint_dir / 'checkpoint'} lists {', '.join(os.path.basename(p) for p in listed)}, but none of "
+        "their files are there. Restore them, or start a new --workdir"
+    )
+
+
+def _check_epoch_size(counters, steps_per_epoch: int, latest: str) -> None:
+    """Refuses a resume whose epoch has another number of steps than before:
+    the learning-rate schedule counts epochs in steps, the loop in epochs."""
+    step, epoch, into = (int(v.numpy()) for v in (counters.step, counters.epoch, counters.step_in_epoch))
+    if epoch and step != epoch * steps_per_epoch + into:
+        raise ConfigError(
+            f"the training set changed size since {latest}: it trained {epoch} epoch(s) of "
+            f"{(step - into) // epoch} steps, and now an epoch is {steps_per_epoch} steps (the larger of the "
+            "data.train_a/data.train_b folders over train.batch_size; data.max_images caps them). The "
+            "learning-rate schedule would no longer match the epochs. Restore the folders or set "
+            "data.max_images to the old count, or start a new --workdir"
+        )
+
+
 def _atomic_write_text(path: pathlib.Path, text: str) -> None:
     temporary = path.with_name(f".{path.name}.tmp{os.getpid()}")
     temporary.write_text(text)
@@ -971,7 +1020,9 @@ def _train(config, workdir, strategy, chief, extra_callbacks, feature_fn):
     image_shape = (data.crop_size, data.crop_size, 3)
 
     changed = {}
-    if tf.train.latest_checkpoint(str(workdir / "checkpoints")) and (workdir / "config.json").exists():
+    checkpoint_dir = workdir / "checkpoints"
+    latest = resume_checkpoint(checkpoint_dir)
+    if latest and (workdir / "config.json").exists():
         changed = check_resume(json.loads((workdir / "config.json").read_text()), config)
     with strategy.scope():
         model = build_model(config)
@@ -982,15 +1033,11 @@ def _train(config, workdir, strategy, chief, extra_callbacks, feature_fn):
 
     items = model.checkpoint_items()
     checkpoint = tf.train.Checkpoint(**items, counters=counters)
-    checkpoint_dir = workdir / "checkpoints"
     own_dir = checkpoint_dir if chief else workdir / f"tmp_{_worker_id(strategy)}" / "checkpoints"
     manager = tf.train.CheckpointManager(
         checkpoint, str(own_dir), max_to_keep=config.checkpoint.keep, step_counter=counters.step
     )
-    # Every worker restores the chief's latest checkpoint. The state file is
-    # rewritten (atomically) only after a checkpoint's files are complete, so
-    # a save killed half way leaves the previous checkpoint as the latest.
-    latest = tf.train.latest_checkpoint(str(checkpoint_dir))
+    # Every worker restores the chief's latest checkpoint.
     if latest:
         try:
             # Dropout's seed states are restored apart: a checkpoint written
@@ -1016,6 +1063,7 @@ def _train(config, workdir, strategy, chief, extra_callbacks, feature_fn):
             int(counters.step.numpy()), int(counters.epoch.numpy()),
             int(counters.step_in_epoch.numpy()),
         )
+        _check_epoch_size(counters, steps_per_epoch, latest)
 
     if chief:
         workdir.mkdir(parents=True, exist_ok=True)

@@ -3,6 +3,7 @@
 import json
 import os
 import pathlib
+import re
 
 import keras
 import ml_collections
@@ -377,3 +378,41 @@ def test_dropout_switched_on_at_resume_still_resumes(one_step_run, tmp_path, cap
     assert latest.endswith("ckpt-2")
     assert any(name.startswith("dropout_seeds/") for name, _ in tf.train.list_variables(latest))
     assert "holds no dropout seed states: dropout masks start afresh" in caplog.text
+
+
+def test_resume_takes_the_newest_checkpoint_whose_files_are_there(one_step_run, tmp_path, caplog):
+    import logging as std_logging
+
+    config, workdir = _copy_of(one_step_run, tmp_path)
+    config.train.max_steps = 2
+    training.train_and_evaluate(config, workdir)
+    checkpoints = workdir / "checkpoints"
+    for path in checkpoints.glob("ckpt-2.*"):
+        path.unlink()  # lost: the run must neither start afresh nor overwrite ckpt-1
+    with caplog.at_level(std_logging.INFO):
+        assert training.train_and_evaluate(config, workdir)["step"] == 2  # (the smoke run ends at 2)
+    assert "ckpt-2 has lost its files: resuming from" in caplog.text
+    assert re.search(r"Resumed from \S*ckpt-1: step 1", caplog.text)
+    # No complete checkpoint left, or no state file: refused, nothing overwritten.
+    (checkpoints / "checkpoint").unlink()
+    with pytest.raises(training.ConfigError, match=r"holds ckpt-1, ckpt-2 but no 'checkpoint' state file"):
+        training.train_and_evaluate(config, workdir)
+    (checkpoints / "checkpoint").write_text('model_checkpoint_path: "ckpt-3"\nall_model_checkpoint_paths: "ckpt-3"\n')
+    for path in checkpoints.glob("ckpt-*"):
+        path.unlink()
+    with pytest.raises(training.ConfigError, match=r"checkpoint lists ckpt-3, but none of their files are there"):
+        training.train_and_evaluate(config, workdir)
+
+
+def test_a_resume_with_another_epoch_size_is_refused(one_step_run, tmp_path):
+    # One step of 2 images at batch 2 is one whole epoch. With 4 images an
+    # epoch is 2 steps, and the schedule (steps // 2) would say epoch 0.
+    config, workdir = _copy_of(one_step_run, tmp_path)
+    assert training.resume_checkpoint(workdir / "checkpoints").endswith("ckpt-1")
+    config.data.root = str(_tiny_folders(tmp_path / "more", count=4, size=32))
+    config.train.max_steps = 2
+    with pytest.raises(training.ConfigError, match=r"the training set changed size since \S*ckpt-1: it trained "
+                                                   r"1 epoch\(s\) of 1 steps, and now an epoch is 2 steps"):
+        training.train_and_evaluate(config, workdir)
+    config.data.max_images = 2  # capped to the old count: resumes
+    assert training.train_and_evaluate(config, workdir)["step"] == 2
