@@ -958,6 +958,8 @@ def train_and_evaluate(
       ConfigError: a bad config key or value, before any work.
       FloatingPointError: a loss became NaN/Inf (names the step).
     """
+    if not os.fspath(workdir).strip():  # an unset $WORKDIR: pathlib would make it the current directory
+        raise ConfigError("--workdir is empty: give the run's directory (an unset shell variable?)")
     validate_config(config)
     config = resolve_data_paths(config)
     # config.json records what ran: auto resolved to a policy.

@@ -314,6 +314,13 @@ def test_a_checkpoint_that_does_not_fit_is_a_config_error(one_step_run, tmp_path
         training.train_and_evaluate(config, workdir)
 
 
+def test_an_empty_workdir_is_refused_before_any_work(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(training.ConfigError, match="--workdir is empty"):
+        training.train_and_evaluate(smoke.get_config(), "")
+    assert not list(tmp_path.iterdir())
+
+
 def test_mirrored_devices_that_do_not_exist_are_named():
     distribute = smoke.get_config().distribute
     distribute.strategy = "mirrored"
