@@ -276,10 +276,35 @@ def steps_per_epoch(data: Any, batch_size: int) -> int:
     steps = samples // batch_size
     if steps == 0:
         raise ValueError(
-            f"batch_size {batch_size} is larger than the epoch ({samples} images "
-            "in the larger training domain)"
+            f"train.batch_size={batch_size} is larger than the epoch ({samples} images "
+            "in the larger training domain; data.max_images caps them)"
         )
     return steps
+
+
+def check_decodable(data: Any) -> None:
+    """Decodes each training domain's images in order until one decodes.
+
+    Raises:
+      ValueError: a domain none of whose images decodes, naming its key and
+        the first file's reason (the training stream would find that out
+        only after the model was built, deep in tf.data).
+    """
+    for split in ("trainA", "trainB"):
+        source = _source(data, split)
+        reasons = []
+        for i in range(len(source)):
+            try:
+                source.load(i)
+                break
+            except image_io.ImageError as e:
+                _record_skip(source.names[i], e.reason)
+                reasons.append(f"{source.names[i]}: {e.reason}")
+        else:
+            raise ValueError(
+                f"{source.key}: none of its {len(source)} images could be decoded"
+                + (f" ({reasons[0]})" if reasons else "")
+            )
 
 
 # ---------------------------------------------------------------------------
@@ -394,25 +419,25 @@ class _Loader:
             cached = _image_cache.get(cache_key)
             if cached is not None:
                 return cached, np.bool_(True)
-        if i in self.bad:
-            return _EMPTY, np.bool_(False)
-        try:
-            image = np.ascontiguousarray(self.geometry(self.source.load(i)))
-        except image_io.ImageError as e:
-            _record_skip(self.source.names[i], e.reason)
-            with self.lock:
-                self.bad.add(i)
-                all_bad = len(self.bad) >= len(self.source)
-            if all_bad:
-                # Otherwise the endless stream would filter forever.
-                raise ValueError(
-                    f"{self.source.key}: none of its {len(self.source)} images "
-                    "could be decoded (see the warnings above)"
-                ) from None
-            return _EMPTY, np.bool_(False)
-        if cache_key is not None:
-            _image_cache[cache_key] = image
-        return image, np.bool_(True)
+        if i not in self.bad:
+            try:
+                image = np.ascontiguousarray(self.geometry(self.source.load(i)))
+            except image_io.ImageError as e:
+                _record_skip(self.source.names[i], e.reason)
+                with self.lock:
+                    self.bad.add(i)
+            else:
+                if cache_key is not None:
+                    _image_cache[cache_key] = image
+                return image, np.bool_(True)
+        if len(self.bad) >= len(self.source):
+            # Otherwise the endless stream would filter forever. Every call
+            # raises from here on, so none is left running at shutdown.
+            raise ValueError(
+                f"{self.source.key}: none of its {len(self.source)} images "
+                "could be decoded (see the warnings above)"
+            )
+        return _EMPTY, np.bool_(False)
 
     def map_fn(self, index: tf.Tensor):
         image, ok = tf.numpy_function(self, [index], (tf.uint8, tf.bool), stateful=True)

@@ -962,6 +962,10 @@ def train_and_evaluate(
         raise ConfigError("--workdir is empty: give the run's directory (an unset shell variable?)")
     validate_config(config)
     config = resolve_data_paths(config)
+    # Before the workdir exists: data that cannot make one batch, or a domain
+    # none of whose images decodes.
+    input_pipeline.steps_per_epoch(config.data, config.train.batch_size)
+    input_pipeline.check_decodable(config.data)
     # config.json records what ran: auto resolved to a policy.
     config.train.precision = resolve_train_precision(config.train.precision)
     workdir = pathlib.Path(workdir).absolute()

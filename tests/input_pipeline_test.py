@@ -104,7 +104,7 @@ def test_shapes_range_length(textured_root):
         assert a.min() < -0.9 and a.max() > 0.9  # noise spans the range
     assert ip.steps_per_epoch(data, 4) == 1  # 6 // 4, remainder dropped
     assert len(_collect(ip.train_dataset(data, batch_size=4, seed=0, epoch=0))) == 1
-    with pytest.raises(ValueError, match="larger than the epoch"):
+    with pytest.raises(ValueError, match=r"train.batch_size=7 is larger than the epoch .*data.max_images"):
         ip.steps_per_epoch(data, 7)
 
 
@@ -253,6 +253,23 @@ def test_every_file_bad_is_an_error_not_a_hang(tmp_path):
     data = _config(root=str(tmp_path))
     with pytest.raises(tf.errors.OpError, match="none of its 1 images could be decoded"):
         _collect(ip.train_dataset(data, batch_size=1, seed=0, epoch=0))
+    # Found before training, naming the key and the first file's reason.
+    with pytest.raises(ValueError, match=r"data.train_a: none of its 1 images could be decoded \(.*x.jpg: not an image"):
+        ip.check_decodable(data)
+
+
+def test_once_every_file_is_bad_every_decode_call_raises(tmp_path):
+    # Calls that returned "skip this one" kept the endless stream's parallel
+    # decodes running while the error unwound: the process hung at exit.
+    for name in ("x.jpg", "y.jpg"):
+        (tmp_path / name).write_text("nope")
+    source = ip._Source([str(tmp_path / "x.jpg"), str(tmp_path / "y.jpg")],
+                        lambda i: ip.image_io.load_rgb(source.names[i]), "data.train_a")
+    loader = ip._Loader(source, lambda rgb: rgb, None)
+    assert not loader(0)[1]
+    for index in (1, 0, 1):
+        with pytest.raises(ValueError, match="data.train_a: none of its 2 images"):
+            loader(index)
 
 
 def test_eval_dataset(constant_root):

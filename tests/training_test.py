@@ -319,6 +319,17 @@ def test_an_empty_workdir_is_refused_before_any_work(tmp_path, monkeypatch):
     with pytest.raises(training.ConfigError, match="--workdir is empty"):
         training.train_and_evaluate(smoke.get_config(), "")
     assert not list(tmp_path.iterdir())
+    # Data that cannot make one batch, or that does not decode: before the workdir exists.
+    config = _tiny_run_config(tmp_path / "x", count=2, size=32)
+    config.train.batch_size = 4
+    with pytest.raises(ValueError, match=r"train.batch_size=4 is larger than the epoch"):
+        training.train_and_evaluate(config, tmp_path / "run")
+    config.train.batch_size = 1
+    for path in (pathlib.Path(config.data.root) / "trainB").iterdir():
+        path.write_bytes(b"not a png")
+    with pytest.raises(ValueError, match=r"data.train_b: none of its 2 images could be decoded"):
+        training.train_and_evaluate(config, tmp_path / "run")
+    assert not (tmp_path / "run").exists()
 
 
 def test_mirrored_devices_that_do_not_exist_are_named():
