@@ -72,8 +72,8 @@ def get_config() -> ml_collections.ConfigDict:
     train.precision = "auto"
     train.jit_compile = False  # XLA-compile each replica's forward/backward passes
     train.deterministic = False  # deterministic TF ops (exact resume; turns XLA off)
-    train.log_every_steps = 100  # TensorBoard scalars every this many steps
-    train.sample_every_steps = 1000  # sample sheets (TensorBoard + PNG) every this many steps
+    train.log_every_steps = 100  # TensorBoard scalars every this many steps (0 = off)
+    train.sample_every_steps = 1000  # sample sheets (TensorBoard + PNG) every this many steps (0 = off)
     train.num_samples = 4  # fixed test images per direction in the sample sheets
     train.progress = True  # Keras progress bar on stdout
 

@@ -321,6 +321,12 @@ def make_strategy(distribute: ml_collections.ConfigDict) -> tf.distribute.Strate
         else:
             name = "default"
         logging.info("distribute.strategy=auto chose %r", name)
+    if devices and name != "mirrored":
+        raise ConfigError(
+            f"config key distribute.devices={distribute.devices!r} applies only to distribute.strategy="
+            f"'mirrored' (the strategy here is {name!r}{' by auto' if distribute.strategy == 'auto' else ''}): "
+            "set distribute.strategy=mirrored, or leave distribute.devices empty"
+        )
     if name == "default":
         return tf.distribute.get_strategy()
     if name == "mirrored":
@@ -637,7 +643,7 @@ class ScalarLogger(keras.callbacks.Callback):
     def __init__(self, writer, *, every_steps: int, global_batch_size: int):
         super().__init__()
         self.writer = writer
-        self.every_steps = max(1, every_steps)
+        self.every_steps = every_steps  # 0: off, as for samples and checkpoints
         self.global_batch_size = global_batch_size
         self._sums: dict[str, float] = {}
         self._count = 0
@@ -651,7 +657,7 @@ class ScalarLogger(keras.callbacks.Callback):
             self._sums[name] = self._sums.get(name, 0.0) + float(logs[name])
         self._count += 1
         step = int(logs["step"])
-        if step % self.every_steps:
+        if not self.every_steps or step % self.every_steps:
             return
         now = time.perf_counter()
         with self.writer.as_default():

@@ -340,6 +340,25 @@ def test_mirrored_devices_that_do_not_exist_are_named():
         training.make_strategy(distribute)
     distribute.devices = "/cpu:0"
     assert training.make_strategy(distribute).num_replicas_in_sync == 1
+    # Devices with a strategy that does not take them (auto picks "default"
+    # here: no GPUs) were ignored; training ran on the CPU.
+    for strategy in ("auto", "default"):
+        distribute.strategy = strategy
+        distribute.devices = "/gpu:7"
+        with pytest.raises(training.ConfigError, match=r"distribute.devices='/gpu:7' applies only to "
+                                                       r"distribute.strategy='mirrored' \(the strategy here is 'default"):
+            training.make_strategy(distribute)
+
+
+def test_log_every_steps_zero_logs_no_scalars(tmp_path):
+    writer = tf.summary.create_file_writer(str(tmp_path))
+    logger = training.ScalarLogger(writer, every_steps=0, global_batch_size=1)
+    logger.on_train_begin()
+    for step in (1, 2):
+        logger.on_train_batch_end(step - 1, {**{name: 1.0 for name in training.LOSS_NAMES}, "lr": 1e-4, "step": step})
+    writer.flush()
+    events = [e for f in os.listdir(tmp_path) for e in tf.compat.v1.train.summary_iterator(str(tmp_path / f))]
+    assert not [v for e in events for v in e.summary.value]
 
 
 def test_native_size_evaluation_with_test_images_of_different_sizes(tmp_path):
