@@ -211,7 +211,14 @@ def collect_sources(source: str | os.PathLike, output: str | os.PathLike) -> tup
         entries += _linked_folder_entries(links, root)
     elif glob.has_magic(text) and not os.path.exists(text):
         root = _glob_root(text)
-        matches = sorted(glob.glob(text, recursive=True))
+        pattern = pathlib.PurePath(text).relative_to(root)
+        # pathlib's `**` does not enter symlinked folders (glob.glob's does:
+        # two links to a parent made the listing grow without end). Hidden
+        # names are left out as by glob.glob and the folder walk, unless the
+        # pattern asks for them.
+        explicit_hidden = any(part.startswith(".") for part in pattern.parts)
+        matches = sorted(p for p in root.glob(str(pattern))
+                         if explicit_hidden or not any(part.startswith(".") for part in p.relative_to(root).parts))
         if not matches:
             raise FileNotFoundError(f"--input {text!r}: the glob matches nothing")
         entries = []
@@ -223,7 +230,7 @@ def collect_sources(source: str | os.PathLike, output: str | os.PathLike) -> tup
             # source: reading a pipe named .jpg fails it with a reason.
             if p.is_dir() or _inside(os.path.realpath(p.parent), output_real):
                 continue
-            if linked.passes_through(p):  # `**` follows links, loops included: the walk does not
+            if linked.passes_through(p):  # through a link a `*` matched: not walked, as by the folder walk
                 continue
             if p.suffix.lower() in image_io.IMAGE_EXTENSIONS:
                 entries.append(Source(p, p.relative_to(root).as_posix()))
@@ -260,9 +267,12 @@ def collect_sources(source: str | os.PathLike, output: str | os.PathLike) -> tup
             f"--input root {os.fspath(root)!r} is inside --output {os.fspath(output)!r}: "
             "outputs could overwrite inputs"
         )
-    if _inside(output_real, root_real) and os.path.isdir(output) and not any(pathlib.Path(output).glob("manifest*.jsonl")):
+    if (_inside(output_real, root_real) and os.path.isdir(output)
+            and not any(pathlib.Path(output).glob("manifest*.jsonl"))
+            and not any(pathlib.Path(output).glob(".beam-plan-*.jsonl"))):
         # An output folder inside the input is left out of the input. One
-        # that already holds images no run wrote (no manifest) is an input
+        # that already holds images no run wrote (no manifest, and no plan
+        # of a Beam run, whose manifests come only at its end) is an input
         # subfolder given as --output: its images would be skipped, and
         # overwritten by outputs of the same name.
         held = image_io.list_images(output)

@@ -892,19 +892,32 @@ def resume_checkpoint(checkpoint_dir: pathlib.Path) -> str | None:
     before as the latest. When the newest one it lists has lost its files,
     the newest complete one before it is taken, with a warning.
 
+    Without a state file (a first save cut short, or the file deleted), the
+    newest checkpoint that reads is taken.
+
     Raises:
-      ConfigError: checkpoints exist but none can be resumed (their files
-        gone, or no state file saying which are complete): starting afresh
-        would overwrite them.
+      ConfigError: the state file lists checkpoints whose files are all
+        gone: starting afresh would pass for a resume.
     """
     state = tf.train.get_checkpoint_state(str(checkpoint_dir))
     if state is None:
-        leftovers = sorted(p.name.removesuffix(".index") for p in checkpoint_dir.glob("ckpt-*.index"))
-        if leftovers:
-            raise ConfigError(
-                f"{checkpoint_dir} holds {', '.join(leftovers)} but no 'checkpoint' state file, which says "
-                "which checkpoints are complete. Restore it, or move the checkpoints away to start afresh"
-            )
+        # No state file: the first save was cut short before it wrote one, or
+        # it was deleted. The newest checkpoint that reads is taken.
+        numbered = []
+        for index in checkpoint_dir.glob("ckpt-*.index"):
+            number = index.name.removesuffix(".index").removeprefix("ckpt-")
+            if number.isdigit():
+                numbered.append((int(number), str(index.with_suffix(""))))
+        for _, path in sorted(numbered, reverse=True):
+            try:
+                tf.train.load_checkpoint(path).get_tensor("counters/step/.ATTRIBUTES/VARIABLE_VALUE")
+            except (tf.errors.OpError, ValueError):
+                continue
+            logging.warning("%s has no 'checkpoint' state file: resuming from %s, the newest checkpoint "
+                            "that reads", checkpoint_dir, path)
+            return path
+        if numbered:
+            logging.warning("%s holds no checkpoint that reads: starting afresh", checkpoint_dir)
         return None
     listed = list(state.all_model_checkpoint_paths) or [state.model_checkpoint_path]
     for path in reversed(listed):
@@ -924,12 +937,13 @@ def _check_epoch_size(counters, steps_per_epoch: int, latest: str) -> None:
     the learning-rate schedule counts epochs in steps, the loop in epochs."""
     step, epoch, into = (int(v.numpy()) for v in (counters.step, counters.epoch, counters.step_in_epoch))
     if epoch and step != epoch * steps_per_epoch + into:
+        before = (step - into) // epoch
         raise ConfigError(
-            f"the training set changed size since {latest}: it trained {epoch} epoch(s) of "
-            f"{(step - into) // epoch} steps, and now an epoch is {steps_per_epoch} steps (the larger of the "
-            "data.train_a/data.train_b folders over train.batch_size; data.max_images caps them). The "
-            "learning-rate schedule would no longer match the epochs. Restore the folders or set "
-            "data.max_images to the old count, or start a new --workdir"
+            f"the training set changed size since {latest}: it trained {epoch} epoch(s) of {before} "
+            f"steps, and now an epoch is {steps_per_epoch} steps (the larger training domain's images over "
+            "train.batch_size). The learning-rate schedule would no longer match the epochs. Restore the "
+            f"training data, or set data.max_images so the larger domain has {before} x train.batch_size "
+            "images, or start a new --workdir"
         )
 
 

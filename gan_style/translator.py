@@ -446,7 +446,9 @@ def _root_cause(error: BaseException) -> str:
     Keras appends (whole model configs, thousands of characters)."""
     while error.__cause__ is not None or error.__context__ is not None:
         error = error.__cause__ or error.__context__
-    text = str(error).split("Full object config")[0].split("\n")[0].strip()
+    text = " ".join(str(error).split("Full object config")[0].split())
+    if len(text) > 600:
+        text = text[:600] + " ..."
     return f"{type(error).__name__}: {text}"
 
 

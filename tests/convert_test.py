@@ -664,12 +664,20 @@ def test_a_symlinked_folder_is_reported_not_passed_over(translator, tmp_path):
 
 
 def test_a_glob_does_not_follow_symlinked_folders_either(translator, tmp_path):
-    # `**` follows links: a link to a parent folder made one image 41 sources.
+    # glob.glob's `**` followed links: one link to a parent folder made one
+    # image 41 sources, two made the listing grow without end.
     save(tmp_path / "in" / "sub" / "a.jpg", noise(8, 8, seed=1))
-    (tmp_path / "in" / "sub" / "loop").symlink_to("..", target_is_directory=True)
+    save(tmp_path / "in" / ".hidden" / "h.jpg", noise(8, 8, seed=2))
+    save(tmp_path / "brand" / "b.jpg", noise(8, 8, seed=3))
+    for name in ("loop", "loop2"):
+        (tmp_path / "in" / "sub" / name).symlink_to("..", target_is_directory=True)
     summary = run(translator, str(tmp_path / "in" / "**" / "*.jpg"), tmp_path / "out")
-    assert (summary.converted, summary.failed) == (1, 1)
-    row = by_rel(records(tmp_path / "out"))["sub/loop/"]
+    assert (summary.converted, summary.failed) == (1, 0)
+    # A link a single `*` matches is reported as the folder walk reports it.
+    (tmp_path / "in" / "linked").symlink_to(tmp_path / "brand", target_is_directory=True)
+    summary = run(translator, str(tmp_path / "in" / "*" / "*.jpg"), tmp_path / "out")
+    assert (summary.skipped, summary.failed) == (1, 1)
+    row = by_rel(records(tmp_path / "out"))["linked/"]
     assert "symlinked folder" in row["reason"] and "not walked" in row["reason"]
 
 
@@ -696,3 +704,11 @@ def test_an_input_subfolder_holding_images_is_refused_as_output(translator, tmp_
     # An output folder of an earlier run inside the input is fine (it has a manifest).
     assert run(translator, src, src / "styled").converted == 2
     assert run(translator, src, src / "styled").skipped == 2
+    # So is one a Beam run was killed in: it writes its manifests only at
+    # the end, but its plan at the start.
+    src = tmp_path / "cat2"
+    save(src / "a.jpg", noise(8, 8, seed=1))
+    save(src / "beam" / "a.jpg", noise(8, 8, seed=3))
+    (src / "beam" / ".beam-plan-20261128T000000-abcdef.jsonl").write_text("")
+    summary = run(translator, src, src / "beam")
+    assert (summary.total, summary.skipped) == (1, 1)  # the killed run's output is taken over

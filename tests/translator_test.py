@@ -306,6 +306,24 @@ def test_load_translator_errors(tmp_path, saved_model_path):
     keras.Sequential([keras.Input((4, 4, 3)), Unregistered()]).save(custom)
     with pytest.raises(ValueError, match=r"custom.keras: cannot load this .keras file: TypeError: Could not locate class .Unregistered.\. Make sure"):
         load_translator(custom)
+    # Keras's reason on the lines after the first is kept (weights that do not fit the config).
+    import json
+    import zipfile
+
+    dense = tmp_path / "dense.keras"
+    keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)]).save(dense)
+    edited = tmp_path / "edited.keras"
+    with zipfile.ZipFile(dense) as original, zipfile.ZipFile(edited, "w") as copy:
+        for item in original.infolist():
+            data = original.read(item.filename)
+            if item.filename == "config.json":
+                config = json.loads(data)
+                config["config"]["layers"][-1]["config"]["units"] = 4
+                data = json.dumps(config).encode()
+            copy.writestr(item, data)
+    with pytest.raises(ValueError, match=r"edited.keras: cannot load this .keras file: ValueError: .*could not be "
+                                         r"loaded.*must match. variable.shape=\(3, 4\), Received: value.shape=\(3, 2\)"):
+        load_translator(edited)
 
 
 def test_generator_file_and_workdir_load_into_a_translator(tmp_path):
