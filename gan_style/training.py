@@ -947,6 +947,28 @@ def _check_epoch_size(counters, steps_per_epoch: int, latest: str) -> None:
         )
 
 
+def _batches(dataset, data, batch_size: int):
+    """``dataset``'s batches; a batch of images of different sizes (which
+    ``scale_width``/``none`` keep) is a ConfigError naming the keys, not a
+    tf.data shape error."""
+    iterator = iter(dataset)
+    while True:
+        try:
+            batch = next(iterator)
+        except StopIteration:
+            return
+        except tf.errors.InvalidArgumentError as e:
+            if "Cannot batch tensors with different shapes" not in str(e):
+                raise
+            raise ConfigError(
+                f"data.preprocess={data.preprocess!r} keeps each training image's own size, and "
+                f"train.batch_size={batch_size} put images of different sizes in one batch: use "
+                "train.batch_size=1, or a preprocess that crops to data.crop_size (resize_and_crop, crop, "
+                "scale_width_and_crop)"
+            ) from None
+        yield batch
+
+
 def _atomic_write_text(path: pathlib.Path, text: str) -> None:
     temporary = path.with_name(f".{path.name}.tmp{os.getpid()}")
     temporary.write_text(text)
@@ -1156,7 +1178,7 @@ def _train(config, workdir, strategy, chief, extra_callbacks, feature_fn):
         callbacks.on_epoch_begin(epoch)
         epoch_sums = {name: 0.0 for name in LOSS_NAMES}
         epoch_count = 0
-        for batch in dataset:
+        for batch in _batches(dataset, data, batch_size):
             callbacks.on_train_batch_begin(done)
             # The rate this step uses (the schedule reads the optimizer's step count).
             lr = float(keras.ops.convert_to_numpy(model.gen_optimizer.learning_rate))

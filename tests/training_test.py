@@ -459,3 +459,15 @@ def test_a_resume_with_another_epoch_size_is_refused(one_step_run, tmp_path):
         training.train_and_evaluate(config, workdir)
     config.data.max_images = 2  # capped to the old count: resumes
     assert training.train_and_evaluate(config, workdir)["step"] == 2
+
+
+def test_a_batch_of_images_of_different_sizes_names_the_keys(tmp_path):
+    from PIL import Image
+
+    config = _tiny_run_config(tmp_path, count=2, size=32)
+    Image.fromarray(np.zeros((40, 36, 3), np.uint8)).save(pathlib.Path(config.data.root) / "trainA" / "0.png")
+    config.data.preprocess = "none"
+    config.model.pool_size = 0
+    with pytest.raises(training.ConfigError, match=r"data.preprocess='none' keeps each training image's own "
+                                                   r"size, and train.batch_size=2 put images of different sizes"):
+        training.train_and_evaluate(config, tmp_path / "run")
