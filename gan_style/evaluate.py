@@ -9,8 +9,8 @@ Two ways to call it::
 
     # Translate --source with a saved translator, then score against --target.
     # With --reverse_model also the cycle-reconstruction PSNR (source -> fake -> back).
-    python -m gan_style.evaluate --model=translator_ab.keras --source=testA/ --target=testB/ \
-        [--reverse_model=translator_ba.keras] [--json=out.json]
+    python -m gan_style.evaluate --model=WORKDIR/export/gen_ab.keras --source=testA/ --target=testB/ \
+        [--reverse_model=WORKDIR/export/gen_ba.keras] [--json=out.json]
 
 Every run needs the TF-FID Inception weights: ``--inception_weights=PATH``, else
 ``$GAN_STYLE_INCEPTION_WEIGHTS``, else the cache path (see
