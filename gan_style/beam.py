@@ -106,6 +106,8 @@ def _remote_entries(source: str):
     entries = []
     for meta in sorted(matches, key=lambda m: m.path):
         rel = meta.path[len(root):].lstrip("/")
+        if any(part.startswith(".") for part in pathlib.PurePosixPath(rel).parts):
+            continue  # hidden, as the local walk leaves them: ._x.jpg resource forks, .thumbs/
         if pathlib.PurePosixPath(rel).suffix.lower() in image_io.IMAGE_EXTENSIONS and rel:
             entries.append(convert.Source(pathlib.Path(rel), rel))
     if not entries and not matches:
@@ -133,6 +135,15 @@ def plan_catalog(source: str, output: str, fmt: str = "same") -> list[dict]:
 
     if _is_remote(source):
         root, entries = _remote_entries(source)
+        # The local checks of collect_sources, on object-store paths.
+        root_key, output_key = root.rstrip("/") + "/", output.rstrip("/") + "/"
+        if output_key == root_key:
+            raise ValueError(f"--output {output!r} is the input folder: outputs would overwrite the inputs")
+        if root_key.startswith(output_key):
+            raise ValueError(f"--input root {root!r} is inside --output {output!r}: outputs could overwrite inputs")
+        inside = output_key[len(root_key):] if output_key.startswith(root_key) else None
+        if inside:  # earlier outputs under an output folder inside the input are not inputs
+            entries = [e for e in entries if e.refused or not (e.rel + "/").startswith(inside)]
         for entry in entries:
             if not entry.refused:
                 entry.path = FileSystems.join(root, entry.rel)

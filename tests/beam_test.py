@@ -327,3 +327,19 @@ def test_two_launchers_pruning_at_once_keep_every_newest_record(tmp_path, monkey
     (tmp_path / "manifest.beam-r2-00000-of-00001.jsonl").unlink()
     monkeypatch.setattr(beam_conversion, "_manifest_files", lambda output: listed)
     assert {r["time"][:10] for r in beam_conversion._previous_records(str(tmp_path)).values()} == {"2026-01-03"}
+
+
+def test_remote_inputs_get_the_local_path_checks(tmp_path):
+    # A remote --input skipped collect_sources' checks: the same folder as
+    # --output overwrote the sources, an output folder inside the input was
+    # converted again as input, and hidden files were sources.
+    catalog = tmp_path / "catalog"
+    for rel in ("i0.jpg", "._i0.jpg", ".thumbs/t.jpg", "styled/i0.jpg"):
+        (catalog / rel).parent.mkdir(parents=True, exist_ok=True)
+        (catalog / rel).write_bytes(b"x")
+    remote = FAKE + str(catalog)
+    with pytest.raises(ValueError, match="is the input folder"):
+        beam_conversion.plan_catalog(remote + "/", remote, "same")
+    with pytest.raises(ValueError, match="is inside --output"):
+        beam_conversion.plan_catalog(remote + "/styled/", remote, "same")
+    assert [p["rel"] for p in beam_conversion.plan_catalog(remote + "/", remote + "/styled", "same")] == ["i0.jpg"]
