@@ -334,6 +334,14 @@ def make_strategy(distribute: ml_collections.ConfigDict) -> tf.distribute.Strate
             _check_devices(devices)
         return tf.distribute.MirroredStrategy(devices)
     if name == "multi_worker":
+        tasks = _tf_config_workers()
+        if tasks < 2:
+            # It would train alone without a word: a mistyped or unset TF_CONFIG.
+            raise ConfigError(
+                f"config key distribute.strategy='multi_worker' but TF_CONFIG lists {tasks} chief/worker "
+                "task(s) (it needs 2 or more: {\"cluster\": {\"worker\": [...]}, \"task\": {...}}); for one "
+                "host use distribute.strategy=mirrored or auto"
+            )
         return tf.distribute.MultiWorkerMirroredStrategy()
     address = _tpu_address(distribute.tpu)
     if address is None:

@@ -350,6 +350,18 @@ def test_mirrored_devices_that_do_not_exist_are_named():
             training.make_strategy(distribute)
 
 
+def test_multi_worker_without_a_cluster_is_refused(monkeypatch):
+    distribute = smoke.get_config().distribute
+    distribute.strategy = "multi_worker"
+    for tf_config in (None, '{"clustr": {"worker": ["a:1", "b:2"]}}', '{"cluster": {"worker": ["a:1"]}}'):
+        if tf_config is None:
+            monkeypatch.delenv("TF_CONFIG", raising=False)
+        else:
+            monkeypatch.setenv("TF_CONFIG", tf_config)
+        with pytest.raises(training.ConfigError, match=r"multi_worker' but TF_CONFIG lists [01] chief/worker"):
+            training.make_strategy(distribute)
+
+
 def test_log_every_steps_zero_logs_no_scalars(tmp_path):
     writer = tf.summary.create_file_writer(str(tmp_path))
     logger = training.ScalarLogger(writer, every_steps=0, global_batch_size=1)
