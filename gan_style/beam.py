@@ -527,6 +527,19 @@ def build_pipeline(pipeline: beam.Pipeline, plan_path: str, output: str, run_id:
     )
 
 
+def _check_pipeline_args(pipeline_args: Sequence[str]) -> None:
+    """Beam only warns about options it does not know and runs without them
+    (a mistyped ``--direct_num_worker=2`` ran on one worker): refuse them."""
+    options = PipelineOptions(list(pipeline_args))
+    unknown = sorted(set(options.get_all_options(retain_unknown_options=True))
+                     - set(options.get_all_options(retain_unknown_options=False)))
+    if unknown:
+        raise ValueError(
+            f"Beam options not recognised after `--`: {', '.join('--' + name for name in unknown)} "
+            "(gan_style's own flags, such as --tone, go before `--`)"
+        )
+
+
 def run_pipeline(
     model: str | os.PathLike,
     source: str,
@@ -570,6 +583,7 @@ def run_pipeline(
     stats_size = tiling.DEFAULT_STATS_SIZE if stats_size is None else stats_size
     convert._check_options(format, quality, batch_size, tile, overlap, max_pixels, num_shards, shard_index,
                            context, strength)
+    _check_pipeline_args(pipeline_args)
     precision = convert.resolve_precision(precision)
     model, output, source = str(model), str(output), str(source)
     if not _is_remote(model) and not os.path.exists(model):

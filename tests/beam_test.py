@@ -343,3 +343,12 @@ def test_remote_inputs_get_the_local_path_checks(tmp_path):
     with pytest.raises(ValueError, match="is inside --output"):
         beam_conversion.plan_catalog(remote + "/styled/", remote, "same")
     assert [p["rel"] for p in beam_conversion.plan_catalog(remote + "/", remote + "/styled", "same")] == ["i0.jpg"]
+
+
+def test_beam_options_it_does_not_know_are_refused(model_path, tmp_path):
+    # Beam only warned and ran without them: no tone, one worker.
+    with pytest.raises(ValueError, match=r"Beam options not recognised after `--`: --direct_num_worker, --tone "
+                                         r"\(gan_style's own flags, such as --tone, go before `--`\)"):
+        beam_conversion.run_pipeline(model_path, str(tmp_path), str(tmp_path / "out"),
+                                     pipeline_args=[*DIRECT, "--tone=warm", "--direct_num_worker=2"])
+    beam_conversion._check_pipeline_args([*DIRECT, "--direct_num_workers=2", "--project=p"])  # known ones pass
