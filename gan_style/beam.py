@@ -172,16 +172,21 @@ def plan_catalog(source: str, output: str, fmt: str = "same") -> list[dict]:
     return plan
 
 
-def _manifest_files(output: str) -> list[str]:
-    """Every ``manifest*.jsonl`` in ``output``, sorted (none when it does not exist yet)."""
+def _manifest_files(output: str, pattern: str = "manifest*.jsonl") -> list[str]:
+    """Every ``manifest*.jsonl`` (or ``pattern``) in ``output``, sorted (none when it does not exist yet)."""
     if not _is_remote(output):
         # pathlib, not FileSystems.match: a folder name with [ or * is no pattern.
-        return [str(p) for p in sorted(pathlib.Path(output).glob("manifest*.jsonl"))] if os.path.isdir(output) else []
+        return [str(p) for p in sorted(pathlib.Path(output).glob(pattern))] if os.path.isdir(output) else []
     try:
-        matches = FileSystems.match([FileSystems.join(output, "manifest*.jsonl")])[0].metadata_list
+        matches = FileSystems.match([FileSystems.join(output, pattern)])[0].metadata_list
     except Exception:  # noqa: BLE001 - no output folder yet
         return []
     return sorted(m.path for m in matches)
+
+
+def _plan_files(output: str) -> list[str]:
+    """Plans that killed Beam runs left in ``output`` (a finished run deletes its own)."""
+    return _manifest_files(output, ".beam-plan-*.jsonl")
 
 
 def _read_lines(path: str) -> list[bytes]:
@@ -247,7 +252,7 @@ def _prune_manifest(path: str, lines: list[bytes], keep: set[int]) -> None:
 
 
 def _skip(item: dict, record: dict | None, settings: str, output: str,
-          owners: dict[str, str] | None = None) -> tuple[str, dict] | None:
+          owners: dict[str, str] | None = None, unrecorded: set[str] | None = None) -> tuple[str, dict] | None:
     """(reason, kept record fields) when ``item`` needs no conversion, else None."""
     from gan_style import convert
 
@@ -272,7 +277,7 @@ def _skip(item: dict, record: dict | None, settings: str, output: str,
         source.stat = os.stat(source.path)
     except OSError:
         return None
-    reason = convert._skip_reason(source, record, settings, output, owners)
+    reason = convert._skip_reason(source, record, settings, output, owners, unrecorded)
     if reason is None:
         return None
     if record is None:  # an existing output we take as ours from now on
@@ -606,10 +611,11 @@ def run_pipeline(
     plan = [p for p in plan_catalog(source, output, format) if convert.shard_of(p["rel"], num_shards) == shard_index]
     previous = {} if overwrite else _previous_records(output)
     owners = convert.output_owners(previous)
+    unrecorded = convert.outputs_of_killed_beam_runs(_read_lines(path) for path in _plan_files(output))
     for item in plan:
         if item["refused"] or overwrite:
             continue
-        skip = _skip(item, previous.get(item["rel"]), settings, output, owners)
+        skip = _skip(item, previous.get(item["rel"]), settings, output, owners, unrecorded)
         if skip is not None:
             item["skip"] = skip
             if not _is_remote(item["source"]):

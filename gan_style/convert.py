@@ -893,14 +893,31 @@ def output_owners(previous: dict[str, dict]) -> dict[str, str]:
             if record.get("output_rel") and record.get("status") in (CONVERTED, SKIPPED)}
 
 
+def outputs_of_killed_beam_runs(plans: Iterable[Iterable[str | bytes]]) -> set[str]:
+    """The ``output_rel`` of every file the given ``.beam-plan-*.jsonl``
+    contents planned to write. A Beam run deletes its plan when it ends,
+    failed or not, so a plan left behind is a killed run's: its outputs may
+    exist with no record of the settings they were made with."""
+    outputs = set()
+    for lines in plans:
+        for line in lines:
+            item = Manifest._parse(line)
+            if item and not item.get("skip") and not item.get("refused"):
+                outputs.update(item.get(key) for key in ("output_rel", "alpha_output_rel") if item.get(key))
+    return outputs
+
+
 def _skip_reason(source: Source, record: dict | None, settings: str,
-                 output_root: str | os.PathLike | None = None, owners: dict[str, str] | None = None) -> str | None:
+                 output_root: str | os.PathLike | None = None, owners: dict[str, str] | None = None,
+                 unrecorded: set[str] | None = None) -> str | None:
     """Why ``source`` needs no conversion, or None to convert it.
 
     ``owners`` (:func:`output_owners` of the previous records): an existing
     output that a record of another source claims is not this source's
     (a replaced ``a.png`` -> ``a.jpg``, or names re-planned when a new
-    source arrived), so this source is converted.
+    source arrived), so this source is converted. ``unrecorded``
+    (:func:`outputs_of_killed_beam_runs`): outputs a killed run may have
+    written with other settings are converted again, not taken over.
     """
     root = None if output_root is None else pathlib.Path(output_root)
     planned = {_output_rel(p, root) for p in (source.output, source.alpha_output)} - {None}
@@ -911,6 +928,8 @@ def _skip_reason(source: Source, record: dict | None, settings: str,
             return None
         rel = _output_rel(source.output, root)
         if rel is not None and (owners or {}).get(rel.casefold(), source.rel) != source.rel:
+            return None
+        if rel is not None and rel in (unrecorded or ()):
             return None
         return "output already exists (no manifest record); --overwrite to convert again"
     if record.get("status") not in (CONVERTED, SKIPPED) or source.stat is None:
@@ -1010,6 +1029,8 @@ def convert_catalog(
         output.mkdir(parents=True, exist_ok=True)
         previous = {} if overwrite else Manifest.read(output)
         owners = output_owners(previous)
+        unrecorded = outputs_of_killed_beam_runs(
+            path.read_bytes().splitlines() for path in sorted(output.glob(".beam-plan-*.jsonl")))
         manifest_path = output / manifest_name(num_shards, shard_index)
         Manifest.compact(manifest_path)
         manifest = Manifest(manifest_path)
@@ -1034,7 +1055,7 @@ def convert_catalog(
                 entry.stat = os.stat(entry.path)
             except OSError:
                 entry.stat = None  # read_image reports why
-            reason = None if overwrite else _skip_reason(entry, previous.get(entry.rel), settings, output, owners)
+            reason = None if overwrite else _skip_reason(entry, previous.get(entry.rel), settings, output, owners, unrecorded)
             if reason is not None:
                 record = previous.get(entry.rel)
                 if record is None:  # an existing output we take as ours from now on

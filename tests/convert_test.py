@@ -712,3 +712,24 @@ def test_an_input_subfolder_holding_images_is_refused_as_output(translator, tmp_
     (src / "beam" / ".beam-plan-20261128T000000-abcdef.jsonl").write_text("")
     summary = run(translator, src, src / "beam")
     assert (summary.total, summary.skipped) == (1, 1)  # the killed run's output is taken over
+
+
+def test_outputs_of_a_killed_beam_run_are_converted_again(translator, tmp_path):
+    # A Beam run writes its manifests only at the end; killed, it leaves its
+    # outputs (made with its own settings) and its plan. They must not be
+    # taken over as "already exists" with this run's settings.
+    src, out = tmp_path / "in", tmp_path / "out"
+    save(src / "a.jpg", noise(8, 8, seed=1))
+    save(src / "b.jpg", noise(8, 8, seed=2))
+    save(out / "a.jpg", noise(8, 8, seed=3))  # what the killed run wrote
+    save(out / "b.jpg", noise(8, 8, seed=4))  # not in its plan: someone else's file
+    plan = [{"rel": "a.jpg", "output_rel": "a.jpg", "alpha_output_rel": "a.png", "refused": None},
+            {"rel": "c.jpg", "output_rel": "c.jpg", "skip": ["unchanged", {}], "refused": None}]
+    (out / ".beam-plan-20261128T000000-abcdef.jsonl").write_text("".join(json.dumps(p) + "\n" for p in plan))
+    assert convert.outputs_of_killed_beam_runs([(out / ".beam-plan-20261128T000000-abcdef.jsonl").read_bytes()
+                                                .splitlines()]) == {"a.jpg", "a.png"}
+    summary = run(translator, src, out)
+    assert (summary.converted, summary.skipped) == (1, 1)
+    rows = convert.Manifest.read(out)
+    assert rows["a.jpg"]["status"] == "converted"
+    assert "already exists (no manifest record)" in rows["b.jpg"]["reason"]
