@@ -11,7 +11,8 @@ Every source gets one line in OUTPUT/manifest.jsonl (converted, skipped or
 failed, with the reason). Exit status: 0 when nothing failed, 3 when some
 files failed (the others are converted), 1 for a usage error (bad flag,
 missing model or input), 4 when the run stopped because the manifest could
-not be written (a full disk; the same command resumes), 130 after Ctrl-C.
+not be written (a full disk; the same command resumes) or the Beam pipeline
+failed once started, 130 after Ctrl-C.
 """
 
 import os
@@ -130,6 +131,9 @@ def _run_beam(model, pipeline_args) -> int:
         )
     except (FileNotFoundError, ValueError) as e:
         return _fail(str(e))
+    except beam_conversion.PipelineFailed as e:
+        print(f"infer.py: {e}", file=sys.stderr, flush=True)
+        return EXIT_STOPPED
     print(summary, flush=True)
     if summary.failed:
         logging.warning("%d file(s) failed; see the dead_letter.beam-*.jsonl files in %s", summary.failed, FLAGS.output)

@@ -532,6 +532,10 @@ def build_pipeline(pipeline: beam.Pipeline, plan_path: str, output: str, run_id:
     )
 
 
+class PipelineFailed(RuntimeError):
+    """The pipeline stopped on an error after it started (infer.py: exit status 4)."""
+
+
 def _check_pipeline_args(pipeline_args: Sequence[str]) -> None:
     """Beam only warns about options it does not know and runs without them
     (a mistyped ``--direct_num_worker=2`` ran on one worker): refuse them."""
@@ -579,6 +583,7 @@ def run_pipeline(
 
     Raises:
       FileNotFoundError, ValueError: bad arguments (named), before the pipeline starts.
+      PipelineFailed: the pipeline stopped on an error once started.
     """
     from gan_style import convert, tiling, tonal
 
@@ -632,9 +637,12 @@ def run_pipeline(
         except OSError as e:
             raise ValueError(f"--output {output!r}: cannot write there ({e.strerror or e})") from None
     plan_path = FileSystems.join(output, f".beam-plan-{run_id}.jsonl")
-    with FileSystems.create(plan_path) as f:
-        # ASCII escapes: a name that is not UTF-8 (surrogates) round-trips.
-        f.write("".join(json.dumps(p) + "\n" for p in plan).encode("ascii"))
+    try:
+        with FileSystems.create(plan_path) as f:
+            # ASCII escapes: a name that is not UTF-8 (surrogates) round-trips.
+            f.write("".join(json.dumps(p) + "\n" for p in plan).encode("ascii"))
+    except OSError as e:  # a read-only mount, say
+        raise ValueError(f"--output {output!r}: cannot write there ({e.strerror or e})") from None
 
     convert_fn = ConvertFn(model, tone=None if profile is None else dataclasses.asdict(profile), strength=strength, fmt=format, quality=quality,
                            batch_size=batch_size, tile=tile, overlap=overlap, stats_size=stats_size,
@@ -647,6 +655,13 @@ def run_pipeline(
     try:
         result = pipeline.run()
         result.wait_until_finish()
+    except Exception as e:  # a worker's error (a full disk, say), re-raised by the runner
+        lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+        cause = (lines[-1] if lines else type(e).__name__)[:400]
+        raise PipelineFailed(
+            f"the Beam pipeline failed: {cause}. The outputs it wrote are kept; this run recorded none "
+            "of them, so the next run converts them again"
+        ) from e
     finally:  # the plan is this run's alone, finished or failed
         try:
             FileSystems.delete([plan_path])

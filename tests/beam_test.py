@@ -352,3 +352,17 @@ def test_beam_options_it_does_not_know_are_refused(model_path, tmp_path):
         beam_conversion.run_pipeline(model_path, str(tmp_path), str(tmp_path / "out"),
                                      pipeline_args=[*DIRECT, "--tone=warm", "--direct_num_worker=2"])
     beam_conversion._check_pipeline_args([*DIRECT, "--direct_num_workers=2", "--project=p"])  # known ones pass
+
+
+def test_a_pipeline_that_fails_once_started_says_so_and_cleans_up(model_path, catalog, tmp_path, monkeypatch):
+    def fail(self, *args, **kwargs):
+        raise RuntimeError("Traceback (most recent call last): ...\nOSError: [Errno 28] No space left on device "
+                           "[while running 'WriteDeadLetter']")
+
+    monkeypatch.setattr(beam_conversion.beam.Pipeline, "run", fail)
+    out = tmp_path / "out"
+    with pytest.raises(beam_conversion.PipelineFailed,
+                       match=r"the Beam pipeline failed: OSError: \[Errno 28\] No space left on device .*"
+                             r"the next run converts them again"):
+        beam_conversion.run_pipeline(model_path, str(catalog), str(out), pipeline_args=DIRECT)
+    assert not list(out.glob(".beam-plan-*"))  # the plan goes, failed or not
