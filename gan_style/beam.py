@@ -47,6 +47,7 @@ import logging
 import os
 import pathlib
 import re
+import shutil
 import tempfile
 import time
 import uuid
@@ -375,15 +376,10 @@ class ConvertFn(beam.DoFn):
         from gan_style import convert, tonal
         from gan_style.translator import load_translator
 
-        model = self.model
-        if _is_remote(model):
-            local = os.path.join(tempfile.mkdtemp(prefix="gan_style-model-"), os.path.basename(model))
-            with FileSystems.open(model) as src, open(local, "wb") as dst:
-                dst.write(src.read())
-            model = local
         tone = None if self.tone is None else tonal.Profile(**self.tone)
-        self._translator = load_translator(model, tone=tone, strength=self.strength,
-                                           context=self.context).with_precision(self.precision)
+        with _local_model(self.model) as model:
+            self._translator = load_translator(model, tone=tone, strength=self.strength,
+                                               context=self.context).with_precision(self.precision)
         self._translate = convert.translate_function(self._translator)
         self._tiled = None
 
@@ -532,6 +528,24 @@ def build_pipeline(pipeline: beam.Pipeline, plan_path: str, output: str, run_id:
     )
 
 
+@contextlib.contextmanager
+def _local_model(model: str):
+    """A local path to ``model``: a remote one is copied into a temporary
+    folder, removed once loaded (the model is in memory by then), so runs on
+    long-lived workers do not fill /tmp with copies."""
+    if not _is_remote(model):
+        yield model
+        return
+    folder = tempfile.mkdtemp(prefix="gan_style-model-")
+    try:
+        local = os.path.join(folder, os.path.basename(model))
+        with FileSystems.open(model) as src, open(local, "wb") as dst:
+            dst.write(src.read())
+        yield local
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 class PipelineFailed(RuntimeError):
     """The pipeline stopped on an error after it started (infer.py: exit status 4)."""
 
@@ -601,12 +615,8 @@ def run_pipeline(
     profile = None if tone is None else tonal.resolve_tone(tone)
     # The launcher loads the model once too: validates it and --tile early, and
     # fingerprints the settings exactly as the local run does (so either resumes the other).
-    local_model = model
-    if _is_remote(model):
-        local_model = os.path.join(tempfile.mkdtemp(prefix="gan_style-model-"), os.path.basename(model))
-        with FileSystems.open(model) as src, open(local_model, "wb") as dst:
-            dst.write(src.read())
-    translator = convert._resolve_translator(local_model, profile, strength, precision, context)
+    with _local_model(model) as local_model:
+        translator = convert._resolve_translator(local_model, profile, strength, precision, context)
     tiling.check_tiling(translator, tile, overlap)
     settings = convert._settings_fingerprint(translator, format=format, quality=int(quality), tile=int(tile or 0),
                                              overlap=int(overlap), stats_size=int(stats_size),

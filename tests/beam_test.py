@@ -5,6 +5,7 @@ import os
 import pathlib
 import subprocess
 import sys
+import tempfile
 
 import numpy as np
 import pytest
@@ -192,9 +193,12 @@ def test_remote_paths_list_file_refusals_and_rerun(model_path, catalog, tmp_path
         target.write_bytes((catalog / rel).read_bytes())
     listing.write_text("shelf0/item0.jpg\nshelf1/item1.jpg\n../outside.jpg\nempty.jpg\n")
     out = tmp_path / "out"
+    copies = set(pathlib.Path(tempfile.gettempdir()).glob("gan_style-model-*"))
     first = beam_conversion.run_pipeline(FAKE + str(model_path), FAKE + str(listing), FAKE + str(out),
                                          pipeline_args=DIRECT)
     assert (first.converted, first.skipped, first.failed) == (2, 0, 2)
+    # The remote model's local copies (launcher, each worker) are gone once loaded.
+    assert set(pathlib.Path(tempfile.gettempdir()).glob("gan_style-model-*")) == copies
     rows = {r["rel"]: r for r in manifest_rows(out, "manifest.beam-*.jsonl")}
     assert rows["shelf1/item1.jpg"]["output"] == FAKE + str(out / "shelf1" / "item1.jpg")
     assert rows["shelf1/item1.jpg"]["source_size"] == (catalog / "shelf1" / "item1.jpg").stat().st_size
