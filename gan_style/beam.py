@@ -224,8 +224,14 @@ def _previous_records(output: str) -> dict[str, dict]:
     for _, path, number in newest.values():
         kept[path].add(number)
     for path, numbers in kept.items():
-        if FileSystems.split(path)[1].startswith("manifest.beam-") and 2 * len(numbers) < len(contents[path]):
+        if FileSystems.split(path)[1].startswith("manifest.beam-") and (
+                2 * len(numbers) < len(contents[path]) or not contents[path]):  # empty: a run with nothing to do
             _prune_manifest(path, contents[path], numbers)
+    # A run with no failures leaves empty dead-letter files: one a night would pile up.
+    for path in _manifest_files(output, "dead_letter.beam-*.jsonl"):
+        with contextlib.suppress(Exception):
+            if not _read_lines(path):
+                FileSystems.delete([path])
     return {rel: record for rel, (record, _, _) in newest.items()}
 
 

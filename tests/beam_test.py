@@ -370,3 +370,14 @@ def test_a_pipeline_that_fails_once_started_says_so_and_cleans_up(model_path, ca
                              r"the next run converts them again"):
         beam_conversion.run_pipeline(model_path, str(catalog), str(out), pipeline_args=DIRECT)
     assert not list(out.glob(".beam-plan-*"))  # the plan goes, failed or not
+
+
+def test_empty_manifests_and_dead_letters_of_earlier_runs_are_removed(tmp_path):
+    # Three runs over an empty catalog left three empty pairs, kept for good.
+    for run in ("a", "b"):
+        (tmp_path / f"manifest.beam-{run}-00000-of-00001.jsonl").write_bytes(b"")
+        (tmp_path / f"dead_letter.beam-{run}-00000-of-00001.jsonl").write_bytes(b"")
+    (tmp_path / "dead_letter.beam-c-00000-of-00001.jsonl").write_text('{"rel": "x.jpg", "status": "failed"}\n')
+    (tmp_path / "manifest.jsonl").write_bytes(b"")  # infer.py's own: left to its compaction
+    assert beam_conversion._previous_records(str(tmp_path)) == {}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dead_letter.beam-c-00000-of-00001.jsonl", "manifest.jsonl"]
