@@ -329,7 +329,10 @@ def test_two_launchers_pruning_at_once_keep_every_newest_record(tmp_path, monkey
         b"".join(rec(r, "2026-01-03T00:00:00.000+00:00") for r in rels))
     listed = beam_conversion._manifest_files(str(tmp_path))
     (tmp_path / "manifest.beam-r2-00000-of-00001.jsonl").unlink()
-    monkeypatch.setattr(beam_conversion, "_manifest_files", lambda output: listed)
+    real_files = beam_conversion._manifest_files
+    monkeypatch.setattr(beam_conversion, "_manifest_files",
+                        lambda output, pattern="manifest*.jsonl": listed if pattern == "manifest*.jsonl"
+                        else real_files(output, pattern))
     assert {r["time"][:10] for r in beam_conversion._previous_records(str(tmp_path)).values()} == {"2026-01-03"}
 
 
