@@ -20,6 +20,8 @@ that can read the file); the resulting ``.keras`` file does not.
 
 from __future__ import annotations
 
+import os
+import pathlib
 import re
 import sys
 from typing import Mapping
@@ -148,7 +150,6 @@ def read_pth(path: str) -> dict[str, np.ndarray]:
     Raises:
       FileNotFoundError, ValueError: naming ``path``.
     """
-    import os
 
     try:
         import torch
@@ -161,9 +162,14 @@ def read_pth(path: str) -> dict[str, np.ndarray]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # noqa: BLE001 - unpickling, zip and torch errors alike
-        raise ValueError(f"{path}: not a PyTorch state dict file ({type(error).__name__}: {error})") from None
-    if hasattr(state, "state_dict"):
-        state = state.state_dict()
+        pickled = re.search(r"Unsupported global: GLOBAL (\S+)", str(error))
+        if pickled:  # torch.save(model) rather than its state dict: a pickled object of that class
+            raise ValueError(
+                f"{path}: holds a whole pickled model ({pickled.group(1)}), not a state dict; save "
+                "model.state_dict() instead (loading pickled code is unsafe)"
+            ) from None
+        # torch's own text is paragraphs of advice about weights_only: its type says enough.
+        raise ValueError(f"{path}: not a PyTorch state dict file ({type(error).__name__})") from None
     for key in ("state_dict", "model"):
         if isinstance(state, Mapping) and isinstance(state.get(key), Mapping):
             state = state[key]
@@ -222,8 +228,19 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    model.save(args.out)
-    print(f"wrote {args.out}: {model.name}, {model.count_params():,} parameters")
+    out = pathlib.Path(args.out)
+    if out.is_dir():
+        print(f"error: {out} is a folder; give the .keras file to write", file=sys.stderr)
+        return 1
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # Under a temporary name, then renamed: a save cut short leaves no half-written .keras.
+    temporary = out.with_name(f".{out.stem}.tmp{os.getpid()}.keras")
+    try:
+        model.save(temporary)
+        os.replace(temporary, out)
+    finally:
+        temporary.unlink(missing_ok=True)
+    print(f"wrote {out}: {model.name}, {model.count_params():,} parameters")
     return 0
 
 

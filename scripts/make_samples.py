@@ -367,6 +367,8 @@ def main(argv: list[str] | None = None) -> int:
         help="folder to write (default: assets/samples)",
     )
     args = parser.parse_args(argv)
+    if pathlib.Path(args.output).exists() and not pathlib.Path(args.output).is_dir():
+        parser.error(f"--output {args.output} is a file; give a folder")
     total = 0
     for path in make_samples(args.output):
         size = path.stat().st_size

@@ -553,3 +553,25 @@ def test_the_bundled_model_when_present_is_small_neutral_and_loads():
     image = image_io.load_rgb(SAMPLES_DIR / "coffee.jpg")[None]
     out = np.asarray(translator(image))
     assert out.shape == image.shape and out.std() > 1.0
+
+
+def test_make_samples_refuses_a_file_as_output(tmp_path, capsys):
+    (tmp_path / "r0.png").write_bytes(b"x")
+    with pytest.raises(SystemExit) as stop:
+        make_samples.main([f"--output={tmp_path / 'r0.png'}"])
+    assert stop.value.code == 2 and "r0.png is a file; give a folder" in capsys.readouterr().err
+
+
+def test_get_inception_weights_reads_a_relative_destination_from_where_it_runs(tmp_path):
+    # It changed into the repo first, so `inc.weights.h5` meant the repo's copy:
+    # an existing file was converted again (88 MB) into the checkout.
+    (tmp_path / "inc.weights.h5").write_bytes(b"already here")
+    fake_bin = tmp_path / "bin"
+    fake_bin.mkdir()
+    (fake_bin / "python").write_text("#!/bin/sh\nexit 0\n")  # pip install is not what this checks
+    (fake_bin / "python").chmod(0o755)
+    result = subprocess.run(["bash", str(ROOT / "scripts" / "get_inception_weights.sh"), "inc.weights.h5"],
+                            cwd=tmp_path, capture_output=True, text=True,
+                            env={**os.environ, "PATH": f"{fake_bin}:{os.environ['PATH']}"})
+    assert result.returncode == 0, result.stderr
+    assert f"Inception weights already at {tmp_path}/inc.weights.h5" in result.stdout

@@ -76,8 +76,9 @@ def test_command_line_converts_a_pth_file(tmp_path):
     torch_net = reference.randomize(reference.UnetGenerator(1, 3, 7, ngf=4), seed=3)
     pth = tmp_path / "latest_net_G_A.pth"
     torch.save(torch_net.state_dict(), pth)
-    out = tmp_path / "gen_ab.keras"
+    out = tmp_path / "new" / "folder" / "gen_ab.keras"  # made for it (it was a traceback)
     assert import_reference.main([str(pth), str(out)]) == 0
+    assert sorted(p.name for p in out.parent.iterdir()) == ["gen_ab.keras"]  # no temporary file left
     loaded = __import__("keras").saving.load_model(out, safe_mode=True)
     x = np.random.default_rng(4).uniform(-1, 1, (1, 128, 128, 1)).astype(np.float32)
     np.testing.assert_allclose(loaded(x).numpy(), _run_torch(torch_net, x), atol=1e-4, rtol=0)
@@ -117,6 +118,13 @@ def test_command_line_errors_name_the_file(tmp_path, capsys):
     (tmp_path / "notes.pth").write_text("not a checkpoint")
     assert import_reference.main([str(tmp_path / "notes.pth"), out]) == 1
     assert "notes.pth: not a PyTorch state dict file" in capsys.readouterr().err
+    whole = tmp_path / "whole_model.pth"  # torch.save(model): a pickled module, not a state dict
+    torch.save(reference.ResnetGenerator(3, 3, ngf=4, n_blocks=6), whole)
+    assert import_reference.main([str(whole), out]) == 1
+    err = capsys.readouterr().err
+    assert "whole_model.pth: holds a whole pickled model (torch_reference.ResnetGenerator), not a state dict; " \
+           "save model.state_dict()" in err
+    assert len(err.strip().splitlines()) == 1
     disc = tmp_path / "latest_net_D_A.pth"
     torch.save(reference.NLayerDiscriminator(3, ndf=4).state_dict(), disc)
     assert import_reference.main([str(disc), out]) == 1
