@@ -1014,7 +1014,7 @@ def train_and_evaluate(
     config = resolve_data_paths(config)
     # Before the workdir exists: data that cannot make one batch, or a domain
     # none of whose images decodes.
-    input_pipeline.steps_per_epoch(config.data, config.train.batch_size)
+    steps_per_epoch = input_pipeline.steps_per_epoch(config.data, config.train.batch_size)
     input_pipeline.check_decodable(config.data)
     # config.json records what ran: auto resolved to a policy.
     config.train.precision = resolve_train_precision(config.train.precision)
@@ -1029,7 +1029,7 @@ def train_and_evaluate(
     keras.mixed_precision.set_global_policy(config.train.precision)
     try:
         with _workdir_lock(workdir, chief):
-            return _train(config, workdir, strategy, chief, callbacks, feature_fn)
+            return _train(config, workdir, strategy, chief, callbacks, feature_fn, steps_per_epoch)
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
 
@@ -1063,7 +1063,7 @@ def _workdir_lock(workdir: pathlib.Path, chief: bool):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _train(config, workdir, strategy, chief, extra_callbacks, feature_fn):
+def _train(config, workdir, strategy, chief, extra_callbacks, feature_fn, steps_per_epoch):
     data, train = config.data, config.train
     batch_size = train.batch_size
     if batch_size % strategy.num_replicas_in_sync:
@@ -1071,7 +1071,6 @@ def _train(config, workdir, strategy, chief, extra_callbacks, feature_fn):
             f"config key train.batch_size={batch_size} must be a multiple of the "
             f"{strategy.num_replicas_in_sync} replicas (it is the global batch size)"
         )
-    steps_per_epoch = input_pipeline.steps_per_epoch(data, batch_size)
     total_epochs = train.epochs + train.epochs_decay
     image_shape = (data.crop_size, data.crop_size, 3)
 
