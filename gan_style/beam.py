@@ -187,7 +187,9 @@ def _manifest_files(output: str, pattern: str = "manifest*.jsonl") -> list[str]:
 
 def _plan_files(output: str) -> list[str]:
     """Plans that killed Beam runs left in ``output`` (a finished run deletes its own)."""
-    return _manifest_files(output, ".beam-plan-*.jsonl")
+    from gan_style import convert
+
+    return _manifest_files(output, convert.BEAM_PLANS)
 
 
 def _read_lines(path: str) -> list[bytes]:
@@ -632,7 +634,8 @@ def run_pipeline(
     plan = [p for p in plan_catalog(source, output, format) if convert.shard_of(p["rel"], num_shards) == shard_index]
     previous = {} if overwrite else _previous_records(output)
     owners = convert.output_owners(previous)
-    unrecorded = convert.outputs_of_killed_beam_runs(_read_lines(path) for path in _plan_files(output))
+    unrecorded = set() if overwrite else convert.outputs_of_killed_beam_runs(
+        _read_lines(path) for path in _plan_files(output))
     for item in plan:
         if item["refused"] or overwrite:
             continue

@@ -59,6 +59,9 @@ EXIT_SOME_FAILED = 3
 #: Where infer.py looks for the bundled default model when ``--model`` is not given.
 DEFAULT_MODEL_PATH = pathlib.Path(__file__).resolve().parents[1] / "assets" / "default_translator.keras"
 MANIFEST_NAME = "manifest.jsonl"
+#: The plans Beam runs write into the output folder (``.beam-plan-<run>.jsonl``)
+#: and delete when they end: one left behind is a killed run's.
+BEAM_PLANS = ".beam-plan-*.jsonl"
 CONVERTED, SKIPPED, FAILED = "converted", "skipped", "failed"
 _WHITE = (255, 255, 255)
 
@@ -223,8 +226,7 @@ def collect_sources(source: str | os.PathLike, output: str | os.PathLike) -> tup
             raise FileNotFoundError(f"--input {text!r}: the glob matches nothing")
         entries = []
         linked = _LinkedFolders(root)
-        for match in matches:
-            p = pathlib.Path(match)
+        for p in matches:
             # Earlier outputs under an output folder inside the input are not
             # inputs (as when walking a folder). Anything but a folder is a
             # source: reading a pipe named .jpg fails it with a reason.
@@ -269,7 +271,7 @@ def collect_sources(source: str | os.PathLike, output: str | os.PathLike) -> tup
         )
     if (_inside(output_real, root_real) and os.path.isdir(output)
             and not any(pathlib.Path(output).glob("manifest*.jsonl"))
-            and not any(pathlib.Path(output).glob(".beam-plan-*.jsonl"))):
+            and not any(pathlib.Path(output).glob(BEAM_PLANS))):
         # An output folder inside the input is left out of the input. One
         # that already holds images no run wrote (no manifest, and no plan
         # of a Beam run, whose manifests come only at its end) is an input
@@ -927,9 +929,8 @@ def _skip_reason(source: Source, record: dict | None, settings: str,
         if source.output is None or not source.output.exists():
             return None
         rel = _output_rel(source.output, root)
-        if rel is not None and (owners or {}).get(rel.casefold(), source.rel) != source.rel:
-            return None
-        if rel is not None and rel in (unrecorded or ()):
+        if rel is not None and ((owners or {}).get(rel.casefold(), source.rel) != source.rel
+                                or rel in (unrecorded or ())):
             return None
         return "output already exists (no manifest record); --overwrite to convert again"
     if record.get("status") not in (CONVERTED, SKIPPED) or source.stat is None:
@@ -1029,8 +1030,8 @@ def convert_catalog(
         output.mkdir(parents=True, exist_ok=True)
         previous = {} if overwrite else Manifest.read(output)
         owners = output_owners(previous)
-        unrecorded = outputs_of_killed_beam_runs(
-            path.read_bytes().splitlines() for path in sorted(output.glob(".beam-plan-*.jsonl")))
+        unrecorded = set() if overwrite else outputs_of_killed_beam_runs(
+            path.read_bytes().splitlines() for path in sorted(output.glob(BEAM_PLANS)))
         manifest_path = output / manifest_name(num_shards, shard_index)
         Manifest.compact(manifest_path)
         manifest = Manifest(manifest_path)
