@@ -3,6 +3,7 @@
 import json
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -13,7 +14,7 @@ from PIL import Image
 
 beam = pytest.importorskip("apache_beam", reason="the optional gan-style[beam] extra is not installed")
 
-from apache_beam.io.filesystem import FileMetadata  # noqa: E402
+from apache_beam.io.filesystem import BeamIOError, FileMetadata  # noqa: E402
 from apache_beam.io.localfilesystem import LocalFileSystem  # noqa: E402
 from catalog_fixtures import BAD_FILES, save_tiny_translator, write_bad_files  # noqa: E402
 
@@ -139,7 +140,16 @@ class FakeRemoteFileSystem(LocalFileSystem):
         return super().copy([_local(p) for p in sources], [_local(p) for p in destinations])
 
     def delete(self, paths):
-        return super().delete([_local(p) for p in paths])
+        # Not LocalFileSystem.delete: it finds the paths through match(), which
+        # here lists them with the scheme, and then deleted nothing.
+        missing = {p: OSError(f"not found: {p}") for p in paths if not os.path.exists(_local(p))}
+        for path in map(_local, paths):
+            if os.path.isdir(path):
+                shutil.rmtree(path)
+            elif os.path.exists(path):
+                os.remove(path)
+        if missing:
+            raise BeamIOError("Delete operation failed", missing)
 
     def mkdirs(self, path):
         return super().mkdirs(_local(path))
@@ -184,7 +194,7 @@ def test_context_reaches_the_workers(model_path, tmp_path):
     assert np.array_equal(np.asarray(Image.open(tmp_path / "out" / "a.png")), expected)
 
 
-def test_remote_paths_list_file_refusals_and_rerun(model_path, catalog, tmp_path):
+def test_remote_paths_list_file_refusals_and_rerun(model_path, catalog, tmp_path, monkeypatch):
     listing = tmp_path / "lists" / "catalog.txt"
     listing.parent.mkdir()
     for rel in ("shelf0/item0.jpg", "shelf1/item1.jpg", "empty.jpg"):
@@ -193,12 +203,16 @@ def test_remote_paths_list_file_refusals_and_rerun(model_path, catalog, tmp_path
         target.write_bytes((catalog / rel).read_bytes())
     listing.write_text("shelf0/item0.jpg\nshelf1/item1.jpg\n../outside.jpg\nempty.jpg\n")
     out = tmp_path / "out"
-    copies = set(pathlib.Path(tempfile.gettempdir()).glob("gan_style-model-*"))
+    # A private temp folder: other tests (pytest -n) make model copies in the shared one.
+    private_tmp = tmp_path / "tmp"
+    private_tmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(private_tmp))
     first = beam_conversion.run_pipeline(FAKE + str(model_path), FAKE + str(listing), FAKE + str(out),
                                          pipeline_args=DIRECT)
     assert (first.converted, first.skipped, first.failed) == (2, 0, 2)
     # The remote model's local copies (launcher, each worker) are gone once loaded.
-    assert set(pathlib.Path(tempfile.gettempdir()).glob("gan_style-model-*")) == copies
+    assert not list(private_tmp.glob("gan_style-model-*"))
+    assert not list(out.glob(".beam-plan-*")), "the finished run's plan file is removed"
     rows = {r["rel"]: r for r in manifest_rows(out, "manifest.beam-*.jsonl")}
     assert rows["shelf1/item1.jpg"]["output"] == FAKE + str(out / "shelf1" / "item1.jpg")
     assert rows["shelf1/item1.jpg"]["source_size"] == (catalog / "shelf1" / "item1.jpg").stat().st_size
