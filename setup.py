@@ -49,6 +49,7 @@ setup(
         "test": [
             "pytest>=8",
             "pytest-timeout>=2.3",
+            "pytest-xdist>=3.5",
             "scikit-image>=0.24",
             "flask>=3.0,<4",
             "selenium>=4.20",
