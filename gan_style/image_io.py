@@ -26,6 +26,7 @@ What :func:`read_image` guarantees:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import io
 import os
 import pathlib
@@ -549,6 +550,41 @@ def composite(
         mixed = rgb[rows].astype(np.uint32) * a + bg * (255 - a)
         out[rows] = ((mixed + 127) // 255).astype(np.uint8)
     return out
+
+
+@functools.lru_cache(maxsize=8)
+def _to_srgb_transform(icc: bytes):
+    from PIL import ImageCms
+
+    return ImageCms.buildTransform(
+        ImageCms.ImageCmsProfile(io.BytesIO(icc)), ImageCms.createProfile("sRGB"), "RGB", "RGB"
+    )
+
+
+def to_srgb(rgb: np.ndarray, icc_profile: bytes | None, notes: list[str] | None = None) -> np.ndarray:
+    """uint8 ``rgb`` described by ``icc_profile``, converted to sRGB.
+
+    The converter keeps a source's values and its profile (the output is
+    tagged like the source), but colours compared across images -- fitting a
+    tone to an Adobe RGB or Display P3 reference, say -- must be in one
+    space. An unusable profile leaves the values as they are, with a note
+    appended to ``notes``.
+
+    Returns:
+      uint8 [H, W, 3]; ``rgb`` itself when there is no profile.
+    """
+    if not icc_profile:
+        return rgb
+    try:
+        from PIL import ImageCms
+
+        image = Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8), "RGB")
+        return np.asarray(ImageCms.applyTransform(image, _to_srgb_transform(icc_profile)))
+    except (ImportError, OSError, ValueError, TypeError) as e:
+        # ImageCms raises PyCMSError (an OSError) for unusable profiles.
+        if notes is not None:
+            notes.append(f"ICC profile unusable ({e}); its values are taken as sRGB")
+        return rgb
 
 
 def load_rgb(

@@ -31,7 +31,7 @@ difference too; pass sources of similar content for a pure tone.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 
 import numpy as np
 import tensorflow as tf
@@ -80,55 +80,66 @@ def srgb_to_lab(rgb):
     return tf.stack([116.0 * fy - 16.0, 500.0 * (fx - fy), 200.0 * (fy - fz)], axis=-1)
 
 
-def _as_image_list(images, what: str) -> list[np.ndarray]:
-    """Images as float32 [H, W, 3] arrays in [0, 1]."""
+def _image_items(images) -> list:
+    """``images`` as a list of single images (arrays or file paths), undecoded."""
     if isinstance(images, (str, os.PathLike)):
-        images = [images]
+        return [images]
     if isinstance(images, (np.ndarray, tf.Tensor)) and np.ndim(images) == 4:
-        images = list(np.asarray(images))
-    elif isinstance(images, (np.ndarray, tf.Tensor)) and np.ndim(images) == 3:
-        images = [np.asarray(images)]
-    out = []
-    for i, image in enumerate(images):
-        if isinstance(image, (str, os.PathLike)):
-            from gan_style import image_io
+        return list(np.asarray(images))
+    if isinstance(images, (np.ndarray, tf.Tensor)) and np.ndim(images) == 3:
+        return [np.asarray(images)]
+    return list(images)
 
-            # The toolkit's one decoder, as the studio and the converter use:
-            # 16-bit scaled (not clipped), alpha composited on white, EXIF upright.
-            try:
-                decoded = image_io.read_image(image)
-            except image_io.ImageError as error:
-                raise ValueError(f"{what}: cannot read image {os.fspath(image)!r}: {error.reason}") from None
-            image = image_io.composite(decoded.rgb, decoded.alpha, (255, 255, 255))
-        image = np.asarray(image)
-        if image.ndim != 3 or image.shape[-1] != 3:
-            raise ValueError(
-                f"{what}[{i}]: expected an RGB image [H, W, 3], got shape {image.shape}"
-            )
-        if image.dtype == np.uint8:
-            image = image.astype(np.float32) / 255.0
-        elif np.issubdtype(image.dtype, np.floating):
-            image = image.astype(np.float32)
-            if image.size and (image.min() < -1e-3 or image.max() > 1 + 1e-3):
-                raise ValueError(f"{what}[{i}]: float images must be in [0, 1]")
-        else:
-            raise ValueError(f"{what}[{i}]: expected uint8 or float images, got {image.dtype}")
-        out.append(image)
-    if not out:
+
+def _read_image(item, what: str, index: int) -> np.ndarray:
+    """One image as a uint8 or float32 [H, W, 3] array, values in [0, 1] if float."""
+    if isinstance(item, (str, os.PathLike)):
+        from gan_style import image_io
+
+        # The toolkit's one decoder, as the studio and the converter use:
+        # 16-bit scaled (not clipped), alpha composited on white, EXIF upright;
+        # colours through the file's ICC profile into sRGB, so an Adobe RGB
+        # reference compares with sRGB sources by what it shows.
+        try:
+            decoded = image_io.read_image(item)
+        except image_io.ImageError as error:
+            raise ValueError(f"{what}: cannot read image {os.fspath(item)!r}: {error.reason}") from None
+        return image_io.composite(
+            image_io.to_srgb(decoded.rgb, decoded.icc_profile, decoded.notes), decoded.alpha, (255, 255, 255)
+        )
+    image = np.asarray(item)
+    if image.ndim != 3 or image.shape[-1] != 3:
+        raise ValueError(f"{what}[{index}]: expected an RGB image [H, W, 3], got shape {image.shape}")
+    if image.shape[0] * image.shape[1] == 0:
+        raise ValueError(f"{what}[{index}]: an empty image, shape {image.shape}")
+    if image.dtype == np.uint8:
+        return image
+    if np.issubdtype(image.dtype, np.floating):
+        if image.min() < -1e-3 or image.max() > 1 + 1e-3:
+            raise ValueError(f"{what}[{index}]: float images must be in [0, 1]")
+        return image.astype(np.float32, copy=False)
+    raise ValueError(f"{what}[{index}]: expected uint8 or float images, got {image.dtype}")
+
+
+def _sample_pixels(images, what: str, max_pixels: int, seed: int) -> np.ndarray:
+    """An equal share of random pixels from each image, ``[N, 3]`` float32 in [0, 1].
+
+    Each image is sampled as soon as it is read, so only one decoded image
+    is held at a time (twenty 12-megapixel files read as float32 first took
+    3.5 GB). The same seed gives images of the same sizes the same positions.
+    """
+    items = _image_items(images)
+    if not items:
         raise ValueError(f"{what}: no images given")
-    return out
-
-
-def _sample_pixels(images: Sequence[np.ndarray], max_pixels: int, rng) -> np.ndarray:
-    """An equal share of random pixels from each image, ``[N, 3]``."""
-    share = max(1, max_pixels // len(images))
+    share = max(1, max_pixels // len(items))
+    rng = np.random.default_rng(seed)
     chunks = []
-    for image in images:
-        flat = image.reshape(-1, 3)
+    for index, item in enumerate(items):
+        flat = _read_image(item, what, index).reshape(-1, 3)
         if len(flat) > share:
             flat = flat[rng.choice(len(flat), share, replace=False)]
-        chunks.append(flat)
-    return np.concatenate(chunks).astype(np.float32)
+        chunks.append(flat.astype(np.float32) / 255.0 if flat.dtype == np.uint8 else flat.astype(np.float32))
+    return np.concatenate(chunks)
 
 
 def _grey_world(pixels: np.ndarray) -> np.ndarray:
@@ -236,18 +247,12 @@ def fit_profile(
     """
     # The same seed for both sets: sources of the same sizes as the
     # references get the same pixel positions, so no sampling noise there.
-    references = _sample_pixels(
-        _as_image_list(reference_images, "reference_images"),
-        max_pixels,
-        np.random.default_rng(seed),
-    )
+    references = _sample_pixels(reference_images, "reference_images", max_pixels, seed)
     if source_images is None:
         sources = _grey_world(references)
         description = "fit to the colour cast of the references"
     else:
-        sources = _sample_pixels(
-            _as_image_list(source_images, "source_images"), max_pixels, np.random.default_rng(seed)
-        )
+        sources = _sample_pixels(source_images, "source_images", max_pixels, seed)
         description = "fit to reference images"
 
     target = _statistics(srgb_to_lab(references[None]), len(references))[0]

@@ -28,3 +28,16 @@ def shared_data() -> pathlib.Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"shared data not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def adobe_rgb_icc(shared_data) -> bytes:
+    """The Adobe RGB (1998) ICC profile embedded in a shared horse2zebra photo."""
+    import io
+
+    from PIL import Image, ImageCms
+
+    with Image.open(shared_data / "horse2zebra" / "testB" / "n02391049_2200.jpg") as image:
+        icc = image.info["icc_profile"]
+    assert "Adobe RGB" in ImageCms.getProfileDescription(ImageCms.ImageCmsProfile(io.BytesIO(icc)))
+    return icc

@@ -241,6 +241,20 @@ def test_converted_download_is_the_preview_with_alpha_kept(client):
     np.testing.assert_array_equal(pixels[..., 3], alpha)
 
 
+def test_pngs_carry_the_source_icc_profile_as_infer_py_writes_it(client, adobe_rgb_icc):
+    # Without it a browser shows an Adobe RGB photo's values as sRGB: duller
+    # than the same values in infer.py's output, which keeps the profile.
+    buffer = io.BytesIO()
+    Image.fromarray(product_image(30, 40, seed=9)).save(buffer, format="JPEG", icc_profile=adobe_rgb_icc)
+    image_id = upload(client, buffer.getvalue(), name="adobe.jpg").get_json()["id"]
+    for path in ("source.png", "preview.png", "converted.png"):
+        with Image.open(io.BytesIO(client.get(f"/api/images/{image_id}/{path}").data)) as png:
+            assert png.info.get("icc_profile") == adobe_rgb_icc, path
+    plain = upload(client, png_bytes(product_image(30, 40, seed=9)), name="srgb.png").get_json()["id"]
+    with Image.open(io.BytesIO(client.get(f"/api/images/{plain}/converted.png").data)) as png:
+        assert "icc_profile" not in png.info
+
+
 def test_large_images_are_reduced_for_the_studio(translator):
     client = create_app(translator, preview_size=32).test_client()
     response = upload(client, png_bytes(product_image(48, 64)))
@@ -296,6 +310,11 @@ def test_profile_download_round_trips_through_load_profile(client, tmp_path):
     assert profile == tonal.Profile(name="brand-x", **values)
     # ... and that is the tone infer.py applies: resolve_tone reads the same file.
     assert tonal.resolve_tone(str(path)) == profile
+    # A profile's name is not a file name: its dots stay.
+    for name, filename in (("brand v1.2", "brand_v1.2.json"), ("spring.2025", "spring.2025.json"),
+                           ("old.json", "old.json"), ("../x", ".._x.json")):
+        response = client.get("/api/profile.json?" + query(**values, name=name))
+        assert response.headers["Content-Disposition"] == f'attachment; filename="{filename}"', name
 
 
 def test_profile_upload_returns_the_validated_profile(client):

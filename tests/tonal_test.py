@@ -477,6 +477,8 @@ def test_fit_profile_bad_input(tmp_path):
         fit_profile([np.zeros((4, 4), np.uint8)])
     with pytest.raises(ValueError, match="reference_images: no images"):
         fit_profile([])
+    with pytest.raises(ValueError, match=r"source_images\[1\]: an empty image, shape \(0, 5, 3\)"):
+        fit_profile(random_images(), [np.zeros((4, 4, 3)), np.zeros((0, 5, 3))])
     bad = tmp_path / "not_an_image.jpg"
     bad.write_text("hello")
     with pytest.raises(ValueError, match="not_an_image.jpg"):
@@ -502,3 +504,50 @@ def test_fit_profile_reads_files_as_the_converter_does(tmp_path):
         from_path = fit_profile([tmp_path / name], sources)
         from_pixels = fit_profile([pixels], sources)
         assert from_path.to_vector() == from_pixels.to_vector(), name
+
+
+def to_adobe_rgb(rgb, icc):
+    """``rgb`` (sRGB) converted to Adobe RGB: other values, the same colours."""
+    import io
+
+    from PIL import Image, ImageCms
+
+    adobe = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+    return np.asarray(ImageCms.profileToProfile(Image.fromarray(rgb), ImageCms.createProfile("sRGB"), adobe))
+
+
+def test_fit_profile_reads_colours_through_the_icc_profile(shared_data, adobe_rgb_icc, tmp_path):
+    # Brand shots in Adobe RGB that show what the sRGB sources show: the fit
+    # compares colours, not values, and finds no tone to add.
+    from PIL import Image
+
+    sources = [np.asarray(Image.open(p).convert("RGB").resize((128, 128)))
+               for p in sorted((shared_data / "ikea" / "test").glob("*.jpg"))[:4]]
+    references = []
+    for i, rgb in enumerate(sources):
+        references.append(tmp_path / f"brand{i}.png")
+        Image.fromarray(to_adobe_rgb(rgb, adobe_rgb_icc)).save(references[-1], icc_profile=adobe_rgb_icc)
+    fitted = fit_profile(references, sources)
+    assert_params_close(fitted, tonal.NEUTRAL, 0.03)
+
+
+def test_fit_profile_holds_one_decoded_image_at_a_time(tmp_path):
+    # Each file is sampled as soon as it is read (20 camera files of 12 MP
+    # read first, as float32, took 3.5 GB).
+    import tracemalloc
+
+    from PIL import Image
+
+    side = 1000
+    paths = []
+    for i in range(6):
+        paths.append(tmp_path / f"shot{i}.png")
+        Image.new("RGB", (side, side), (40 * i, 90, 200)).save(paths[-1], compress_level=1)
+    tracemalloc.start()
+    try:
+        fit_profile(paths, max_iterations=1)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    one_image = side * side * 3  # bytes of one decoded uint8 image
+    assert peak < 4 * one_image, f"peak {peak / 2**20:.0f} MB for six {side}x{side} files"

@@ -57,10 +57,15 @@ def _hostname(host: str) -> str:
     return host.split(":", 1)[0].lower()
 
 
-def _download_name(name: str, suffix: str) -> str:
-    """A safe file name for Content-Disposition: the upload's stem + suffix."""
-    stem = pathlib.PurePosixPath(name.replace("\\", "/")).stem or "image"
-    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", stem)[:80] or "image"
+def _download_name(name: str, suffix: str, *, is_file: bool = True) -> str:
+    """A safe file name for Content-Disposition: ``name`` + ``suffix``.
+
+    ``is_file``: ``name`` is an upload's file name, whose own extension goes
+    (photo.jpg -> photo_converted.png). A profile's name keeps its dots:
+    "brand v1.2" and "brand v1.3" must not both become brand_v1.json.
+    """
+    stem = pathlib.PurePosixPath(name.replace("\\", "/")).stem if is_file else name.removesuffix(suffix)
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", stem or "image")[:80] or "image"
     return f"{stem}{suffix}"
 
 
@@ -224,7 +229,7 @@ def create_app(
     @app.get("/api/images/<image_id>/source.png")
     def source_png(image_id: str):
         image = studio.get(image_id)
-        return flask.Response(engine.encode_png(image.rgb, image.alpha), mimetype="image/png")
+        return flask.Response(engine.encode_png(image.rgb, image.alpha, icc_profile=image.icc_profile), mimetype="image/png")
 
     def rendered(image_id: str, fast: bool):
         image = studio.get(image_id)
@@ -232,7 +237,7 @@ def create_app(
         start = time.perf_counter()
         pixels = studio.render(image_id, profile)
         render_ms = (time.perf_counter() - start) * 1000
-        png = engine.encode_png(pixels, image.alpha, fast=fast)
+        png = engine.encode_png(pixels, image.alpha, fast=fast, icc_profile=image.icc_profile)
         response = flask.Response(png, mimetype="image/png")
         response.headers["X-Render-Ms"] = f"{render_ms:.1f}"
         response.headers["X-Total-Ms"] = f"{(time.perf_counter() - start) * 1000:.1f}"
@@ -252,7 +257,7 @@ def create_app(
     @app.get("/api/profile.json")
     def profile_json():
         profile = engine.profile_from_query(flask.request.args.to_dict(), source="profile")
-        filename = _download_name(profile.name or "profile", ".json")
+        filename = _download_name(profile.name or "profile", ".json", is_file=False)
         response = flask.Response(profile.to_json(), mimetype="application/json")
         response.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
         return response

@@ -82,6 +82,10 @@ class StudioImage:
       original_size: (width, height) of the decoded file.
       notes: what decoding and reducing did (shown on the page).
       generate_seconds: how long the generator pass took.
+      icc_profile: the source's ICC profile (None: sRGB). The converter
+        writes the output's values with it, so the studio's PNGs carry it
+        too: a browser then shows an Adobe RGB photo as infer.py's output
+        looks, not duller.
     """
 
     id: str
@@ -92,6 +96,7 @@ class StudioImage:
     original_size: tuple[int, int]
     notes: list[str]
     generate_seconds: float
+    icc_profile: bytes | None = None
 
     @property
     def width(self) -> int:
@@ -195,13 +200,17 @@ def profile_from_json_bytes(data: bytes, name: str) -> tonal.Profile:
     return profile_from_values(parsed, source=name)
 
 
-def encode_png(rgb: np.ndarray, alpha: np.ndarray | None = None, fast: bool = False) -> bytes:
-    """PNG bytes of uint8 RGB (plus alpha). ``fast``: light compression for previews."""
+def encode_png(
+    rgb: np.ndarray, alpha: np.ndarray | None = None, fast: bool = False, icc_profile: bytes | None = None
+) -> bytes:
+    """PNG bytes of uint8 RGB (plus alpha), tagged with ``icc_profile`` if given.
+    ``fast``: light compression for previews."""
     image = Image.fromarray(rgb, "RGB")
     if alpha is not None:
         image = Image.merge("RGBA", (*image.split(), Image.fromarray(alpha, "L")))
     buffer = io.BytesIO()
-    image.save(buffer, format="PNG", compress_level=1 if fast else 6)
+    options = {"icc_profile": icc_profile} if icc_profile else {}
+    image.save(buffer, format="PNG", compress_level=1 if fast else 6, **options)
     return buffer.getvalue()
 
 
@@ -359,7 +368,7 @@ class Studio:
         # The catalog converter feeds the model the image composited on white
         # and puts the alpha back on the output; so does the studio.
         rgb = image_io.composite(decoded.rgb, decoded.alpha, (255, 255, 255))
-        return self.add_array(rgb, decoded.alpha, name=name, notes=decoded.notes)
+        return self.add_array(rgb, decoded.alpha, name=name, notes=decoded.notes, icc_profile=decoded.icc_profile)
 
     def add_array(
         self,
@@ -367,8 +376,10 @@ class Studio:
         alpha: np.ndarray | None = None,
         name: str = "image",
         notes: Sequence[str] = (),
+        icc_profile: bytes | None = None,
     ) -> StudioImage:
-        """Adds a decoded uint8 [H, W, 3] image (what the model sees) and optional alpha."""
+        """Adds a decoded uint8 [H, W, 3] image (what the model sees), optional
+        alpha, and the ICC profile that describes its values (None: sRGB)."""
         import time
 
         rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
@@ -398,6 +409,7 @@ class Studio:
             original_size=(width, height),
             notes=notes,
             generate_seconds=seconds,
+            icc_profile=icc_profile,
         )
         # Compile the preview for this size now, not on the first slider move.
         self._finish(tf.constant(rgb[None]), generated, tf.constant([neutral_vector()]))
@@ -484,12 +496,14 @@ class Studio:
                 decoded = image_io.read_image_bytes(data, name=name, max_pixels=self.max_pixels)
             except image_io.ImageError as error:
                 raise StudioError(f"reference {name}: {error.reason}") from None
-            rgb = image_io.composite(decoded.rgb, decoded.alpha)
+            # Compared in sRGB, the source too (fit_profile reads files so).
+            srgb = image_io.to_srgb(decoded.rgb, decoded.icc_profile, decoded.notes)
+            rgb = image_io.composite(srgb, decoded.alpha)
             size = reduced_size(rgb.shape[1], rgb.shape[0], REFERENCE_SIZE)
             images.append(_reduce(rgb, "RGB", size) if size != rgb.shape[1::-1] else rgb)
         sources = None
         if image_id is not None:
-            source = self.blended(image_id, strength)
+            source = image_io.to_srgb(self.blended(image_id, strength), self.get(image_id).icc_profile)
             size = reduced_size(source.shape[1], source.shape[0], REFERENCE_SIZE)
             sources = [_reduce(source, "RGB", size) if size != source.shape[1::-1] else source]
         try:
