@@ -194,6 +194,12 @@ class TonalAdjustment(keras.layers.Layer):
     # -- maths ------------------------------------------------------------
 
     def call(self, inputs, params=None):
+        if not keras.backend.is_float_dtype(inputs.dtype):
+            # A cast would read uint8 128 as 128.0, and the clip make it white.
+            raise TypeError(
+                f"TonalAdjustment takes float images in [0, 1], got {keras.backend.standardize_dtype(inputs.dtype)} "
+                "(divide uint8 images by 255; gan_style.load_translator's model takes uint8 itself)"
+            )
         if self.params is None:
             self.build(inputs.shape)
         x = ops.cast(inputs, "float32")

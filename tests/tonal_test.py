@@ -120,6 +120,13 @@ def test_colour_balance_gains(temperature, tint):
         assert (out[..., 1].mean() < 0.4) == (tint > 0)
 
 
+def test_integer_images_are_refused_not_read_as_white():
+    layer = tonal.TonalAdjustment()
+    with pytest.raises(TypeError, match="float images in \\[0, 1\\], got uint8 .*divide uint8 images by 255"):
+        layer(np.array([[[[10, 128, 200]]]], np.uint8))
+    np.testing.assert_allclose(layer(np.array([[[[10, 128, 200]]]], np.float32) / 255), [[[[10 / 255, 128 / 255, 200 / 255]]]])
+
+
 def test_output_clipped_to_unit_range():
     x = random_images(5)
     out = tonal.TonalAdjustment(brightness=0.8, contrast=3.0, saturation=3.0)(x).numpy()
