@@ -143,6 +143,33 @@ def apply_orientation(image: tf.Tensor, orientation: tf.Tensor) -> tf.Tensor:
     return tf.switch_case(tf.clip_by_value(orientation - 1, 0, 7), branches)
 
 
+def decode_rgba(encoded: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """``(uint8 [H, W, 4], has_alpha)`` of an encoded image, in graph ops, as image_io reads it.
+
+    A JPEG is decoded with the accurate integer IDCT, as libjpeg in PIL does
+    (``tf.io.decode_image`` uses the fast one); grey becomes RGB; the alpha
+    is 255 where the image has none (``has_alpha`` False). Orientation is
+    not applied.
+    """
+
+    def jpeg():
+        rgb = tf.io.decode_jpeg(encoded, channels=3, dct_method="INTEGER_ACCURATE")
+        return tf.concat([rgb, tf.fill(tf.shape(rgb[..., :1]), tf.constant(255, tf.uint8))], -1), tf.constant(False)
+
+    def other():  # PNG, GIF, BMP, WebP at their own 1-4 channels
+        image = tf.io.decode_image(encoded, expand_animations=False)
+        channels = tf.shape(image)[-1]
+        rgb = tf.cond(channels < 3, lambda: tf.repeat(image[..., :1], 3, axis=-1), lambda: image[..., :3])
+        alpha = tf.cond(
+            channels % 2 == 0,  # LA or RGBA
+            lambda: image[..., -1:],
+            lambda: tf.fill(tf.shape(image[..., :1]), tf.constant(255, tf.uint8)),
+        )
+        return tf.concat([rgb, alpha], -1), channels % 2 == 0
+
+    return tf.cond(tf.io.is_jpeg(encoded), jpeg, other)
+
+
 @keras.saving.register_keras_serializable("gan_style")
 class Translator(keras.Model):
     """A generator plus style strength and tone, for uint8 images of any size.
@@ -278,7 +305,18 @@ class Translator(keras.Model):
         return self.finish(images, self.generate(images), tone_params)
 
     def _check_images(self, images):
-        images = tf.convert_to_tensor(images)
+        if isinstance(images, tf.RaggedTensor):
+            raise ValueError(
+                "Translator takes a dense uint8 batch [batch, H, W, 3]; got a RaggedTensor (images of "
+                "different sizes): call it once per image, e.g. ds.map(...) before ds.batch(...)"
+            )
+        try:
+            images = tf.convert_to_tensor(images)
+        except (ValueError, TypeError, tf.errors.InvalidArgumentError) as e:
+            raise ValueError(
+                "Translator takes a uint8 batch [batch, H, W, 3] of one size; this input makes no "
+                f"such tensor ({str(e).splitlines()[0]}); images of different sizes go one call each"
+            ) from None
         if images.dtype != tf.uint8:
             raise ValueError(
                 f"Translator takes uint8 images [batch, H, W, 3]; got dtype {images.dtype.name} "
@@ -290,6 +328,16 @@ class Translator(keras.Model):
             )
         if 0 in images.shape[1:3]:
             raise ValueError(f"Translator takes images of at least 1x1 pixels; got shape {images.shape}")
+        if images.shape[-1] is None:
+            # Unknown until run time (tf.io.decode_image without channels=3 in
+            # a tf.data map): checked then, not left to the first convolution.
+            check = tf.debugging.assert_equal(
+                tf.shape(images)[-1], 3,
+                message="Translator takes uint8 images [batch, H, W, 3]; decode with channels=3, e.g. "
+                "tf.io.decode_image(data, channels=3, expand_animations=False)",
+            )
+            with tf.control_dependencies([check] if check is not None else []):
+                images = tf.ensure_shape(images, [None, None, None, 3])
         return images
 
     def compute_output_spec(self, images, tone_params=None):
@@ -389,10 +437,17 @@ class Translator(keras.Model):
           (per-image profiles, columns ``PROFILE_VECTOR_NAMES``) ->
           ``{"images": ...}``.
         * ``translate_bytes``: ``image_bytes`` string ``[B]`` of encoded
-          JPEG/PNG/GIF/BMP -> ``{"png_bytes": string [B]}`` (RGB PNGs; alpha
-          is dropped; a JPEG's EXIF orientation is applied, as infer.py
-          does, so portrait phone shots come out upright). The ``_bytes``
-          suffixes make TF Serving's REST API take and return ``{"b64": ...}``.
+          JPEG/PNG/GIF/BMP/WebP -> ``{"png_bytes": string [B]}``, decoded as
+          infer.py decodes: a JPEG with libjpeg's accurate integer IDCT
+          (TF's default fast one is up to 4 levels off, which the generator
+          turned into up to 84) and its EXIF orientation applied, so portrait
+          phone shots come out upright; a transparent PNG/WebP composited on
+          white for the model and its alpha put back on the output (an RGBA
+          PNG). Not carried: ICC profiles (the output PNG is untagged) and a
+          GIF's transparency. The ``_bytes`` suffixes make TF Serving's REST
+          API take and return ``{"b64": ...}``.
+
+        An empty batch returns an empty batch from every endpoint.
         """
         filepath = os.fspath(filepath)
         if format is None:
@@ -413,19 +468,34 @@ class Translator(keras.Model):
         bytes_spec = tf.TensorSpec([None], tf.string, name="image_bytes")
 
         def translate_one(encoded):
-            image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
-            image = apply_orientation(image, jpeg_orientation(encoded))
-            image.set_shape([None, None, 3])
-            return tf.io.encode_png(self(image[None])[0])
+            rgba, has_alpha = decode_rgba(encoded)
+            rgba = apply_orientation(rgba, jpeg_orientation(encoded))
+            rgba.set_shape([None, None, 4])
+            rgb, alpha = tf.cast(rgba[..., :3], tf.int32), tf.cast(rgba[..., 3:], tf.int32)
+            # image_io.composite's exact integer formula: what infer.py feeds the model.
+            composited = tf.cast((rgb * alpha + 255 * (255 - alpha) + 127) // 255, tf.uint8)
+            translated = self(composited[None])[0]
+            return tf.cond(
+                has_alpha,
+                lambda: tf.io.encode_png(tf.concat([translated, rgba[..., 3:]], -1)),
+                lambda: tf.io.encode_png(translated),
+            )
+
+        def unless_empty(images, translate):
+            # The generator's reflection padding fails on an empty batch, and
+            # a serving client cannot drop one itself.
+            return tf.cond(tf.shape(images)[0] > 0, translate, lambda: tf.zeros_like(images))
 
         archive = keras.export.ExportArchive()
         archive.track(self)
         archive.add_endpoint(
-            SIGNATURE_IMAGES, lambda images: {"images": self(images)}, input_signature=[images_spec]
+            SIGNATURE_IMAGES,
+            lambda images: {"images": unless_empty(images, lambda: self(images))},
+            input_signature=[images_spec],
         )
         archive.add_endpoint(
             SIGNATURE_IMAGES_WITH_TONE,
-            lambda images, tone: {"images": self(images, tone_params=tone)},
+            lambda images, tone: {"images": unless_empty(images, lambda: self(images, tone_params=tone))},
             input_signature=[images_spec, tone_spec],
         )
         archive.add_endpoint(

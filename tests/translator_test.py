@@ -244,6 +244,22 @@ def test_rejects_non_uint8_and_bad_shapes(translator):
         translator(np.zeros((1, 0, 8, 3), np.uint8))
     # An empty batch comes back empty (it failed inside the generator's padding).
     assert translator(np.zeros((0, 8, 8, 3), np.uint8)).shape == (0, 8, 8, 3)
+    ragged = tf.ragged.stack([tf.zeros((5, 7, 3), tf.uint8), tf.zeros((9, 4, 3), tf.uint8)])
+    with pytest.raises(ValueError, match="RaggedTensor .images of different sizes.: call it once per image"):
+        translator(ragged)
+    with pytest.raises(ValueError, match="of one size; this input makes no such tensor"):
+        translator([np.zeros((5, 7, 3), np.uint8), np.zeros((9, 4, 3), np.uint8)])
+
+
+def test_channels_unknown_until_run_time_are_checked_then(translator):
+    # tf.io.decode_image without channels=3 in a tf.data map: the channel
+    # count is known only per image; an RGBA PNG failed in the first convolution.
+    rgba = io.BytesIO()
+    Image.fromarray(images(15, (6, 6, 4))).save(rgba, format="PNG")
+    ds = tf.data.Dataset.from_tensors(rgba.getvalue()).map(lambda b: tf.io.decode_image(b, expand_animations=False))
+    assert ds.element_spec.shape.as_list() == [None, None, None]
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"\[batch, H, W, 3\]; decode with channels=3"):
+        list(ds.map(lambda image: translator(image[None])[0]))
 
 
 def test_load_translator_names_the_file_of_a_model_that_is_no_generator(tmp_path):
@@ -374,24 +390,48 @@ def test_saved_model_signatures(translator, saved_model):
     assert_within_one_level(out["images"], translator(x, tone_params=tone))
 
 
-def test_saved_model_bytes_signature(translator, saved_model):
-    sources = [images(11, (17, 23, 3)), images(12, (8, 8, 3))]
-    encoded = []
+def _encoded(image, fmt, **options):
     buffer = io.BytesIO()
-    Image.fromarray(sources[0]).save(buffer, format="PNG")
-    encoded.append(buffer.getvalue())
-    buffer = io.BytesIO()
-    Image.fromarray(sources[1]).save(buffer, format="JPEG", quality=95)
-    encoded.append(buffer.getvalue())
-    out = saved_model.signatures["translate_bytes"](image_bytes=tf.constant(encoded))["png_bytes"]
-    assert out.shape == (2,)
-    for data, source, source_bytes in zip(out.numpy(), sources, encoded):
-        result = np.asarray(Image.open(io.BytesIO(data)))
-        assert result.shape == source.shape
-        # Compare with the translation of what TF decoded (exact for the
-        # PNG; for the JPEG, TF's decoder is what the signature runs).
-        decoded = tf.io.decode_image(source_bytes, channels=3)[None]
-        assert_within_one_level(result, translator(decoded)[0])
+    image.save(buffer, format=fmt, **options)
+    return buffer.getvalue()
+
+
+def test_saved_model_bytes_signature_decodes_as_infer_py(translator, saved_model):
+    from gan_style import image_io
+
+    rgb = images(11, (17, 23, 3))
+    alpha = np.zeros((17, 23), np.uint8)
+    alpha[4:13, 3:20], alpha[8] = 255, 90
+    rgb[alpha == 0] = 0  # black under the transparent part, as cut-outs often are
+    cutout = Image.fromarray(np.dstack([rgb, alpha]))
+    encoded = {
+        "photo.jpg": _encoded(Image.fromarray(images(12, (24, 32, 3))), "JPEG", quality=90),
+        "grey.jpg": _encoded(Image.fromarray(images(12, (9, 8, 3))[..., 0]), "JPEG"),
+        "cutout.png": _encoded(cutout, "PNG"),
+        "opaque.png": _encoded(Image.fromarray(np.dstack([rgb, np.full_like(alpha, 255)])), "PNG"),
+        "grey_alpha.png": _encoded(Image.fromarray(np.dstack([rgb[..., 0], alpha]), "LA"), "PNG"),
+        "palette.png": _encoded(cutout.quantize(32), "PNG"),
+        "cutout.webp": _encoded(cutout, "WEBP", lossless=True),
+        "plain.bmp": _encoded(Image.fromarray(rgb), "BMP"),
+    }
+    out = saved_model.signatures["translate_bytes"](image_bytes=tf.constant(list(encoded.values())))["png_bytes"]
+    assert out.shape == (len(encoded),)
+    for (name, data), png in zip(encoded.items(), out.numpy()):
+        # What infer.py does: decode (PIL, accurate IDCT), composite on white,
+        # translate, put the alpha back.
+        decoded = image_io.read_image_bytes(data, name=name)
+        expected = translator(image_io.composite(decoded.rgb, decoded.alpha)[None])[0].numpy()
+        if decoded.alpha is not None:
+            expected = np.dstack([expected, decoded.alpha])
+        result = np.asarray(Image.open(io.BytesIO(png)))
+        assert result.shape == expected.shape, name
+        assert_within_one_level(result, expected)
+    # An empty request is an empty answer on every endpoint.
+    assert saved_model.signatures["translate_bytes"](image_bytes=tf.constant([], tf.string))["png_bytes"].shape == (0,)
+    empty = tf.zeros([0, 8, 8, 3], tf.uint8)
+    assert saved_model.signatures["serving_default"](images=empty)["images"].shape == (0, 8, 8, 3)
+    tone = tf.zeros([0, 7], tf.float32)
+    assert saved_model.signatures["translate_with_tone"](images=empty, tone=tone)["images"].shape == (0, 8, 8, 3)
 
 
 def _jpeg_with_orientation(pixels, orientation, big_endian=False):
@@ -436,8 +476,9 @@ def test_saved_model_bytes_signature_turns_phone_shots_upright(translator, saved
     data = _jpeg_with_orientation(images(14, (20, 36, 3)), 6)
     out = saved_model.signatures["translate_bytes"](image_bytes=tf.constant([data]))["png_bytes"]
     result = np.asarray(Image.open(io.BytesIO(out.numpy()[0])))
-    stored = tf.io.decode_jpeg(data, channels=3)
-    upright = tf.transpose(stored, [1, 0, 2])[:, ::-1]
+    with Image.open(io.BytesIO(data)) as image:
+        stored = np.asarray(image.convert("RGB"))
+    upright = np.transpose(stored, [1, 0, 2])[:, ::-1]
     assert result.shape == (36, 20, 3)
     assert_within_one_level(result, translator(upright[None])[0])
 
