@@ -206,15 +206,30 @@ def _cmyk_to_rgb(img: Image.Image, icc: bytes | None, notes: list[str]):
     return img.convert("RGB"), None
 
 
-def _to_rgb_alpha(img: Image.Image, notes: list[str]):
-    """Any PIL mode -> (uint8 [H,W,3], uint8 [H,W] or None, icc or None)."""
+def _to_rgb_alpha(img: Image.Image, notes: list[str], sixteen_bit: bool = False):
+    """Any PIL mode -> (uint8 [H,W,3], uint8 [H,W] or None, icc or None).
+
+    ``sixteen_bit``: the source stored 16-bit samples (a 16-bit RGB PNG
+    decodes to mode RGB, but its transparent colour key stays 16-bit).
+    """
     icc = img.info.get("icc_profile") or None
     mode = img.mode
     has_transparency = "transparency" in img.info
 
     if mode in ("I", "F") or mode.startswith("I;16"):
         gray = _wide_to_uint8(img, notes)
-        return np.repeat(gray[:, :, None], 3, axis=2), None, icc
+        alpha = None
+        key = img.info.get("transparency")
+        if isinstance(key, int) and mode != "F":  # a 16-bit grey PNG's tRNS: the exact grey
+            alpha = np.where(np.asarray(img) == key, 0, 255).astype(np.uint8)
+        return np.repeat(gray[:, :, None], 3, axis=2), alpha, icc
+    if mode == "RGB" and sixteen_bit and isinstance(img.info.get("transparency"), tuple):
+        # PIL keeps only each sample's high byte, and compares the 16-bit key
+        # with that (it never matched): compare the key's high bytes.
+        rgb = np.asarray(img, dtype=np.uint8)
+        key = np.array([int(k) >> 8 for k in img.info["transparency"][:3]], np.uint8)
+        notes.append("16-bit transparent colour matched on its high byte")
+        return rgb, np.where(np.all(rgb == key, axis=-1), 0, 255).astype(np.uint8), icc
     if mode == "CMYK":
         rgb_img, icc = _cmyk_to_rgb(img, icc, notes)
         return np.asarray(rgb_img, dtype=np.uint8), None, icc
@@ -449,7 +464,8 @@ def _decode(source, path, max_pixels: int | None, rgbx_over: int | None = None) 
                 )
                 unit = "page" if fmt == "TIFF" else "frame"
                 notes.append(f"{kind}: first {unit} of {n_frames} converted")
-            if _source_bits(img) == 16 and not img.mode.startswith("I;16"):
+            sixteen_bit = _source_bits(img) == 16
+            if sixteen_bit and not img.mode.startswith("I;16"):
                 notes.append("16-bit image scaled to 8 bits")
             orientation, exif = _orientation_and_exif(img)
             buffer = None
@@ -467,7 +483,7 @@ def _decode(source, path, max_pixels: int | None, rgbx_over: int | None = None) 
                     if fmt != "TIFF":
                         img = img.transpose(_TRANSPOSE[orientation])
                     notes.append(f"EXIF orientation {orientation} applied")
-                rgb, alpha, icc = _to_rgb_alpha(img, notes)
+                rgb, alpha, icc = _to_rgb_alpha(img, notes, sixteen_bit)
             icc = _rgb_profile(icc, notes)
         if fmt == "PNG":
             crc_error = _png_crc_error(source)

@@ -325,6 +325,30 @@ def test_sixteen_bit_rgb_png(tmp_path):
     assert "16-bit image scaled to 8 bits" in decoded.notes
 
 
+def _png16(pixels: np.ndarray, colour_type: int, trns: bytes) -> bytes:
+    raw = b"".join(b"\x00" + row.astype(">u2").tobytes() for row in pixels)
+    height, width = pixels.shape[:2]
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 16, colour_type, 0, 0, 0))
+        + _png_chunk(b"tRNS", trns)
+        + _png_chunk(b"IDAT", zlib.compress(raw))
+        + _png_chunk(b"IEND", b"")
+    )
+
+
+def test_sixteen_bit_png_transparent_colour_key(tmp_path):
+    # A 16-bit PNG's tRNS chunk names one transparent grey or colour, in 16 bits.
+    grey = np.array([[1000, 5, 1000, 65535]], np.uint16)
+    (tmp_path / "g.png").write_bytes(_png16(grey, 0, struct.pack(">H", 1000)))
+    np.testing.assert_array_equal(read_image(tmp_path / "g.png").alpha, [[0, 255, 0, 255]])
+    rgb = np.array([[[1000, 2000, 3000], [0, 0, 0], [1000, 2000, 3000], [65535, 65535, 65535]]], np.uint16)
+    (tmp_path / "c.png").write_bytes(_png16(rgb, 2, struct.pack(">HHH", 1000, 2000, 3000)))
+    decoded = read_image(tmp_path / "c.png")
+    np.testing.assert_array_equal(decoded.alpha, [[0, 255, 0, 255]])
+    assert "16-bit transparent colour matched on its high byte" in decoded.notes
+
+
 def test_sixteen_bit_rgb_tiff(tmp_path):
     tifffile = pytest.importorskip(
         "tifffile", reason="tifffile writes the 48-bit TIFF Pillow cannot"
