@@ -41,6 +41,38 @@ def matmul_peak_gflop_per_s(n: int = 2048, seconds: float = 3.0) -> float:
     return best
 
 
+def _forward_gflop(model, height: int, width: int, training: bool) -> float:
+    """GFLOPs of one forward call on a ``[1, height, width, 3]`` image (2 per
+    multiply-add, counted from the traced graph)."""
+    import tensorflow as tf
+
+    function = tf.function(lambda x: model(x, training=training))
+    graph = function.get_concrete_function(tf.TensorSpec([1, height, width, 3], tf.float32)).graph
+    options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
+    options["output"] = "none"
+    return tf.compat.v1.profiler.profile(graph, options=options).total_float_ops / 1e9
+
+
+def gflop_per_image(generator, height: int = 256, width: int = 256) -> float:
+    """GFLOPs of translating one ``height x width`` image with ``generator``."""
+    return _forward_gflop(generator, height, width, training=False)
+
+
+def train_gflop_per_image(size: int) -> float:
+    """GFLOPs of one CycleGAN step on a ``size`` crop, reference networks (64 filters).
+
+    A backward pass costs about twice its forward when it computes both the
+    input and the weight gradients, and about once when it computes one of
+    them. The six generator calls need both (3x their forward). The two
+    discriminator calls of the generator pass need input gradients only, and
+    the four of the discriminators' own pass weight gradients only (2x each).
+    """
+    from gan_style.networks import build_discriminator, build_generator
+
+    gen, disc = build_generator("resnet_9blocks"), build_discriminator("basic")
+    return 3 * 6 * _forward_gflop(gen, size, size, True) + 2 * 6 * _forward_gflop(disc, size, size, True)
+
+
 def psnr_db(a, b) -> float:
     """PSNR in dB of uint8-range images, over all of them pooled (one MSE)."""
     import numpy as np

@@ -14,8 +14,9 @@ in the numbers, so it prints the load average next to them):
   ``bf16_psnr_db``: its output against float32's on the same images, for the
   random-init reference network and (``bf16_psnr_db_bundled``) for the
   trained bundled model, whose weights are what decides the error.
-* ``naive_img_per_s``: the same model and images, one after another: PIL
-  decode -> ``Translator.predict`` on one image -> PIL encode -> write.
+* ``naive_img_per_s``: the same model and the same images as each round's
+  convert_catalog call, one after another: PIL decode ->
+  ``Translator.predict`` on one image -> PIL encode -> write.
 * ``torch_img_per_s`` (when PyTorch is installed; ``--torch=False`` skips it):
   the reference CycleGAN's own test loop over the same networks in PyTorch
   (``tests/torch_reference.py``) on the same images: one image at a time, no
@@ -42,16 +43,21 @@ in the numbers, so it prints the load average next to them):
   generator as a full-integer TFLite model for 256x256 inputs (the size of
   the default ``--images``) calibrated on ``--int8_calibration``
   run by XNNPACK in the naive loop's shape, one image at a time;
-  ``int8_over_float32`` is its rate over float32 ``convert_catalog``'s, and
-  the PSNR is against the float32 generator on the same images as bfloat16's
-  (``int8_psnr_db_bundled`` for the bundled model).
+  ``int8_over_float32`` is its rate over float32 ``convert_catalog``'s and
+  ``int8_over_naive`` over the naive float32 loop's (the same loop shape),
+  and the PSNR is against the float32 generator itself, run the same way on
+  the same images as bfloat16's (``int8_psnr_db_bundled`` for the bundled
+  model: its generator alone, without the 32 px mirrored context its
+  Translator adds, which the int8 model does not).
 
 The loops are interleaved (``--rounds`` times: ``--convert_chunk`` images
-through convert_catalog in float32, the same in bfloat16, then
-``--naive_chunk`` through the naive loop) so a shared machine's load changes
-hit all of them; each rate is the median over rounds. A convert_catalog rate
-includes its per-call setup (listing, tracing the graph, cloning the
-bfloat16 generator), which a real catalog amortises over many more images.
+through convert_catalog in float32, the same in bfloat16, then the same
+images through the naive loop, the PyTorch loop and the int8 loop) so a
+shared machine's load changes hit all of them; each rate is the median over
+rounds. A convert_catalog rate includes its per-call setup (listing, tracing
+the graph, cloning the bfloat16 generator): about 1% of a 120-image call,
+but it dominates a chunk of a few images, so keep ``--convert_chunk`` large.
+``--rounds=0`` measures memory only.
 """
 
 import json
@@ -68,9 +74,8 @@ from absl import app, flags
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("images", str(common.DATA / "horse2zebra" / "testA"), "Folder of JPEGs.")
-flags.DEFINE_integer("rounds", 3, "Interleaved rounds (convert chunk, naive chunk).")
+flags.DEFINE_integer("rounds", 3, "Interleaved rounds (0: memory only).")
 flags.DEFINE_integer("convert_chunk", 0, "Images converted by convert_catalog per round (0: the whole folder).")
-flags.DEFINE_integer("naive_chunk", 12, "Images converted by the naive loop per round.")
 flags.DEFINE_integer("filters", 64, "Generator base filters for the throughput comparison.")
 flags.DEFINE_integer("batch_size", 4, "convert_catalog batch size.")
 flags.DEFINE_integer("rss_filters", 8, "Generator base filters for the memory runs.")
@@ -103,18 +108,6 @@ def _peak_rss_mb() -> float:
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) / 1024
     return float("nan")
-
-
-def _gflop_per_image(generator, size=256) -> float:
-    """FLOPs of one size x size image (2 per multiply-add, from the graph)."""
-    import tensorflow as tf
-
-    function = tf.function(lambda x: generator(x, training=False))
-    concrete = function.get_concrete_function(tf.TensorSpec([1, size, size, 3], tf.float32))
-    options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
-    options["output"] = "none"
-    profile = tf.compat.v1.profiler.profile(concrete.graph, options=options)
-    return profile.total_float_ops / 1e9
 
 
 def _timed_loop(translate, images, output: pathlib.Path) -> float:
@@ -232,8 +225,13 @@ def _uint8_model(predict):
     return run
 
 
-def _psnr_to_float32(translator, approx, images) -> float:
-    """PSNR of ``approx`` (uint8 batch -> uint8 batch) against the float32 translator over
+def _generator_uint8(generator):
+    """The float32 generator alone as a uint8 -> uint8 call: the int8 model's reference."""
+    return _uint8_model(lambda x: generator(x, training=False).numpy())
+
+
+def _psnr_to_float32(exact_fn, approx, images) -> float:
+    """PSNR of ``approx`` against ``exact_fn`` (each uint8 batch -> uint8 batch) over
     ``images`` (one pooled MSE)."""
     import numpy as np
     from PIL import Image
@@ -242,7 +240,7 @@ def _psnr_to_float32(translator, approx, images) -> float:
     for path in images:
         with Image.open(path) as image:
             rgb = np.asarray(image.convert("RGB"))[None]
-        exact.append(translator(rgb).numpy())
+        exact.append(np.asarray(exact_fn(rgb)))
         approximate.append(np.asarray(approx(rgb)))
     return common.psnr_db(np.concatenate(exact), np.concatenate(approximate))
 
@@ -250,7 +248,7 @@ def _psnr_to_float32(translator, approx, images) -> float:
 def _precision_psnr(translator, images) -> float:
     """PSNR of bfloat16 against float32 outputs over ``images``."""
     fast = translator.with_precision("bfloat16")
-    return _psnr_to_float32(translator, lambda rgb: fast(rgb).numpy(), images)
+    return _psnr_to_float32(lambda rgb: translator(rgb).numpy(), lambda rgb: fast(rgb).numpy(), images)
 
 
 def _child_rss(count: int, catalog: pathlib.Path) -> dict:
@@ -290,6 +288,128 @@ def _rss_child(count: int, catalog: pathlib.Path) -> None:
                       "peak_rss_mb": _peak_rss_mb()}))
 
 
+def _throughput(translator, images, scratch: pathlib.Path, results: dict, gflop: float, height: int,
+                width: int) -> None:
+    """The interleaved throughput rounds and the PSNRs, into ``results``."""
+    import numpy as np
+
+    import gan_style
+
+    chunks = []
+    for r in range(FLAGS.rounds + 1):  # chunk 0 warms up
+        chunk = scratch / f"catalog{r}"
+        chunk.mkdir()
+        for i in range(FLAGS.convert_chunk if r else FLAGS.batch_size):
+            shutil.copyfile(images[(r * FLAGS.convert_chunk + i) % len(images)], chunk / f"{i:05d}.jpg")
+        chunks.append(chunk)
+    # Warm-up for both: trace the graph and create the batch shape's
+    # kernels once (as any long run amortises them); Keras predict builds
+    # its predict function on the first call.
+    for precision in FLAGS.precisions:
+        gan_style.convert_catalog(translator, chunks[0], scratch / f"out0{precision}", format="jpg",
+                                  progress=False, batch_size=FLAGS.batch_size, precision=precision)
+    translator.predict(np.zeros((1, height, width, 3), np.uint8), verbose=0)
+    naive = _naive(translator)
+    torch_loop = _TorchLoop(FLAGS.filters, FLAGS.images) if FLAGS.torch else None
+    if torch_loop is not None and not torch_loop.ready:
+        torch_loop.close()
+        torch_loop = None
+    int8 = _int8(translator.generator, results) if FLAGS.int8 else None
+    if int8:
+        _timed_loop(int8, images[:1], scratch / "int80")
+    rates = {precision: [] for precision in FLAGS.precisions}
+    naive_rates, torch_rates, int8_rates = [], [], []
+    for r in range(1, FLAGS.rounds + 1):
+        for precision in FLAGS.precisions:
+            start = time.perf_counter()
+            summary = gan_style.convert_catalog(translator, chunks[r], scratch / f"out{r}{precision}",
+                                                format="jpg", batch_size=FLAGS.batch_size, progress=False,
+                                                precision=precision)
+            seconds = time.perf_counter() - start
+            assert summary.converted == FLAGS.convert_chunk, summary
+            rates[precision].append(summary.converted / seconds)
+        naive_images = sorted(chunks[r].glob("*.jpg"))  # what convert_catalog converted
+        naive_rates.append(_timed_loop(naive, naive_images, scratch / f"naive{r}"))
+        shown = ", ".join(f"convert_catalog {p} {rates[p][-1]:.3f}" for p in FLAGS.precisions)
+        if torch_loop:
+            torch_rates.append(torch_loop(naive_images, scratch / f"torch{r}"))
+            shown += f", PyTorch loop {torch_rates[-1]:.3f}"
+        if int8:
+            int8_rates.append(_timed_loop(int8, naive_images, scratch / f"int8{r}"))
+            shown += f", int8 TFLite loop {int8_rates[-1]:.3f}"
+        print(f"round {r}: {shown}, naive {naive_rates[-1]:.3f} img/s, load {os.getloadavg()[0]:.1f}",
+              flush=True)
+    if torch_loop:
+        torch_loop.close()
+    keys = {"float32": "convert", "bfloat16": "bf16"}
+    for precision in FLAGS.precisions:
+        key = keys[precision]
+        results[f"{key}_img_per_s"] = float(np.median(rates[precision]))
+        results[f"{key}_rounds_img_per_s"] = [round(x, 4) for x in rates[precision]]
+    results["naive_img_per_s"] = float(np.median(naive_rates))
+    results["naive_rounds_img_per_s"] = [round(x, 4) for x in naive_rates]
+    results["naive_gflop_per_s"] = results["naive_img_per_s"] * gflop
+    peak = results["peak_gflop_per_s"]
+    print(f"float32 matmul peak measured now: {peak:.0f} GFLOP/s")
+    for precision in FLAGS.precisions:
+        key = keys[precision]
+        rate = results[f"{key}_img_per_s"]
+        results[f"{key}_over_naive"] = rate / results["naive_img_per_s"]
+        # Rounds are interleaved, so each round's ratio is a paired comparison.
+        paired = [c / n for c, n in zip(rates[precision], naive_rates)]
+        results[f"{key}_over_naive_rounds"] = [round(x, 3) for x in paired]
+        results[f"{key}_over_naive_median_of_rounds"] = float(np.median(paired))
+        results[f"{key}_gflop_per_s"] = rate * gflop
+        print(f"convert_catalog {precision}: {rate:.2f} img/s ({rate * gflop:.0f} GFLOP/s at {gflop:.1f} "
+              f"GFLOP/image, {100 * rate * gflop / peak:.0f}% of the float32 peak), "
+              f"{results[f'{key}_over_naive']:.2f}x the naive loop (median of per-round ratios "
+              f"{results[f'{key}_over_naive_median_of_rounds']:.2f}x)")
+    if "convert_over_naive" in results:
+        results["speedup"] = results["convert_over_naive"]
+    if torch_rates:
+        results["torch_img_per_s"] = float(np.median(torch_rates))
+        results["torch_rounds_img_per_s"] = [round(x, 4) for x in torch_rates]
+        for precision in FLAGS.precisions:
+            key = keys[precision]
+            results[f"{key}_over_torch"] = results[f"{key}_img_per_s"] / results["torch_img_per_s"]
+            paired = [c / t for c, t in zip(rates[precision], torch_rates)]
+            results[f"{key}_over_torch_median_of_rounds"] = float(np.median(paired))
+            print(f"convert_catalog {precision} over the PyTorch test loop: {results[f'{key}_over_torch']:.2f}x "
+                  f"(median of per-round ratios {results[f'{key}_over_torch_median_of_rounds']:.2f}x)")
+    if "bfloat16" in FLAGS.precisions:
+        psnr_images = images[:8]
+        results["bf16_psnr_db"] = _precision_psnr(translator, psnr_images)
+        if FLAGS.bundled and pathlib.Path(FLAGS.bundled).exists():
+            bundled = gan_style.load_translator(FLAGS.bundled)
+            results["bf16_psnr_db_bundled"] = _precision_psnr(bundled, psnr_images)
+        if "convert_img_per_s" in results:
+            results["bf16_over_float32"] = results["bf16_img_per_s"] / results["convert_img_per_s"]
+        print(f"bfloat16 vs float32 output: {results['bf16_psnr_db']:.1f} dB (random-init reference net), "
+              f"{results.get('bf16_psnr_db_bundled', float('nan')):.1f} dB (bundled model), "
+              f"{len(psnr_images)} images")
+    print(f"naive loop:      {results['naive_img_per_s']:.2f} img/s ({results['naive_gflop_per_s']:.0f} GFLOP/s)")
+    results["int8_img_per_s"] = results["int8_psnr_db"] = None
+    if int8_rates:
+        results["int8_img_per_s"] = float(np.median(int8_rates))
+        results["int8_rounds_img_per_s"] = [round(x, 4) for x in int8_rates]
+        results["int8_psnr_db"] = _psnr_to_float32(_generator_uint8(translator.generator), int8, images[:8])
+        if FLAGS.bundled and pathlib.Path(FLAGS.bundled).exists():
+            generator = gan_style.load_translator(FLAGS.bundled).generator
+            results["int8_psnr_db_bundled"] = _psnr_to_float32(
+                _generator_uint8(generator), _int8(generator, {}), images[:8])
+        results["int8_over_naive"] = results["int8_img_per_s"] / results["naive_img_per_s"]
+        paired = [i / n for i, n in zip(int8_rates, naive_rates)]
+        results["int8_over_naive_median_of_rounds"] = float(np.median(paired))
+        if "convert_img_per_s" in results:
+            results["int8_over_float32"] = results["int8_img_per_s"] / results["convert_img_per_s"]
+        print(f"int8 TFLite loop: {results['int8_img_per_s']:.2f} img/s "
+              f"({results.get('int8_over_float32', float('nan')):.2f}x float32 convert_catalog, "
+              f"{results['int8_over_naive']:.2f}x the float32 naive loop of the same shape), "
+              f"{results['int8_psnr_db']:.1f} dB vs float32 (random-init reference net), "
+              f"{results.get('int8_psnr_db_bundled', float('nan')):.1f} dB (bundled model)")
+
+
+
 def main(argv):
     del argv
     if FLAGS.rss_child is not None:
@@ -298,10 +418,6 @@ def main(argv):
     if FLAGS.torch_worker:
         _torch_worker()
         return
-    import numpy as np
-
-    import gan_style
-
     images = sorted(pathlib.Path(FLAGS.images).glob("*.jpg"))
     if not images:
         raise app.UsageError(f"no JPEGs in --images={FLAGS.images}")
@@ -309,118 +425,16 @@ def main(argv):
         FLAGS.convert_chunk = len(images)
     results = {"load_average_at_start": os.getloadavg()[0], "peak_gflop_per_s": common.matmul_peak_gflop_per_s()}
     translator = _translator(FLAGS.filters)
-    gflop = _gflop_per_image(translator.generator)
+    from PIL import Image
+
+    with Image.open(images[0]) as first:
+        width, height = first.size
+    gflop = common.gflop_per_image(translator.generator, height, width)  # the default images are all this size
     results["gflop_per_image"] = round(gflop, 2)
     with tempfile.TemporaryDirectory() as scratch:
         scratch = pathlib.Path(scratch)
-        chunks = []
-        for r in range(FLAGS.rounds + 1):  # chunk 0 warms up
-            chunk = scratch / f"catalog{r}"
-            chunk.mkdir()
-            for i in range(FLAGS.convert_chunk if r else FLAGS.batch_size):
-                shutil.copyfile(images[(r * FLAGS.convert_chunk + i) % len(images)], chunk / f"{i:05d}.jpg")
-            chunks.append(chunk)
-        # Warm-up for both: trace the graph and create the batch shape's
-        # kernels once (as any long run amortises them); Keras predict builds
-        # its predict function on the first call.
-        for precision in FLAGS.precisions:
-            gan_style.convert_catalog(translator, chunks[0], scratch / f"out0{precision}", format="jpg",
-                                      progress=False, batch_size=FLAGS.batch_size, precision=precision)
-        translator.predict(np.zeros((1, 256, 256, 3), np.uint8), verbose=0)
-        naive = _naive(translator)
-        torch_loop = _TorchLoop(FLAGS.filters, FLAGS.images) if FLAGS.torch else None
-        if torch_loop is not None and not torch_loop.ready:
-            torch_loop.close()
-            torch_loop = None
-        int8 = _int8(translator.generator, results) if FLAGS.int8 else None
-        if int8:
-            _timed_loop(int8, images[:1], scratch / "int80")
-        rates = {precision: [] for precision in FLAGS.precisions}
-        naive_rates, torch_rates, int8_rates = [], [], []
-        for r in range(1, FLAGS.rounds + 1):
-            for precision in FLAGS.precisions:
-                start = time.perf_counter()
-                summary = gan_style.convert_catalog(translator, chunks[r], scratch / f"out{r}{precision}",
-                                                    format="jpg", batch_size=FLAGS.batch_size, progress=False,
-                                                    precision=precision)
-                seconds = time.perf_counter() - start
-                assert summary.converted == FLAGS.convert_chunk, summary
-                rates[precision].append(summary.converted / seconds)
-            naive_images = [images[(r * FLAGS.naive_chunk + i) % len(images)] for i in range(FLAGS.naive_chunk)]
-            naive_rates.append(_timed_loop(naive, naive_images, scratch / f"naive{r}"))
-            shown = ", ".join(f"convert_catalog {p} {rates[p][-1]:.3f}" for p in FLAGS.precisions)
-            if torch_loop:
-                torch_rates.append(torch_loop(naive_images, scratch / f"torch{r}"))
-                shown += f", PyTorch loop {torch_rates[-1]:.3f}"
-            if int8:
-                int8_rates.append(_timed_loop(int8, naive_images, scratch / f"int8{r}"))
-                shown += f", int8 TFLite loop {int8_rates[-1]:.3f}"
-            print(f"round {r}: {shown}, naive {naive_rates[-1]:.3f} img/s, load {os.getloadavg()[0]:.1f}",
-                  flush=True)
-        if torch_loop:
-            torch_loop.close()
-        keys = {"float32": "convert", "bfloat16": "bf16"}
-        for precision in FLAGS.precisions:
-            key = keys[precision]
-            results[f"{key}_img_per_s"] = float(np.median(rates[precision]))
-            results[f"{key}_rounds_img_per_s"] = [round(x, 4) for x in rates[precision]]
-        results["naive_img_per_s"] = float(np.median(naive_rates))
-        results["naive_rounds_img_per_s"] = [round(x, 4) for x in naive_rates]
-        results["naive_gflop_per_s"] = results["naive_img_per_s"] * gflop
-        peak = results["peak_gflop_per_s"]
-        print(f"float32 matmul peak measured now: {peak:.0f} GFLOP/s")
-        for precision in FLAGS.precisions:
-            key = keys[precision]
-            rate = results[f"{key}_img_per_s"]
-            results[f"{key}_over_naive"] = rate / results["naive_img_per_s"]
-            # Rounds are interleaved, so each round's ratio is a paired comparison.
-            paired = [c / n for c, n in zip(rates[precision], naive_rates)]
-            results[f"{key}_over_naive_rounds"] = [round(x, 3) for x in paired]
-            results[f"{key}_over_naive_median_of_rounds"] = float(np.median(paired))
-            results[f"{key}_gflop_per_s"] = rate * gflop
-            print(f"convert_catalog {precision}: {rate:.2f} img/s ({rate * gflop:.0f} GFLOP/s at {gflop:.1f} "
-                  f"GFLOP/image, {100 * rate * gflop / peak:.0f}% of the float32 peak), "
-                  f"{results[f'{key}_over_naive']:.2f}x the naive loop (median of per-round ratios "
-                  f"{results[f'{key}_over_naive_median_of_rounds']:.2f}x)")
-        if "convert_over_naive" in results:
-            results["speedup"] = results["convert_over_naive"]
-        if torch_rates:
-            results["torch_img_per_s"] = float(np.median(torch_rates))
-            results["torch_rounds_img_per_s"] = [round(x, 4) for x in torch_rates]
-            for precision in FLAGS.precisions:
-                key = keys[precision]
-                results[f"{key}_over_torch"] = results[f"{key}_img_per_s"] / results["torch_img_per_s"]
-                paired = [c / t for c, t in zip(rates[precision], torch_rates)]
-                results[f"{key}_over_torch_median_of_rounds"] = float(np.median(paired))
-                print(f"convert_catalog {precision} over the PyTorch test loop: {results[f'{key}_over_torch']:.2f}x "
-                      f"(median of per-round ratios {results[f'{key}_over_torch_median_of_rounds']:.2f}x)")
-        if "bfloat16" in FLAGS.precisions:
-            psnr_images = images[:8]
-            results["bf16_psnr_db"] = _precision_psnr(translator, psnr_images)
-            if FLAGS.bundled and pathlib.Path(FLAGS.bundled).exists():
-                bundled = gan_style.load_translator(FLAGS.bundled)
-                results["bf16_psnr_db_bundled"] = _precision_psnr(bundled, psnr_images)
-            if "convert_img_per_s" in results:
-                results["bf16_over_float32"] = results["bf16_img_per_s"] / results["convert_img_per_s"]
-            print(f"bfloat16 vs float32 output: {results['bf16_psnr_db']:.1f} dB (random-init reference net), "
-                  f"{results.get('bf16_psnr_db_bundled', float('nan')):.1f} dB (bundled model), "
-                  f"{len(psnr_images)} images")
-        print(f"naive loop:      {results['naive_img_per_s']:.2f} img/s ({results['naive_gflop_per_s']:.0f} GFLOP/s)")
-        results["int8_img_per_s"] = results["int8_psnr_db"] = None
-        if int8_rates:
-            results["int8_img_per_s"] = float(np.median(int8_rates))
-            results["int8_rounds_img_per_s"] = [round(x, 4) for x in int8_rates]
-            results["int8_psnr_db"] = _psnr_to_float32(translator, int8, images[:8])
-            if FLAGS.bundled and pathlib.Path(FLAGS.bundled).exists():
-                bundled = gan_style.load_translator(FLAGS.bundled)
-                results["int8_psnr_db_bundled"] = _psnr_to_float32(bundled, _int8(bundled.generator, {}), images[:8])
-            if "convert_img_per_s" in results:
-                results["int8_over_float32"] = results["int8_img_per_s"] / results["convert_img_per_s"]
-            print(f"int8 TFLite loop: {results['int8_img_per_s']:.2f} img/s "
-                  f"({results.get('int8_over_float32', float('nan')):.2f}x float32 convert_catalog), "
-                  f"{results['int8_psnr_db']:.1f} dB vs float32 (random-init reference net), "
-                  f"{results.get('int8_psnr_db_bundled', float('nan')):.1f} dB (bundled model)")
-
+        if FLAGS.rounds:
+            _throughput(translator, images, scratch, results, gflop, height, width)
         for count in [int(c) for c in FLAGS.rss_counts]:
             big = scratch / f"rss{count}"
             big.mkdir()

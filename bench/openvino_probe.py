@@ -14,6 +14,7 @@ is 2x float32 at >= 30 dB.
 """
 
 import glob
+import os
 import tempfile
 import time
 
@@ -73,7 +74,9 @@ def main(argv):
                                                        "INFERENCE_NUM_THREADS": 2})
         requests[name] = compiled.create_infer_request()
 
-    results = {}
+    results = {"load_average_at_start": os.getloadavg()[0], "peak_gflop_per_s": common.matmul_peak_gflop_per_s(),
+               "gflop_per_image": common.gflop_per_image(generator)}
+    print(f"float32 matmul peak measured now: {results['peak_gflop_per_s']:.0f} GFLOP/s")
     for name, request in requests.items():
         outputs = np.concatenate([request.infer({0: x[None]})[0] for x in test])
         results[f"{name}_psnr_db"] = common.psnr_db(_to_uint8_range(outputs), _to_uint8_range(reference))
@@ -87,10 +90,13 @@ def main(argv):
     for name, values in rounds.items():
         results[f"{name}_rounds_img_per_s"] = values
         results[f"{name}_img_per_s"] = float(np.median(values))
-        print(f"{name}: {np.median(values):.2f} img/s (rounds {', '.join(f'{v:.2f}' for v in values)})"
+        gflop_per_s = results[f"{name}_gflop_per_s"] = float(np.median(values)) * results["gflop_per_image"]
+        print(f"{name}: {np.median(values):.2f} img/s (rounds {', '.join(f'{v:.2f}' for v in values)}), "
+              f"{gflop_per_s:.0f} GFLOP/s (float32-equivalent)"
               + (f", {results[name + '_psnr_db']:.1f} dB" if name + "_psnr_db" in results else ""))
     for name in requests:
         results[f"{name}_over_tf_f32"] = results[f"{name}_img_per_s"] / results["tf_f32_img_per_s"]
+    results["load_average_at_end"] = os.getloadavg()[0]
     results["versions"] = {"openvino": ov.__version__, "nncf": nncf.__version__, "tensorflow": tf.__version__}
     common.write_results(results, FLAGS.json)
 

@@ -208,19 +208,32 @@ def main(argv):
     results = {"load_average_at_start": os.getloadavg()[0], "peak_gflop_per_s": common.matmul_peak_gflop_per_s(),
                "torch_threads": FLAGS.torch_threads or os.cpu_count()}
     print(f"float32 matmul peak measured now: {results['peak_gflop_per_s']:.0f} GFLOP/s")
+    peak = results["peak_gflop_per_s"]
+
+    def gflops(rate, per_image):
+        return f"{rate * per_image:.0f} GFLOP/s = {100 * rate * per_image / peak:.0f}% of the peak"
+
     if "inference" in FLAGS.parts:
         inference(results)
+        from gan_style.networks import build_generator
+
+        per_image = results["infer_gflop_per_image"] = common.gflop_per_image(build_generator("resnet_9blocks"))
         print(f"inference resnet_9blocks 256px batch {FLAGS.batch_size}: gan_style "
               f"{results['tf_infer_img_per_s']:.3f} img/s, PyTorch {results['torch_infer_img_per_s']:.3f} img/s "
               f"({results['tf_over_torch_infer']:.2f}x); fused instance norm {results['tf_fastnorm_infer_img_per_s']:.3f} img/s "
               f"(max |diff| {results['fastnorm_max_abs_diff']:.1e}); bfloat16 {results['tf_bf16_infer_img_per_s']:.3f} "
               f"img/s ({results['tf_bf16_over_torch_infer']:.2f}x PyTorch)", flush=True)
+        print(f"  at {per_image:.1f} GFLOP/image: gan_style float32 {gflops(results['tf_infer_img_per_s'], per_image)}, "
+              f"PyTorch {gflops(results['torch_infer_img_per_s'], per_image)}")
     if "train" in FLAGS.parts:
         train(results)
         print(f"train step {FLAGS.train_size}px batch 1: gan_style {results['tf_train_img_per_s']:.3f} img/s, "
               f"PyTorch {results['torch_train_img_per_s']:.3f} img/s ({results['tf_over_torch_train']:.2f}x); "
               f"default precision ({results['tf_default_precision']}) {results['tf_default_train_img_per_s']:.3f} "
               f"img/s ({results['tf_default_over_torch_train']:.2f}x PyTorch)")
+        per_image = results["train_gflop_per_image"] = common.train_gflop_per_image(FLAGS.train_size)
+        print(f"  at {per_image:.0f} GFLOP/image: gan_style float32 {gflops(results['tf_train_img_per_s'], per_image)}, "
+              f"PyTorch {gflops(results['torch_train_img_per_s'], per_image)}")
     results["load_average_at_end"] = os.getloadavg()[0]
     common.write_results(results, FLAGS.json)
 

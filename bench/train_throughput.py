@@ -129,23 +129,6 @@ def _sync(out):
     tf.nest.map_structure(lambda t: t.numpy(), out)
 
 
-def train_gflop_per_image(size):
-    """Forward FLOPs of one step's network calls (6 generator, 6 discriminator) times 3 for backward."""
-    from gan_style.networks import build_discriminator, build_generator
-
-    def flops(model):
-        fn = tf.function(lambda x: model(x, training=True))
-        graph = fn.get_concrete_function(tf.TensorSpec([1, size, size, 3], tf.float32)).graph
-        options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
-        options["output"] = "none"
-        return tf.compat.v1.profiler.profile(graph, options=options).total_float_ops / 1e9
-
-    gen, disc = build_generator("resnet_9blocks"), build_discriminator("basic")
-    # Generators: 6 forward, all with backward. Discriminators: 2 in the
-    # generator pass (backward through them) and 4 in their own pass.
-    return 3 * (6 * flops(gen) + 6 * flops(disc))
-
-
 def main(argv):
     del argv
 
@@ -162,7 +145,7 @@ def main(argv):
                 start = time.perf_counter()
                 run()
                 times[variant].append(time.perf_counter() - start)
-        gflop = row["train_gflop_per_image"] = train_gflop_per_image(size)
+        gflop = row["train_gflop_per_image"] = common.train_gflop_per_image(size)
         for variant, seconds in times.items():
             rate = row[f"{variant}_img_per_s"] = FLAGS.steps / float(np.median(seconds))
             row[f"{variant}_rounds_img_per_s"] = [round(FLAGS.steps / t, 4) for t in seconds]
