@@ -59,6 +59,7 @@ def get_config() -> ml_collections.ConfigDict:
     optim.learning_rate = 2e-4  # constant for train.epochs, then linear decay to 0
     optim.beta_1 = 0.5
     optim.beta_2 = 0.999
+    optim.epsilon = 1e-8  # added to the bias-corrected sqrt(v), as PyTorch (the reference) does
     optim.decay_per_step = False  # False: lower the rate once per epoch (reference)
 
     # -- training loop -------------------------------------------------------

@@ -40,6 +40,7 @@ import tensorflow as tf
 from gan_style import losses
 from gan_style.image_pool import ImagePool
 from gan_style.networks import build_discriminator, build_generator, leaf_layers
+from gan_style.optimizers import ReferenceAdam
 
 LOSS_NAMES = (
     "gen_ab_loss",
@@ -162,7 +163,8 @@ class CycleGAN(keras.Model):
     def compile(self, gen_optimizer=None, disc_optimizer=None):
         """Sets one optimizer for both generators and one for both discriminators.
 
-        Defaults to the reference's Adam(2e-4, beta_1=0.5). Under the
+        Defaults to the reference's Adam(2e-4, beta_1=0.5), computed as
+        PyTorch computes it (:class:`~gan_style.optimizers.ReferenceAdam`). Under the
         ``mixed_float16`` policy each optimizer is wrapped in a
         ``LossScaleOptimizer`` (losses are scaled in the train step). Both are
         built here, so their variables exist before the first step and a
@@ -170,8 +172,8 @@ class CycleGAN(keras.Model):
         """
         if not self.built:
             raise ValueError("call CycleGAN.build(image_shape) before compile()")
-        gen_optimizer = gen_optimizer or keras.optimizers.Adam(2e-4, beta_1=0.5)
-        disc_optimizer = disc_optimizer or keras.optimizers.Adam(2e-4, beta_1=0.5)
+        gen_optimizer = gen_optimizer or ReferenceAdam()
+        disc_optimizer = disc_optimizer or ReferenceAdam()
         if keras.mixed_precision.global_policy().name == "mixed_float16":
             gen_optimizer = _loss_scaled(gen_optimizer)
             disc_optimizer = _loss_scaled(disc_optimizer)

@@ -59,6 +59,7 @@ from absl import logging
 
 from gan_style import input_pipeline, networks
 from gan_style.cyclegan import LOSS_NAMES, CycleGAN
+from gan_style.optimizers import ReferenceAdam
 from gan_style.precision import generator_with_precision, native_bfloat16
 from gan_style.schedules import LinearDecaySchedule
 
@@ -443,7 +444,7 @@ def make_optimizers(config: ml_collections.ConfigDict, steps_per_epoch: int):
         schedule = LinearDecaySchedule(
             o.learning_rate, steps_per_epoch, t.epochs, t.epochs_decay, per_step=o.decay_per_step
         )
-        return keras.optimizers.Adam(schedule, beta_1=o.beta_1, beta_2=o.beta_2, name=name)
+        return ReferenceAdam(schedule, beta_1=o.beta_1, beta_2=o.beta_2, epsilon=o.epsilon, name=name)
 
     return adam("gen_optimizer"), adam("disc_optimizer")
 
