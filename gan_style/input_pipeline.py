@@ -11,7 +11,8 @@ inside a parallel ``tf.data`` map; tfds records are read undecoded
 Training stream (reference "unaligned" data): an epoch is ``max(|A|, |B|)``
 samples of independently shuffled A and B; the smaller domain cycles through
 fresh permutations. Every random choice (the permutations, crops, flips) is
-drawn with stateless ops keyed by ``(seed, epoch, domain, index)``, so
+drawn with stateless ops keyed by ``(seed, epoch, domain, index)`` (and
+the input pipeline's id when several hosts read shards), so
 ``train_dataset(data, batch_size=b, seed=s, epoch=e).skip(k)`` is exactly
 where a run that had consumed ``k`` batches of epoch ``e`` stood.
 
@@ -513,9 +514,12 @@ def _domain_stream(
         .map(lambda image, ok: image)
     )
     crop = crop_size if mode in ("resize_and_crop", "crop", "scale_width_and_crop") else None
-    augment = _augment_fn(
-        _base_key(seed, epoch, domain, 1), crop, bool(_get(data, "flip", True))
-    )
+    augment_key = _base_key(seed, epoch, domain, 1)
+    if shard is not None:
+        # Each input pipeline counts its own samples from 0: without its id in
+        # the key, the k-th sample of every host got the same crop and flip.
+        augment_key = tf.random.experimental.stateless_fold_in(augment_key, shard[1])
+    augment = _augment_fn(augment_key, crop, bool(_get(data, "flip", True)))
     return images.enumerate().map(augment, num_parallel_calls=calls, deterministic=True)
 
 

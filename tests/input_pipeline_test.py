@@ -367,6 +367,26 @@ def test_input_context_shards_by_sample(constant_root):
     assert per_worker[0] == single[0:4:2] and per_worker[1] == single[1:4:2]
 
 
+def test_hosts_draw_their_own_crops_and_flips(tmp_path):
+    # One image repeated: what differs between two hosts' k-th samples is
+    # their crop and flip alone. Each pipeline numbers its samples from 0,
+    # so with one key for all hosts they were the same on every host.
+    noise = np.random.default_rng(3).integers(0, 256, (48, 40, 3), dtype=np.uint8)
+    for split in ("trainA", "trainB"):
+        (tmp_path / split).mkdir()
+        for i in range(8):
+            Image.fromarray(noise).save(tmp_path / split / f"{i}.png")
+    data = _config(root=str(tmp_path), load_size=44)
+    hosts = []
+    for pipeline_id in range(2):
+        ctx = tf.distribute.InputContext(num_input_pipelines=2, input_pipeline_id=pipeline_id, num_replicas_in_sync=2)
+        hosts.append(_collect(ip.train_dataset(data, batch_size=2, seed=1, epoch=0, input_context=ctx)))
+    same = [np.array_equal(x[0], y[0]) for x, y in zip(*hosts)]
+    assert len(same) == 4 and not any(same)
+    # Within one host the draws differ too (the test would be empty otherwise).
+    assert not np.array_equal(hosts[0][0][0], hosts[0][1][0])
+
+
 def test_tfds_source_with_mock_data():
     tfds = pytest.importorskip("tensorflow_datasets")
     data = _config(tfds_name="cycle_gan/horse2zebra")
