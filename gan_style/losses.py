@@ -69,7 +69,8 @@ def cycle_loss(real, reconstructed):
 
 
 def identity_loss(real, same):
-    """L1 between a domain-B image and gen_ab(B) (unweighted)."""
+    """L1 between an image and its own translation by the generator into its
+    domain, gen_ab(b) or gen_ba(a) (unweighted)."""
     return _per_example_mean(ops.abs(_f32(real) - _f32(same)))
 
 
