@@ -147,16 +147,26 @@ def decode_rgba(encoded: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     """``(uint8 [H, W, 4], has_alpha)`` of an encoded image, in graph ops, as image_io reads it.
 
     A JPEG is decoded with the accurate integer IDCT, as libjpeg in PIL does
-    (``tf.io.decode_image`` uses the fast one); grey becomes RGB; the alpha
-    is 255 where the image has none (``has_alpha`` False). Orientation is
-    not applied.
+    (``tf.io.decode_image`` uses the fast one); grey becomes RGB. Alpha comes
+    from a PNG's or WebP's alpha channel only: a 32-bit BMP's fourth byte is
+    padding to PIL (often 0), and a grey or RGB PNG's transparent colour key
+    (tRNS) is not read by TF. Where there is none the alpha is 255 and
+    ``has_alpha`` False. Orientation is not applied.
     """
+    head = tf.strings.substr(encoded, 0, 12) + b"\0" * 12  # never shorter than 12 bytes
+    may_have_alpha = tf.logical_or(
+        tf.equal(tf.strings.substr(head, 0, 8), b"\x89PNG\r\n\x1a\n"),
+        tf.logical_and(tf.equal(tf.strings.substr(head, 0, 4), b"RIFF"),
+                       tf.equal(tf.strings.substr(head, 8, 4), b"WEBP")),
+    )
 
-    def jpeg():
-        rgb = tf.io.decode_jpeg(encoded, channels=3, dct_method="INTEGER_ACCURATE")
+    def opaque(rgb):
         return tf.concat([rgb, tf.fill(tf.shape(rgb[..., :1]), tf.constant(255, tf.uint8))], -1), tf.constant(False)
 
-    def other():  # PNG, GIF, BMP, WebP at their own 1-4 channels
+    def jpeg():
+        return opaque(tf.io.decode_jpeg(encoded, channels=3, dct_method="INTEGER_ACCURATE"))
+
+    def png_or_webp():  # at their own 1-4 channels
         image = tf.io.decode_image(encoded, expand_animations=False)
         channels = tf.shape(image)[-1]
         rgb = tf.cond(channels < 3, lambda: tf.repeat(image[..., :1], 3, axis=-1), lambda: image[..., :3])
@@ -167,7 +177,10 @@ def decode_rgba(encoded: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         )
         return tf.concat([rgb, alpha], -1), channels % 2 == 0
 
-    return tf.cond(tf.io.is_jpeg(encoded), jpeg, other)
+    def other():  # BMP, GIF
+        return opaque(tf.io.decode_image(encoded, channels=3, expand_animations=False))
+
+    return tf.cond(tf.io.is_jpeg(encoded), jpeg, lambda: tf.cond(may_have_alpha, png_or_webp, other))
 
 
 @keras.saving.register_keras_serializable("gan_style")
@@ -443,8 +456,9 @@ class Translator(keras.Model):
           turned into up to 84) and its EXIF orientation applied, so portrait
           phone shots come out upright; a transparent PNG/WebP composited on
           white for the model and its alpha put back on the output (an RGBA
-          PNG). Not carried: ICC profiles (the output PNG is untagged) and a
-          GIF's transparency. The ``_bytes`` suffixes make TF Serving's REST
+          PNG). Not carried: ICC profiles (the output PNG is untagged), a
+          BMP's or GIF's transparency and a grey or RGB PNG's transparent
+          colour key (tRNS; palette PNGs keep theirs). The ``_bytes`` suffixes make TF Serving's REST
           API take and return ``{"b64": ...}``.
 
         An empty batch returns an empty batch from every endpoint.

@@ -413,6 +413,8 @@ def test_saved_model_bytes_signature_decodes_as_infer_py(translator, saved_model
         "palette.png": _encoded(cutout.quantize(32), "PNG"),
         "cutout.webp": _encoded(cutout, "WEBP", lossless=True),
         "plain.bmp": _encoded(Image.fromarray(rgb), "BMP"),
+        # 32 bits a pixel: the fourth byte is padding to PIL, not alpha (TF reads it as alpha).
+        "rgbx.bmp": _encoded(cutout, "BMP"),
     }
     out = saved_model.signatures["translate_bytes"](image_bytes=tf.constant(list(encoded.values())))["png_bytes"]
     assert out.shape == (len(encoded),)
