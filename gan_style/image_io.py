@@ -39,6 +39,13 @@ import numpy as np
 import simplejpeg
 from PIL import Image, ImageFile, UnidentifiedImageError
 
+try:
+    from PIL.ImageCms import PyCMSError as _PyCMSError
+except ImportError:  # a Pillow built without littlecms: no profile is converted
+
+    class _PyCMSError(Exception):
+        pass
+
 IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".avif"}
 )
@@ -195,9 +202,8 @@ def _cmyk_to_rgb(img: Image.Image, icc: bytes | None, notes: list[str]):
             )
             notes.append("CMYK converted to sRGB through its ICC profile")
             return out, None
-        except (ImportError, OSError, ValueError, TypeError) as e:
-            # ImageCms raises PyCMSError (an OSError) for unusable profiles;
-            # fall back to PIL's naive conversion and say so.
+        except (ImportError, OSError, ValueError, TypeError, _PyCMSError) as e:
+            # An unusable profile: fall back to PIL's naive conversion and say so.
             notes.append(
                 f"CMYK ICC profile unusable ({e}); converted without colour management"
             )
@@ -223,13 +229,13 @@ def _to_rgb_alpha(img: Image.Image, notes: list[str], sixteen_bit: bool = False)
         if isinstance(key, int) and mode != "F":  # a 16-bit grey PNG's tRNS: the exact grey
             alpha = np.where(np.asarray(img) == key, 0, 255).astype(np.uint8)
         return np.repeat(gray[:, :, None], 3, axis=2), alpha, icc
-    if mode == "RGB" and sixteen_bit and isinstance(img.info.get("transparency"), tuple):
-        # PIL keeps only each sample's high byte, and compares the 16-bit key
-        # with that (it never matched): compare the key's high bytes.
-        rgb = np.asarray(img, dtype=np.uint8)
-        key = np.array([int(k) >> 8 for k in img.info["transparency"][:3]], np.uint8)
-        notes.append("16-bit transparent colour matched on its high byte")
-        return rgb, np.where(np.all(rgb == key, axis=-1), 0, 255).astype(np.uint8), icc
+    if mode == "RGB" and sixteen_bit and "transparency" in img.info:
+        # PIL keeps only each sample's high byte, and its convert("RGBA")
+        # compares the 16-bit key with those: rarely right. Matching the high
+        # bytes would take every colour within 1/256 of the key with it (a
+        # black key, all deep shadows), so the key is not applied.
+        notes.append("16-bit transparent colour key (tRNS) not applied: the image is kept opaque")
+        return np.asarray(img, dtype=np.uint8), None, icc
     if mode == "CMYK":
         rgb_img, icc = _cmyk_to_rgb(img, icc, notes)
         return np.asarray(rgb_img, dtype=np.uint8), None, icc
@@ -568,6 +574,12 @@ def composite(
     return out
 
 
+def srgb_on_white(decoded: DecodedImage) -> np.ndarray:
+    """What a colour comparison sees of ``decoded``: its colours in sRGB
+    (:func:`to_srgb`), alpha composited on white. uint8 [H, W, 3]."""
+    return composite(to_srgb(decoded.rgb, decoded.icc_profile, decoded.notes), decoded.alpha, (255, 255, 255))
+
+
 @functools.lru_cache(maxsize=8)
 def _to_srgb_transform(icc: bytes):
     from PIL import ImageCms
@@ -596,8 +608,9 @@ def to_srgb(rgb: np.ndarray, icc_profile: bytes | None, notes: list[str] | None 
 
         image = Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8), "RGB")
         return np.asarray(ImageCms.applyTransform(image, _to_srgb_transform(icc_profile)))
-    except (ImportError, OSError, ValueError, TypeError) as e:
-        # ImageCms raises PyCMSError (an OSError) for unusable profiles.
+    except (ImportError, OSError, ValueError, TypeError, _PyCMSError) as e:
+        # A profile that does not read (OSError), or that reads but cannot be
+        # converted from (grey, Lab, a device link: PyCMSError).
         if notes is not None:
             notes.append(f"ICC profile unusable ({e}); its values are taken as sRGB")
         return rgb

@@ -104,9 +104,7 @@ def _read_image(item, what: str, index: int) -> np.ndarray:
             decoded = image_io.read_image(item)
         except image_io.ImageError as error:
             raise ValueError(f"{what}: cannot read image {os.fspath(item)!r}: {error.reason}") from None
-        return image_io.composite(
-            image_io.to_srgb(decoded.rgb, decoded.icc_profile, decoded.notes), decoded.alpha, (255, 255, 255)
-        )
+        return image_io.srgb_on_white(decoded)
     image = np.asarray(item)
     if image.ndim != 3 or image.shape[-1] != 3:
         raise ValueError(f"{what}[{index}]: expected an RGB image [H, W, 3], got shape {image.shape}")
@@ -124,9 +122,10 @@ def _read_image(item, what: str, index: int) -> np.ndarray:
 def _sample_pixels(images, what: str, max_pixels: int, seed: int) -> np.ndarray:
     """An equal share of random pixels from each image, ``[N, 3]`` float32 in [0, 1].
 
-    Each image is sampled as soon as it is read, so only one decoded image
-    is held at a time (twenty 12-megapixel files read as float32 first took
-    3.5 GB). The same seed gives images of the same sizes the same positions.
+    Each file is sampled as soon as it is read, so only one decoded file is
+    held at a time (twenty 12-megapixel files read as float32 first took
+    3.5 GB); arrays, given in memory, are sampled in place. The same seed
+    gives images of the same sizes the same positions.
     """
     items = _image_items(images)
     if not items:

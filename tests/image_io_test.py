@@ -342,11 +342,33 @@ def test_sixteen_bit_png_transparent_colour_key(tmp_path):
     grey = np.array([[1000, 5, 1000, 65535]], np.uint16)
     (tmp_path / "g.png").write_bytes(_png16(grey, 0, struct.pack(">H", 1000)))
     np.testing.assert_array_equal(read_image(tmp_path / "g.png").alpha, [[0, 255, 0, 255]])
-    rgb = np.array([[[1000, 2000, 3000], [0, 0, 0], [1000, 2000, 3000], [65535, 65535, 65535]]], np.uint16)
-    (tmp_path / "c.png").write_bytes(_png16(rgb, 2, struct.pack(">HHH", 1000, 2000, 3000)))
+    # RGB: PIL keeps the high bytes only, and every colour within 1/256 of a
+    # black key would go with it (deep shadows), so the key is not applied.
+    rgb = np.array([[[0, 0, 0], [200, 100, 50], [256, 0, 0], [1000, 2000, 3000]]], np.uint16)
+    (tmp_path / "c.png").write_bytes(_png16(rgb, 2, struct.pack(">HHH", 0, 0, 0)))
     decoded = read_image(tmp_path / "c.png")
-    np.testing.assert_array_equal(decoded.alpha, [[0, 255, 0, 255]])
-    assert "16-bit transparent colour matched on its high byte" in decoded.notes
+    assert decoded.alpha is None
+    assert "16-bit transparent colour key (tRNS) not applied: the image is kept opaque" in decoded.notes
+
+
+def test_to_srgb_converts_through_the_profile_and_survives_unusable_ones(adobe_rgb_icc):
+    from PIL import ImageCms
+
+    from gan_style.image_io import to_srgb
+
+    rgb = np.array([[[255, 0, 0], [0, 128, 0], [40, 40, 200]]], np.uint8)
+    assert to_srgb(rgb, None) is rgb
+    srgb_icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    assert np.abs(to_srgb(rgb, srgb_icc).astype(int) - rgb).max() <= 1
+    # Adobe RGB's red lies outside sRGB: clipped to sRGB red; its mid green is more saturated than sRGB's.
+    adobe = to_srgb(rgb, adobe_rgb_icc)
+    assert tuple(adobe[0, 0]) == (255, 0, 0) and adobe[0, 1, 1] > 128 and adobe[0, 1, 0] == 0
+    # A profile that reads but cannot be converted from (Lab), and one that does not read.
+    lab_icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("LAB")).tobytes()
+    for icc in (lab_icc, b"not a profile"):
+        notes = []
+        assert to_srgb(rgb, icc, notes) is rgb
+        assert notes and "ICC profile unusable" in notes[0]
 
 
 def test_sixteen_bit_rgb_tiff(tmp_path):

@@ -496,9 +496,7 @@ class Studio:
                 decoded = image_io.read_image_bytes(data, name=name, max_pixels=self.max_pixels)
             except image_io.ImageError as error:
                 raise StudioError(f"reference {name}: {error.reason}") from None
-            # Compared in sRGB, the source too (fit_profile reads files so).
-            srgb = image_io.to_srgb(decoded.rgb, decoded.icc_profile, decoded.notes)
-            rgb = image_io.composite(srgb, decoded.alpha)
+            rgb = image_io.srgb_on_white(decoded)  # as fit_profile reads files; the source too
             size = reduced_size(rgb.shape[1], rgb.shape[0], REFERENCE_SIZE)
             images.append(_reduce(rgb, "RGB", size) if size != rgb.shape[1::-1] else rgb)
         sources = None
