@@ -164,8 +164,9 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         at_least(key, 0)
     if given["data.num_parallel_calls"] == 0 or given["data.num_parallel_calls"] < -1:
         raise ConfigError("config key data.num_parallel_calls must be -1 (AUTOTUNE) or >= 1")
-    if not given["optim.learning_rate"] > 0:
-        raise ConfigError("config key optim.learning_rate must be > 0")
+    for key in ("optim.learning_rate", "optim.epsilon"):
+        if not given[key] > 0:  # epsilon 0: 0/0 for a weight whose gradient is always 0
+            raise ConfigError(f"config key {key} must be > 0, got {given[key]!r}")
     for key in ("optim.beta_1", "optim.beta_2", "model.dropout"):
         if not given[key] < 1:
             raise ConfigError(f"config key {key} must be < 1, got {given[key]!r}")
@@ -874,9 +875,11 @@ def check_resume(previous: dict, config: ml_collections.ConfigDict) -> dict[str,
         holds other variables), naming the key and both values.
     """
     old, new = _flatten(previous), _flatten(config)
-    changed = {key: [old.get(key), new.get(key)] for key in sorted(new) if key in old and old[key] != new[key]}
+    # A key the run's config.json lacks is new since it started (optim.epsilon,
+    # say): logged with None as its old value; the checkpoint followed its default.
+    changed = {key: [old.get(key), new[key]] for key in sorted(new) if key not in old or old[key] != new[key]}
     for key in RESUME_FIXED_KEYS:
-        if key in changed:
+        if key in changed and key in old:
             before, after = changed[key]
             raise ConfigError(
                 f"config key {key}={after!r} differs from the run being resumed ({before!r} in "

@@ -39,6 +39,7 @@ def test_defaults_and_experiment_configs_validate():
         ("model.generator", "resnet_2blocks", "model.generator"),
         ("train.precision", "float16", "train.precision"),
         ("optim.beta_1", 1.0, "optim.beta_1 must be < 1"),
+        ("optim.epsilon", 0.0, "optim.epsilon must be > 0, got 0.0"),
         ("data.load_size", 20, "data.load_size \\(20\\) must be >= data.crop_size"),
         ("distribute.strategy", "horovod", "distribute.strategy"),
     ],
@@ -296,12 +297,18 @@ def test_resume_refuses_changes_its_checkpoint_cannot_follow(one_step_run, tmp_p
         changed.update_from_flattened_dict({**training._flatten(config.to_dict()), key: value})
         with pytest.raises(training.ConfigError, match=rf"config key {key}=.*differs from the run being resumed"):
             training.train_and_evaluate(changed, workdir)
-    # A change it can follow resumes, and the history says what changed when.
+    # A change it can follow resumes, and the history says what changed when;
+    # keys the run's config.json predates are logged as new (even fixed ones).
+    saved = json.loads((workdir / "config.json").read_text())
+    del saved["optim"]["epsilon"], saved["model"]["discriminator_layers"]
+    (workdir / "config.json").write_text(json.dumps(saved))
     config.train.max_steps = 2
     config.optim.learning_rate = 1e-4
     training.train_and_evaluate(config, workdir)
     history = [json.loads(line) for line in (workdir / "config_history.jsonl").read_text().splitlines()]
-    assert history == [{"step": 1, "changed": {"optim.learning_rate": [0.0002, 0.0001],
+    assert history == [{"step": 1, "changed": {"model.discriminator_layers": [None, 3],
+                                                "optim.epsilon": [None, 1e-8],
+                                                "optim.learning_rate": [0.0002, 0.0001],
                                                 "train.max_steps": [1, 2]}, "time": history[0]["time"]}]
     assert json.loads((workdir / "config.json").read_text())["optim"]["learning_rate"] == 1e-4
 
