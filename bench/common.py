@@ -61,16 +61,18 @@ def gflop_per_image(generator, height: int = 256, width: int = 256) -> float:
 def train_gflop_per_image(size: int) -> float:
     """GFLOPs of one CycleGAN step on a ``size`` crop, reference networks (64 filters).
 
-    A backward pass costs about twice its forward when it computes both the
-    input and the weight gradients, and about once when it computes one of
-    them. The six generator calls need both (3x their forward). The two
-    discriminator calls of the generator pass need input gradients only, and
-    the four of the discriminators' own pass weight gradients only (2x each).
+    A layer's backward pass costs about its forward for the gradient of its
+    input and as much again for that of its weights. The six generator calls
+    need both (3x their forward). The two discriminator calls of the
+    generator pass need input gradients only (2x). The four of the
+    discriminators' own pass need weight gradients, which take the input
+    gradients of every layer but the first as well (3x, less the first
+    layer's input gradient, left in).
     """
     from gan_style.networks import build_discriminator, build_generator
 
     gen, disc = build_generator("resnet_9blocks"), build_discriminator("basic")
-    return 3 * 6 * _forward_gflop(gen, size, size, True) + 2 * 6 * _forward_gflop(disc, size, size, True)
+    return 3 * 6 * _forward_gflop(gen, size, size, True) + (2 * 2 + 3 * 4) * _forward_gflop(disc, size, size, True)
 
 
 def psnr_db(a, b) -> float:
