@@ -107,7 +107,7 @@ def _remote_entries(source: str):
     entries = []
     for meta in sorted(matches, key=lambda m: m.path):
         rel = meta.path[len(root):].lstrip("/")
-        if any(part.startswith(".") for part in pathlib.PurePosixPath(rel).parts):
+        if image_io.is_hidden(pathlib.PurePosixPath(rel)):
             continue  # hidden, as the local walk leaves them: ._x.jpg resource forks, .thumbs/
         if pathlib.PurePosixPath(rel).suffix.lower() in image_io.IMAGE_EXTENSIONS and rel:
             entries.append(convert.Source(pathlib.Path(rel), rel))

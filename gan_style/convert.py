@@ -219,9 +219,9 @@ def collect_sources(source: str | os.PathLike, output: str | os.PathLike) -> tup
         # two links to a parent made the listing grow without end). Hidden
         # names are left out as by glob.glob and the folder walk, unless the
         # pattern asks for them.
-        explicit_hidden = any(part.startswith(".") for part in pattern.parts)
+        explicit_hidden = image_io.is_hidden(pattern)
         matches = sorted(p for p in root.glob(str(pattern))
-                         if explicit_hidden or not any(part.startswith(".") for part in p.relative_to(root).parts))
+                         if explicit_hidden or not image_io.is_hidden(p.relative_to(root)))
         if not matches:
             raise FileNotFoundError(f"--input {text!r}: the glob matches nothing")
         entries = []

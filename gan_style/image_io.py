@@ -641,6 +641,12 @@ def _as_dir_set(exclude) -> set[str]:
     return {os.path.realpath(os.fspath(e)) for e in exclude}
 
 
+def is_hidden(relative: str | os.PurePath) -> bool:
+    """True when any part of ``relative`` starts with a dot (``.thumbs/x.jpg``,
+    ``._x.jpg``): what :func:`list_images` does not walk into or list."""
+    return any(part.startswith(".") for part in pathlib.PurePath(relative).parts)
+
+
 def list_images(
     root: str | os.PathLike,
     *,
