@@ -26,7 +26,7 @@ from gan_style import convert, tiling  # noqa: E402
 from gan_style.precision import PRECISIONS  # noqa: E402
 
 FLAGS = flags.FLAGS
-EXIT_STOPPED = 4  # the manifest could not be written: nothing more could be recorded
+EXIT_STOPPED = 4  # the run stopped: the manifest could not be written, or the Beam pipeline failed
 flags.DEFINE_string("input", None, "A folder (walked recursively), a glob, or a text file listing image paths.")
 flags.DEFINE_string("output", None, "Output folder; mirrors the input's relative structure.")
 flags.DEFINE_string(

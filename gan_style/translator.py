@@ -458,8 +458,8 @@ class Translator(keras.Model):
           white for the model and its alpha put back on the output (an RGBA
           PNG). Not carried: ICC profiles (the output PNG is untagged), a
           BMP's or GIF's transparency and a grey or RGB PNG's transparent
-          colour key (tRNS; palette PNGs keep theirs). The ``_bytes`` suffixes make TF Serving's REST
-          API take and return ``{"b64": ...}``.
+          colour key (tRNS; palette PNGs keep theirs). The ``_bytes``
+          suffixes make TF Serving's REST API take and return ``{"b64": ...}``.
 
         An empty batch returns an empty batch from every endpoint.
         """
