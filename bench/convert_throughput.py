@@ -376,11 +376,12 @@ def _throughput(translator, images, scratch: pathlib.Path, results: dict, gflop:
             results[f"{key}_over_torch_median_of_rounds"] = float(np.median(paired))
             print(f"convert_catalog {precision} over the PyTorch test loop: {results[f'{key}_over_torch']:.2f}x "
                   f"(median of per-round ratios {results[f'{key}_over_torch_median_of_rounds']:.2f}x)")
+    bundled = (gan_style.load_translator(FLAGS.bundled)
+               if FLAGS.bundled and pathlib.Path(FLAGS.bundled).exists() else None)
     if "bfloat16" in FLAGS.precisions:
         psnr_images = images[:8]
         results["bf16_psnr_db"] = _precision_psnr(translator, psnr_images)
-        if FLAGS.bundled and pathlib.Path(FLAGS.bundled).exists():
-            bundled = gan_style.load_translator(FLAGS.bundled)
+        if bundled is not None:
             results["bf16_psnr_db_bundled"] = _precision_psnr(bundled, psnr_images)
         if "convert_img_per_s" in results:
             results["bf16_over_float32"] = results["bf16_img_per_s"] / results["convert_img_per_s"]
@@ -393,10 +394,9 @@ def _throughput(translator, images, scratch: pathlib.Path, results: dict, gflop:
         results["int8_img_per_s"] = float(np.median(int8_rates))
         results["int8_rounds_img_per_s"] = [round(x, 4) for x in int8_rates]
         results["int8_psnr_db"] = _psnr_to_float32(_generator_uint8(translator.generator), int8, images[:8])
-        if FLAGS.bundled and pathlib.Path(FLAGS.bundled).exists():
-            generator = gan_style.load_translator(FLAGS.bundled).generator
+        if bundled is not None:
             results["int8_psnr_db_bundled"] = _psnr_to_float32(
-                _generator_uint8(generator), _int8(generator, {}), images[:8])
+                _generator_uint8(bundled.generator), _int8(bundled.generator, {}), images[:8])
         results["int8_over_naive"] = results["int8_img_per_s"] / results["naive_img_per_s"]
         paired = [i / n for i, n in zip(int8_rates, naive_rates)]
         results["int8_over_naive_median_of_rounds"] = float(np.median(paired))
