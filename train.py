@@ -76,6 +76,11 @@ def main(argv):
 
     try:
         training.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+    except training.TrainingStopped as stopped:
+        # Saved and resumable, but not finished: the shell's status for the signal.
+        logging.warning("%s", stopped)
+        print(str(stopped), file=sys.stderr, flush=True)
+        sys.exit(128 + stopped.signum)
     except (training.ConfigError, FloatingPointError) as error:
         logging.error("%s", error)
         _fail(str(error))

@@ -20,7 +20,10 @@ Read top to bottom, one run is:
    exporting ``workdir/export/gen_ab.keras`` and ``gen_ba.keras`` each time.
 
 A NaN or Inf loss stops the run before anything more is saved, so the latest
-checkpoint stays the last good one. Under ``MultiWorkerMirroredStrategy`` every
+checkpoint stays the last good one. SIGINT (Ctrl-C) or SIGTERM (a scheduler or
+a preempted VM) stops it after the current step with a checkpoint of that
+step, so nothing trained is lost: :class:`TrainingStopped` says where, and the
+same command resumes. A second signal acts at once, as without this. Under ``MultiWorkerMirroredStrategy`` every
 worker runs the same loop; only the chief writes the workdir (the others save
 their checkpoints in throw-away directories, as the TF docs recommend, since
 saving may involve collectives).
@@ -46,7 +49,9 @@ import math
 import os
 import pathlib
 import shutil
+import signal
 import socket
+import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -76,6 +81,15 @@ _DATA_PATH_KEYS = ("root", "train_a", "train_b", "test_a", "test_b", "tfds_data_
 
 class ConfigError(ValueError):
     """A config key is unknown or has a bad value; the message names the key."""
+
+
+class TrainingStopped(Exception):
+    """Training stopped on SIGINT or SIGTERM after saving a checkpoint of the last
+    step; the same call (or command) resumes it. ``signum`` is the signal."""
+
+    def __init__(self, message: str, signum: int):
+        super().__init__(message)
+        self.signum = signum
 
 
 # ---------------------------------------------------------------------------
@@ -987,6 +1001,58 @@ def _atomic_write_text(path: pathlib.Path, text: str) -> None:
     os.replace(temporary, path)
 
 
+class _StopOnSignal:
+    """While training, SIGINT and SIGTERM only ask the loop to stop after the
+    current step (with a checkpoint); the handlers that were there before come
+    back at once, so a second signal interrupts or terminates as usual.
+    Handlers can only be set from the main thread: elsewhere this does nothing."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self):
+        self.signum: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for signum in self.SIGNALS:
+                self._previous[signum] = signal.signal(signum, self._request)
+        return self
+
+    def _request(self, signum, frame):
+        self.signum = signum
+        self._restore()
+        logging.warning(
+            "%s: stopping after this step with a checkpoint; send it again to stop at once",
+            signal.Signals(signum).name,
+        )
+
+    def _restore(self):
+        for signum, handler in self._previous.items():
+            # None: a handler not set from Python (the default one, for our purposes).
+            signal.signal(signum, signal.SIG_DFL if handler is None else handler)
+        self._previous.clear()
+
+    def __exit__(self, *exc):
+        self._restore()
+        return False
+
+
+def _any_worker_stopping(strategy) -> Callable[[bool], bool]:
+    """Whether any worker was asked to stop. Saving takes every worker (its
+    collectives), so all must stop at the same step: with several workers
+    this is an all-reduce of one number per step."""
+    if num_workers(strategy) <= 1:
+        return bool
+
+    @tf.function
+    def agree(flag):
+        per_replica = strategy.run(lambda: tf.identity(flag))
+        return strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None) > 0
+
+    return lambda requested: bool(agree(tf.constant(1.0 if requested else 0.0)))
+
+
 def train_and_evaluate(
     config: ml_collections.ConfigDict,
     workdir: str | os.PathLike,
@@ -1011,6 +1077,7 @@ def train_and_evaluate(
     Raises:
       ConfigError: a bad config key or value, before any work.
       FloatingPointError: a loss became NaN/Inf (names the step).
+      TrainingStopped: SIGINT or SIGTERM arrived; the last step is checkpointed.
     """
     if not os.fspath(workdir).strip():  # an unset $WORKDIR: pathlib would make it the current directory
         raise ConfigError("--workdir is empty: give the run's directory (an unset shell variable?)")
@@ -1032,8 +1099,9 @@ def train_and_evaluate(
     previous_policy = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy(config.train.precision)
     try:
-        with _workdir_lock(workdir, chief):
-            return _train(config, workdir, strategy, chief, callbacks, feature_fn, steps_per_epoch)
+        with _workdir_lock(workdir, chief), _StopOnSignal() as stop_signal:
+            return _train(config, workdir, strategy, chief, callbacks, feature_fn, steps_per_epoch,
+                          stop_signal)
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
 
@@ -1067,7 +1135,7 @@ def _workdir_lock(workdir: pathlib.Path, chief: bool):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _train(config, workdir, strategy, chief, extra_callbacks, feature_fn, steps_per_epoch):
+def _train(config, workdir, strategy, chief, extra_callbacks, feature_fn, steps_per_epoch, stop_signal):
     data, train = config.data, config.train
     batch_size = train.batch_size
     if batch_size % strategy.num_replicas_in_sync:
@@ -1142,6 +1210,8 @@ def _train(config, workdir, strategy, chief, extra_callbacks, feature_fn, steps_
         if chief:
             export_generators(model, workdir / "export")
 
+    stopping = _any_worker_stopping(strategy)
+
     # Fixed samples: the first test images (the first training batch without a test split).
     num = train.num_samples
     samples = []
@@ -1175,6 +1245,7 @@ def _train(config, workdir, strategy, chief, extra_callbacks, feature_fn, steps_
     logs: dict[str, float] = {"step": step}
     callbacks.on_train_begin(logs)
     stop = step >= max_steps
+    signalled = False
     while not stop and int(counters.epoch.numpy()) < total_epochs:
         epoch = int(counters.epoch.numpy())
         done = int(counters.step_in_epoch.numpy())
@@ -1213,6 +1284,9 @@ def _train(config, workdir, strategy, chief, extra_callbacks, feature_fn, steps_
             callbacks.on_train_batch_end(done - 1, logs)
             if step >= max_steps:
                 stop = True
+            # Every worker calls stopping() each step: with several it is a collective.
+            if stopping(stop_signal.signum is not None) and not stop and done < steps_per_epoch:
+                signalled = stop = True  # saved below (an epoch's last step: by the epoch end)
             if (
                 config.checkpoint.every_steps
                 and step % config.checkpoint.every_steps == 0
@@ -1229,6 +1303,20 @@ def _train(config, workdir, strategy, chief, extra_callbacks, feature_fn, steps_
             epoch_logs.update(lr=logs.get("lr", 0.0), step=step)
             callbacks.on_epoch_end(epoch, epoch_logs)
         save_checkpoint()
+        if not stop and stopping(stop_signal.signum is not None):
+            signalled = stop = True  # during the epoch's last step or its evaluation
+    if signalled:
+        # Not on_train_end: the run is not over, and the same command resumes it.
+        writer.flush()
+        if not chief:
+            shutil.rmtree(workdir / f"tmp_{_worker_id(strategy)}", ignore_errors=True)
+        name = signal.Signals(stop_signal.signum).name if stop_signal.signum else "another worker's signal"
+        raise TrainingStopped(
+            f"stopped by {name} at step {step} (epoch {int(counters.epoch.numpy()) + 1}, "
+            f"{int(counters.step_in_epoch.numpy())} steps in); checkpoint {manager.latest_checkpoint}; "
+            "run the same command again to resume",
+            stop_signal.signum or signal.SIGTERM,
+        )
     callbacks.on_train_end(logs)
     writer.flush()
     if not chief:

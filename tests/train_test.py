@@ -26,8 +26,10 @@ OVERRIDES = {
     "model.lambda_identity": 0.0,  # fewer passes: faster tracing, same code paths
 }
 
-# A child that trains with the smoke config and kills itself with SIGKILL at the
-# start of a chosen step (after the previous step's checkpoint was written).
+# A child that trains with the smoke config and sends itself a signal (SIGKILL
+# unless argv[5] names another) at the start of a chosen step, after the
+# previous step's checkpoint, if any, was written. It dumps the weights after
+# every step, so the file holds the last trained ones however the run ends.
 CHILD = textwrap.dedent(
     """
     import json, os, signal, sys
@@ -39,6 +41,7 @@ CHILD = textwrap.dedent(
     logging.set_verbosity(logging.INFO)
 
     workdir, overrides, kill_at, dump = sys.argv[1], json.loads(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+    signum = getattr(signal, sys.argv[5]) if len(sys.argv) > 5 else signal.SIGKILL
     config = smoke.get_config()
     for key, value in overrides.items():
         section, name = key.split(".")
@@ -50,15 +53,19 @@ CHILD = textwrap.dedent(
             self.step = logs["step"]
         def on_train_batch_begin(self, batch, logs=None):
             if self.step + 1 == kill_at:
-                os.kill(os.getpid(), signal.SIGKILL)
+                os.kill(os.getpid(), signum)
 
     class Dump(keras.callbacks.Callback):
-        def on_train_end(self, logs=None):
+        def on_train_batch_end(self, batch, logs=None):
             if dump:
                 m = self.model
                 np.savez(dump, *[v.numpy() for v in m.generator_variables + m.discriminator_variables])
 
-    training.train_and_evaluate(config, workdir, callbacks=[Kill(), Dump()])
+    try:
+        training.train_and_evaluate(config, workdir, callbacks=[Kill(), Dump()])
+    except training.TrainingStopped as stopped:
+        print(stopped, flush=True)
+        sys.exit(128 + stopped.signum)
     """
 )
 
@@ -94,18 +101,34 @@ def test_train_py_end_to_end_and_exact_resume_after_sigkill(tmp_path, shared_dat
     overrides = {**OVERRIDES, "model.dropout": 0.5}
     # 2 epochs x 2 steps, a checkpoint after every step. Run 1 trains straight
     # through with train.py; run 2 is SIGKILLed as step 4 begins, mid epoch 2.
+    # Run 3 checkpoints only at epoch ends and gets SIGINT (Ctrl-C) as step 3
+    # begins: it finishes that step, checkpoints it and stops.
+    interrupted = tmp_path / "interrupted"
     child = tmp_path / "child.py"
     child.write_text(CHILD)
+    epoch_saves = {**overrides, "checkpoint.every_steps": 0}
     runs = [
         subprocess.Popen(command + [f"--workdir={straight}"] + _flags(overrides), cwd=ROOT,
                          env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True),
         subprocess.Popen([sys.executable, str(child), str(killed), json.dumps(overrides), "4", ""],
                          cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True),
+        subprocess.Popen([sys.executable, str(child), str(interrupted), json.dumps(epoch_saves), "3", "",
+                          "SIGINT"],
+                         cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True),
     ]
-    outputs = [run.communicate(timeout=240)[0] for run in runs]
+    outputs = [run.communicate(timeout=300)[0] for run in runs]
     assert runs[0].returncode == 0, outputs[0][-3000:]
     assert runs[1].returncode == -signal.SIGKILL, outputs[1][-3000:]
     assert tf.train.latest_checkpoint(str(killed / "checkpoints")).endswith("ckpt-3")
+    assert runs[2].returncode == 128 + signal.SIGINT, outputs[2][-3000:]
+    assert "stopped by SIGINT at step 3 (epoch 2, 1 steps in)" in outputs[2], outputs[2][-3000:]
+    saved = sorted(p.name for p in (interrupted / "checkpoints").glob("ckpt-*.index"))
+    assert saved == ["ckpt-2.index", "ckpt-3.index"]  # the epoch end, then the stop
+    resumed_after_sigint = subprocess.run(
+        command + [f"--workdir={interrupted}"] + _flags(epoch_saves), cwd=ROOT, env=ENV,
+        capture_output=True, text=True, timeout=240)
+    assert resumed_after_sigint.returncode == 0, resumed_after_sigint.stderr[-3000:]
+    assert "ckpt-3" in resumed_after_sigint.stderr
     # What a kill during the next save leaves: files of ckpt-4 but no updated
     # `checkpoint` state file. The resume must ignore them.
     (killed / "checkpoints" / "ckpt-4.index").write_bytes(b"partial")
@@ -127,6 +150,12 @@ def test_train_py_end_to_end_and_exact_resume_after_sigkill(tmp_path, shared_dat
     assert want["gen_optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE"] == 4
     for name in want:
         np.testing.assert_array_equal(got[name], want[name], err_msg=name)
+    # Stopped by SIGINT and resumed: the same state (it saved twice less often).
+    path3, after_sigint = _checkpoint_tensors(interrupted)
+    assert path3.endswith("ckpt-4") and set(after_sigint) == set(want)
+    for name in want:
+        if not name.startswith("save_counter"):
+            np.testing.assert_array_equal(after_sigint[name], want[name], err_msg=name)
     assert want["counters/step/.ATTRIBUTES/VARIABLE_VALUE"] == 4
     assert want["counters/epoch/.ATTRIBUTES/VARIABLE_VALUE"] == 2
 
@@ -162,6 +191,26 @@ def test_train_py_rejects_a_bad_override_before_training(tmp_path):
     assert result.returncode == 1
     assert "data.preprocess='zoom'" in result.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_train_py_exits_with_the_signal_status_after_a_stop(tmp_path):
+    # train.py's side of a SIGTERM stop (the stop itself is tested above): the
+    # message on stderr and the status a shell gives that signal, not 0 or 1.
+    script = textwrap.dedent(
+        f"""
+        import runpy, sys
+        from gan_style import training
+        def stopped(config, workdir):
+            raise training.TrainingStopped("stopped by SIGTERM at step 7; checkpoint X", 15)
+        training.train_and_evaluate = stopped
+        sys.argv = ["train.py", "--config=configs/smoke.py", "--workdir={tmp_path / 'run'}"]
+        runpy.run_path("train.py", run_name="__main__")
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=ENV,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 128 + signal.SIGTERM, result.stderr[-3000:]
+    assert "stopped by SIGTERM at step 7; checkpoint X" in result.stderr
 
 
 def test_train_py_names_bad_keys_files_and_data_in_one_line(tmp_path):
@@ -206,19 +255,22 @@ def _free_ports(count):
     return ports
 
 
-def test_two_workers_train_to_identical_weights(tmp_path, shared_data):
+def test_two_workers_train_to_identical_weights_and_stop_together(tmp_path, shared_data):
     child = tmp_path / "child.py"
     child.write_text(CHILD)
     workers = [f"localhost:{port}" for port in _free_ports(2)]
+    # Checkpoints at epoch ends only (2 steps). Worker 1 alone gets SIGTERM (a
+    # preempted VM) as step 3 begins: both must finish step 3, save it together
+    # (saving is collective) and stop.
     overrides = {**OVERRIDES, "train.deterministic": False, "distribute.strategy": "multi_worker",
-                 "train.max_steps": 2}
+                 "train.max_steps": 4, "checkpoint.every_steps": 0}
     runs = []
     for index in range(2):
         env = {**ENV, "TF_CONFIG": json.dumps(
             {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}})}
         runs.append(subprocess.Popen(
-            [sys.executable, str(child), str(tmp_path / "run"), json.dumps(overrides), "0",
-             str(tmp_path / f"weights{index}.npz")],
+            [sys.executable, str(child), str(tmp_path / "run"), json.dumps(overrides),
+             "3" if index == 1 else "0", str(tmp_path / f"weights{index}.npz"), "SIGTERM"],
             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
     try:
         outputs = [run.communicate(timeout=240)[0] for run in runs]
@@ -227,14 +279,16 @@ def test_two_workers_train_to_identical_weights(tmp_path, shared_data):
             if run.poll() is None:
                 run.kill()
     for run, output in zip(runs, outputs):
-        assert run.returncode == 0, output[-3000:]
+        assert run.returncode == 128 + signal.SIGTERM, output[-3000:]
         # Each host's pipeline reads its own half of the samples.
         assert "input: each of 2 hosts reads every 2-th sample" in output, output[-3000:]
+    assert "stopped by another worker's signal at step 3" in outputs[0], outputs[0][-3000:]
+    assert "stopped by SIGTERM at step 3" in outputs[1], outputs[1][-3000:]
     first, second = np.load(tmp_path / "weights0.npz"), np.load(tmp_path / "weights1.npz")
     assert len(first.files) > 10
     for name in first.files:
         np.testing.assert_array_equal(first[name], second[name], err_msg=name)
     # Only the chief wrote the workdir; the other worker's temporary dir is gone.
-    assert (tmp_path / "run" / "checkpoints" / "ckpt-2.index").exists()
+    assert tf.train.latest_checkpoint(str(tmp_path / "run" / "checkpoints")).endswith("ckpt-3")
     assert (tmp_path / "run" / "export" / "gen_ab.keras").exists()
     assert not list((tmp_path / "run").glob("tmp_*"))

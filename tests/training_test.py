@@ -4,6 +4,7 @@ import json
 import os
 import pathlib
 import re
+import signal
 
 import keras
 import ml_collections
@@ -212,6 +213,38 @@ def test_nan_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(tmp_p
         if "gen_ab" in name and "VARIABLE_VALUE" in name:
             assert np.all(np.isfinite(reader.get_tensor(name))), name
     assert reader.get_tensor("counters/step/.ATTRIBUTES/VARIABLE_VALUE") == 1
+
+
+def test_a_signal_in_an_epochs_last_step_stops_after_the_epoch_end_save(tmp_path):
+    # Mid-epoch stops are tested in subprocesses (tests/train_test.py). Here the
+    # signal arrives during the epoch's last step: the epoch ends as usual (its
+    # save is the stop's checkpoint) and the next epoch never starts.
+    config = smoke.get_config()
+    config.data.root = str(_tiny_folders(tmp_path / "data"))
+    config.data.max_images = 0
+    config.train.progress = False
+    config.model.lambda_identity = 0.0
+    config.checkpoint.every_steps = 0
+    steps = []
+
+    class Interrupt(keras.callbacks.Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            if len(steps) == 1:  # step 2 of 2 in epoch 1
+                # Only where training has taken SIGINT over; pytest's own would end the session.
+                assert isinstance(getattr(signal.getsignal(signal.SIGINT), "__self__", None),
+                                  training._StopOnSignal)
+                signal.raise_signal(signal.SIGINT)
+
+        def on_train_batch_end(self, batch, logs=None):
+            steps.append(logs["step"])
+
+    previous = signal.getsignal(signal.SIGINT)
+    with pytest.raises(training.TrainingStopped, match=r"SIGINT at step 2 \(epoch 2, 0 steps in\)"):
+        training.train_and_evaluate(config, tmp_path / "run", callbacks=[Interrupt()])
+    assert steps == [1, 2]
+    assert signal.getsignal(signal.SIGINT) is previous  # given back
+    saved = sorted(p.name for p in (tmp_path / "run" / "checkpoints").glob("ckpt-*.index"))
+    assert saved == ["ckpt-2.index"]
 
 
 def test_evaluation_callback_scores_logs_and_keeps_the_best(tmp_path):
