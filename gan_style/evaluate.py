@@ -17,6 +17,13 @@ Every run needs the TF-FID Inception weights: ``--inception_weights=PATH``, else
 ``gan_style.metrics.inception``). Images stream through one batch at a time, so
 memory does not grow with the number of images.
 
+Images are read as pytorch-fid reads them, with two differences that matter
+only for unusual files: transparent images are composited on white (as they are
+shown and converted; pytorch-fid drops the alpha and scores what is under it),
+and the EXIF orientation is applied. Scores over fewer than 100 images in a set
+get a warning: FID's bias grows as the sets shrink, so compare only scores over
+equal numbers of images (KID is unbiased).
+
 An unreadable image stops the run with its path; ``--skip_unreadable`` leaves it
 out instead, names it on stderr and in ``skipped``, and scores the rest.
 
@@ -40,6 +47,8 @@ import keras
 import numpy as np
 
 from gan_style import metrics
+
+SMALL_SET = 100  # images per set below which the CLI warns that FID is mostly bias
 
 
 class _Mean:
@@ -434,6 +443,10 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+    small = min(results["n_real"], results["n_fake"])
+    if small < SMALL_SET:
+        print(f"warning: a set of only {small} images: FID is strongly biased upwards at this size; "
+              "compare only scores over the same numbers of images (KID is unbiased)", file=sys.stderr)
     print(format_table(results))
     if json_path is not None:
         try:

@@ -794,14 +794,18 @@ class Evaluation(keras.callbacks.Callback):
         if self._real is None:  # the real sets never change
             self._real = self.feature_fn(self.test_a), self.feature_fn(self.test_b)
         real_a, real_b = self._real
-        fake_b = self.feature_fn(self._translated("gen_ab", self.test_a))
-        fake_a = self.feature_fn(self._translated("gen_ba", self.test_b))
-        scores = {
-            "fid_ab": metrics.fid_from_features(real_b, fake_b),
-            "fid_ba": metrics.fid_from_features(real_a, fake_a),
-            "kid_ab": metrics.kid_from_features(real_b, fake_b, subset_size=self.kid_subset_size)[0],
-            "kid_ba": metrics.kid_from_features(real_a, fake_a, subset_size=self.kid_subset_size)[0],
-        }
+        scores = {}
+        for direction, name, real, test in (("ab", "gen_ab", real_b, self.test_a),
+                                             ("ba", "gen_ba", real_a, self.test_b)):
+            fake = self.feature_fn(self._translated(name, test))
+            if not np.all(np.isfinite(fake)):  # a diverged generator: scored, not a crash
+                logging.warning("%s translates to NaN or Inf: its FID and KID are NaN", name)
+                scores[f"fid_{direction}"] = scores[f"kid_{direction}"] = math.nan
+                continue
+            scores[f"fid_{direction}"] = metrics.fid_from_features(real, fake)
+            scores[f"kid_{direction}"] = metrics.kid_from_features(
+                real, fake, subset_size=self.kid_subset_size)[0]
+        scores = {key: scores[key] for key in ("fid_ab", "fid_ba", "kid_ab", "kid_ba")}
         scores["fid_mean"] = (scores["fid_ab"] + scores["fid_ba"]) / 2
         return scores
 
@@ -820,7 +824,9 @@ class Evaluation(keras.callbacks.Callback):
         if logs is not None:
             logs.update({f"eval_{k}": v for k, v in scores.items()})
         score = scores[self.best_metric]
-        if self.best_score is None or score < self.best_score:
+        if not math.isfinite(score):
+            logging.warning("%s is %s at epoch %d: not a best model", self.best_metric, score, epoch + 1)
+        elif self.best_score is None or score < self.best_score:
             self.best_score = score
             if self.on_best is not None:
                 self.on_best({**scores, "epoch": epoch + 1, "step": step})
@@ -1301,8 +1307,10 @@ def _train(config, workdir, strategy, chief, extra_callbacks, feature_fn, steps_
             counters.step_in_epoch.assign(0)
             epoch_logs = {name: total / max(epoch_count, 1) for name, total in epoch_sums.items()}
             epoch_logs.update(lr=logs.get("lr", 0.0), step=step)
+            save_checkpoint()  # first: an evaluation that fails loses no training
             callbacks.on_epoch_end(epoch, epoch_logs)
-        save_checkpoint()
+        else:
+            save_checkpoint()
         if not stop and stopping(stop_signal.signum is not None):
             signalled = stop = True  # during the epoch's last step or its evaluation
     if signalled:
@@ -1336,6 +1344,13 @@ def _make_evaluation(config, workdir, model, checkpoint, writer, chief, feature_
     count = config.eval.num_images
     test_a = _first_images(input_pipeline.eval_dataset(data, "a", batch_size=8), count)
     test_b = _first_images(input_pipeline.eval_dataset(data, "b", batch_size=8), count)
+    for domain, images in (("a", test_a), ("b", test_b)):
+        if len(images) < 2:  # found now, not at the first epoch's end
+            raise ConfigError(
+                f"config key eval.every_epochs > 0 needs at least 2 test images in domain "
+                f"{domain.upper()} for FID/KID; {len(images)} could be read from data.test_{domain} "
+                f"(or data.root's test{domain.upper()}/)"
+            )
     if feature_fn is None:
         feature_fn = inception_feature_fn(config.eval.inception_weights)
     best_dir = workdir / "export" / "best"

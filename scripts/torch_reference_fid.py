@@ -16,7 +16,7 @@ Usage (torch and scipy needed; a few minutes on a CPU)::
 
     python scripts/torch_reference_fid.py DIR1 DIR2 [--model=.../default_1.pt]
 
-This is how the reference number in tests/fid_test.py was obtained.
+This is how the reference number in tests/metrics_inception_test.py was obtained.
 """
 
 import argparse
@@ -61,7 +61,7 @@ def folder_features(model, folder, batch_size=50):
 def calculate_frechet_distance(mu1, sigma1, mu2, sigma2, eps=1e-6):
     """pytorch-fid's formula, kept line for line in behaviour."""
     diff = mu1 - mu2
-    covmean, _ = scipy.linalg.sqrtm(sigma1.dot(sigma2), disp=False)
+    covmean = scipy.linalg.sqrtm(sigma1.dot(sigma2))  # (SciPy 1.18 drops pytorch-fid's disp=False)
     if not np.isfinite(covmean).all():
         offset = np.eye(sigma1.shape[0]) * eps
         covmean = scipy.linalg.sqrtm((sigma1 + offset).dot(sigma2 + offset))

@@ -250,6 +250,7 @@ def test_unreadable_images_stop_the_run_or_are_skipped_and_listed(tmp_path, monk
     assert evaluate.main(args + ["--skip_unreadable"]) == 0
     err = capsys.readouterr().err
     assert err.count("skipped, unreadable") == 3
+    assert "warning: a set of only 4 images: FID is strongly biased" in err
     assert len(json.loads(out.read_text())["skipped"]) == 3
 
     # Too few readable images left is an error, not a NaN score.

@@ -155,6 +155,16 @@ def test_kid_is_reproducible_and_validates_input():
         metrics.kid_from_features(a, b[:, :3])
     with pytest.raises(ValueError, match="features1"):
         metrics.fid_from_features(a[:1], b)
+    # NaN features: a named ValueError, not numpy's "eigenvalues did not converge"
+    # (FID) or a silent (nan, nan) (KID).
+    broken = b.copy()
+    broken[5, 2] = np.nan
+    with pytest.raises(ValueError, match="features2 hold NaN or Inf"):
+        metrics.fid_from_features(a, broken)
+    with pytest.raises(ValueError, match="features2 hold NaN or Inf"):
+        metrics.kid_from_features(a, broken)
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        metrics.FeatureStats(4).update(broken * np.inf)
 
 
 class _MeanColour(keras.layers.Layer):

@@ -214,7 +214,9 @@ def test_fid_horse2zebra_matches_pytorch_fid(shared_data, request):
         )
     assert feats["testB"].shape == (140, 2048) and feats["testA"].shape == (120, 2048)
     fid = metrics.fid_from_features(feats["testB"], feats["testA"])
-    assert fid == pytest.approx(REFERENCE_FID_TESTB_TESTA, rel=0.005)
-    assert fid == pytest.approx(236.7, rel=0.005)  # ../shared/data/README.md
+    # 1e-4: the two agree to about 1e-7; TTUR's TF1 resize and (x-128)/128
+    # scaling instead of pytorch-fid's moved FID by 1.2e-3 (236.41).
+    assert fid == pytest.approx(REFERENCE_FID_TESTB_TESTA, rel=1e-4)
+    assert fid == pytest.approx(236.7, abs=0.05)  # ../shared/data/README.md, to one decimal
     kid, kid_std = metrics.kid_from_features(feats["testB"], feats["testA"])
     assert kid > 10 * kid_std > 0  # zebras vs horses: clearly different sets

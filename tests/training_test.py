@@ -215,16 +215,22 @@ def test_nan_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(tmp_p
     assert reader.get_tensor("counters/step/.ATTRIBUTES/VARIABLE_VALUE") == 1
 
 
-def test_a_signal_in_an_epochs_last_step_stops_after_the_epoch_end_save(tmp_path):
-    # Mid-epoch stops are tested in subprocesses (tests/train_test.py). Here the
-    # signal arrives during the epoch's last step: the epoch ends as usual (its
-    # save is the stop's checkpoint) and the next epoch never starts.
+def _tiny_run_config(tmp_path):
+    """The smoke run on random 40 px images, checkpoints at epoch ends (2 steps) only."""
     config = smoke.get_config()
     config.data.root = str(_tiny_folders(tmp_path / "data"))
     config.data.max_images = 0
     config.train.progress = False
     config.model.lambda_identity = 0.0
     config.checkpoint.every_steps = 0
+    return config
+
+
+def test_a_signal_in_an_epochs_last_step_stops_after_the_epoch_end_save(tmp_path):
+    # Mid-epoch stops are tested in subprocesses (tests/train_test.py). Here the
+    # signal arrives during the epoch's last step: the epoch ends as usual (its
+    # save is the stop's checkpoint) and the next epoch never starts.
+    config = _tiny_run_config(tmp_path)
     steps = []
 
     class Interrupt(keras.callbacks.Callback):
@@ -245,6 +251,34 @@ def test_a_signal_in_an_epochs_last_step_stops_after_the_epoch_end_save(tmp_path
     assert signal.getsignal(signal.SIGINT) is previous  # given back
     saved = sorted(p.name for p in (tmp_path / "run" / "checkpoints").glob("ckpt-*.index"))
     assert saved == ["ckpt-2.index"]
+
+
+def test_too_few_test_images_for_evaluation_are_named_before_training(tmp_path):
+    root = _tiny_folders(tmp_path / "data")
+    for path in sorted((root / "testB").iterdir())[1:]:
+        path.unlink()
+    config = smoke.get_config()
+    config.data.root = str(root)
+    config.data.max_images = 0
+    config.eval.every_epochs = 1
+    config.train.progress = False
+    with pytest.raises(training.ConfigError, match=r"at least 2 test images in domain B.*1 could be read"):
+        training.train_and_evaluate(config, tmp_path / "run", feature_fn=lambda x: np.zeros((len(x), 4)))
+    assert not list((tmp_path / "run").glob("checkpoints/ckpt-*"))
+
+
+def test_an_epoch_end_callback_that_fails_loses_no_training(tmp_path):
+    # The epoch-end checkpoint comes before the callbacks (the FID/KID
+    # evaluation among them), so an error there keeps the epoch.
+    config = _tiny_run_config(tmp_path)
+
+    class Fails(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            raise RuntimeError("evaluation failed")
+
+    with pytest.raises(RuntimeError, match="evaluation failed"):
+        training.train_and_evaluate(config, tmp_path / "run", callbacks=[Fails()])
+    assert tf.train.latest_checkpoint(str(tmp_path / "run" / "checkpoints")).endswith("ckpt-2")
 
 
 def test_evaluation_callback_scores_logs_and_keeps_the_best(tmp_path):
@@ -276,6 +310,15 @@ def test_evaluation_callback_scores_logs_and_keeps_the_best(tmp_path):
     assert logs["eval_fid_ab"] == pytest.approx(want, rel=1e-6)
     assert len(best) == 1 and best[0]["epoch"] == 2 and best[0]["fid_ab"] == logs["eval_fid_ab"]
     callback.on_epoch_end(3, logs)  # same generator: same score, not better
+    assert len(best) == 1
+    # A generator gone to NaN is scored NaN and logged, not a crash, and not best.
+    nan_gen = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Lambda(lambda x: x * np.nan)])
+    model.gen_ab = nan_gen
+    callback._translate.clear()
+    callback.best_score = None
+    callback.on_epoch_end(5, logs)
+    assert np.isnan(logs["eval_fid_ab"]) and np.isnan(logs["eval_kid_ab"])
+    assert logs["eval_fid_ba"] == pytest.approx(best[0]["fid_ba"], rel=1e-6)
     assert len(best) == 1
     writer.flush()
     tags = {

@@ -49,6 +49,8 @@ class FeatureStats:
         n_b = batch.shape[0]
         if n_b == 0:
             return
+        if not np.all(np.isfinite(batch)):
+            raise ValueError("features hold NaN or Inf (images with NaN or Inf pixels?)")
         self._add_samples(batch.astype(np.float32))
         mean_b = batch.mean(axis=0)
         centred = batch - mean_b
@@ -144,6 +146,8 @@ def feature_pair(features1, features2) -> tuple[np.ndarray, np.ndarray]:
     for name, f in (("features1", f1), ("features2", f2)):
         if f.ndim != 2 or f.shape[0] < 2:
             raise ValueError(f"{name} must have shape [N >= 2, dim], got {f.shape}")
+        if not np.all(np.isfinite(f)):
+            raise ValueError(f"{name} hold NaN or Inf (images with NaN or Inf pixels?)")
     if f1.shape[1] != f2.shape[1]:
         raise ValueError(f"feature dimensions differ: {f1.shape[1]} vs {f2.shape[1]}")
     return f1, f2
