@@ -215,22 +215,11 @@ def test_nan_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(tmp_p
     assert reader.get_tensor("counters/step/.ATTRIBUTES/VARIABLE_VALUE") == 1
 
 
-def _tiny_run_config(tmp_path):
-    """The smoke run on random 40 px images, checkpoints at epoch ends (2 steps) only."""
-    config = smoke.get_config()
-    config.data.root = str(_tiny_folders(tmp_path / "data"))
-    config.data.max_images = 0
-    config.train.progress = False
-    config.model.lambda_identity = 0.0
-    config.checkpoint.every_steps = 0
-    return config
-
-
 def test_a_signal_in_an_epochs_last_step_stops_after_the_epoch_end_save(tmp_path):
     # Mid-epoch stops are tested in subprocesses (tests/train_test.py). Here the
     # signal arrives during the epoch's last step: the epoch ends as usual (its
     # save is the stop's checkpoint) and the next epoch never starts.
-    config = _tiny_run_config(tmp_path)
+    config = _epoch_saves_config(tmp_path)
     steps = []
 
     class Interrupt(keras.callbacks.Callback):
@@ -270,7 +259,7 @@ def test_too_few_test_images_for_evaluation_are_named_before_training(tmp_path):
 def test_an_epoch_end_callback_that_fails_loses_no_training(tmp_path):
     # The epoch-end checkpoint comes before the callbacks (the FID/KID
     # evaluation among them), so an error there keeps the epoch.
-    config = _tiny_run_config(tmp_path)
+    config = _epoch_saves_config(tmp_path)
 
     class Fails(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
@@ -343,6 +332,15 @@ def _tiny_run_config(tmp_path, **data_kwargs):
     config.data.max_images = 0
     config.train.max_steps = 1
     config.train.progress = False
+    return config
+
+
+def _epoch_saves_config(tmp_path):
+    """Both epochs of the tiny run (2 steps each), checkpoints at epoch ends only."""
+    config = _tiny_run_config(tmp_path)
+    config.train.max_steps = 0
+    config.model.lambda_identity = 0.0
+    config.checkpoint.every_steps = 0
     return config
 
 
