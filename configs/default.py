@@ -93,6 +93,10 @@ def get_config() -> ml_collections.ConfigDict:
     distribute.tpu = ""  # TPU name or grpc:// address ('' = TPU_NAME or the local TPU VM)
 
     # -- evaluation during training (gan_style.metrics) ---------------------
+    # To follow the run and pick its best checkpoint: the test images at
+    # data.eval_size, translated in float without rounding to 8 bits. Scores
+    # of files written by infer.py (python -m gan_style.evaluate) are the ones
+    # to report; they differ somewhat.
     evaluation = config.eval = ml_collections.ConfigDict()
     evaluation.every_epochs = 0  # FID/KID every this many epochs (0 = off)
     evaluation.num_images = 0  # test images per domain to score (0 = all)
