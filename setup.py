@@ -17,10 +17,19 @@ setup(
     "for converting product catalogs",
     long_description=(HERE / "README.md").read_text(),
     long_description_content_type="text/markdown",
-    packages=find_packages(include=["gan_style", "gan_style.*"]),
-    # The studio's page (static/ is not a package, so it is listed here).
-    package_data={"gan_style.studio": ["static/*"]},
-    python_requires=">=3.10",
+    # The repository keeps the bundled model and the configs at its top level;
+    # a wheel carries them inside the package (gan_style/_bundled.py finds
+    # either), so an install from PyPI or `pip install .` has its default
+    # model and gan_style.training.default_config().
+    packages=find_packages(include=["gan_style", "gan_style.*"]) + ["gan_style._assets", "gan_style._configs"],
+    package_dir={"gan_style._assets": "assets", "gan_style._configs": "configs"},
+    package_data={
+        "gan_style.studio": ["static/*"],  # the studio's page (static/ is not a package)
+        "gan_style._assets": ["default_translator.keras", "MODEL_CARD.md"],
+        "gan_style._configs": ["*.py"],
+    },
+    # datetime.UTC (the manifests' times) and keras>=3.15 need 3.11.
+    python_requires=">=3.11",
     install_requires=[
         "tensorflow>=2.21,<2.22",
         "keras>=3.15,<4",

@@ -51,13 +51,14 @@ import tensorflow as tf
 from absl import logging
 
 from gan_style import image_io, image_writer, tiling
+from gan_style._bundled import bundled_path
 from gan_style.precision import resolve_precision
 from gan_style.translator import Translator, check_context, load_translator
 
 #: Exit status of ``infer.py`` when some files failed (the rest converted).
 EXIT_SOME_FAILED = 3
 #: Where infer.py looks for the bundled default model when ``--model`` is not given.
-DEFAULT_MODEL_PATH = pathlib.Path(__file__).resolve().parents[1] / "assets" / "default_translator.keras"
+DEFAULT_MODEL_PATH = bundled_path("assets", "default_translator.keras")
 MANIFEST_NAME = "manifest.jsonl"
 #: The plans Beam runs write into the output folder (``.beam-plan-<run>.jsonl``)
 #: and delete when they end: one left behind is a killed run's.

@@ -63,6 +63,7 @@ import tensorflow as tf
 from absl import logging
 
 from gan_style import input_pipeline, networks
+from gan_style._bundled import bundled_path
 from gan_style.cyclegan import LOSS_NAMES, CycleGAN
 from gan_style.optimizers import ReferenceAdam
 from gan_style.precision import generator_with_precision, native_bfloat16
@@ -127,13 +128,10 @@ def _check_type(key: str, value, reference) -> None:
 
 def default_config() -> ml_collections.ConfigDict:
     """``configs/default.py``'s ``get_config()``: the one list of config keys."""
-    path = pathlib.Path(__file__).resolve().parents[1] / "configs" / "default.py"
-    if path.exists():
-        spec = importlib.util.spec_from_file_location("gan_style_default_config", path)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    else:  # installed without the source tree: configs/ must be importable
-        from configs import default as module
+    path = bundled_path("configs", "default.py")  # a wheel carries it as gan_style/_configs
+    spec = importlib.util.spec_from_file_location("gan_style_default_config", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
     return module.get_config()
 
 

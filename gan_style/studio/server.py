@@ -8,20 +8,13 @@ import pathlib
 from werkzeug.serving import BaseWSGIServer
 from werkzeug.serving import make_server as _werkzeug_make_server
 
-#: Where the bundled default model lives when gan_style.convert does not say
-#: (the same path the catalog converter uses).
-_FALLBACK_DEFAULT_MODEL = (
-    pathlib.Path(__file__).resolve().parents[2] / "assets" / "default_translator.keras"
-)
-
 
 def default_model_path() -> pathlib.Path:
-    """The bundled default model's path (``gan_style.convert.DEFAULT_MODEL_PATH``)."""
-    try:
-        from gan_style import convert
-    except ImportError:
-        return _FALLBACK_DEFAULT_MODEL
-    return pathlib.Path(getattr(convert, "DEFAULT_MODEL_PATH", _FALLBACK_DEFAULT_MODEL))
+    """The bundled default model's path: the catalog converter's
+    (``gan_style.convert.DEFAULT_MODEL_PATH``), imported when asked for."""
+    from gan_style import convert
+
+    return pathlib.Path(convert.DEFAULT_MODEL_PATH)
 
 
 def is_loopback(host: str) -> bool:
