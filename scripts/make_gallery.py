@@ -378,7 +378,7 @@ def main(argv: list[str] | None = None) -> int:
             dpi=args.dpi,
             max_kb=args.max_kb,
         )
-    except (FileNotFoundError, ValueError) as error:
+    except (OSError, ValueError) as error:  # OSError: also a --samples that is a file
         print(f"make_gallery.py: error: {error}", file=sys.stderr)
         return 1
     print(

@@ -2,7 +2,7 @@ r"""Computes the numbers of ``assets/MODEL_CARD.md`` from a training workdir.
 
     python scripts/model_card.py WORKDIR [--checkpoint=latest|best|ckpt-STEP] [--model=PATH]
         [--source=../shared/data/ikea/test] [--target=../shared/data/monet]
-        [--limit=N] [--json=card.json] [--markdown_only]
+        [--limit=N] [--json=card.json] [--no_scores]
 
 Reads the run from WORKDIR (``config.json``; the step from the checkpoint
 state, or from ``export/best/scores.json`` with ``--checkpoint=best``; wall
@@ -380,7 +380,8 @@ def markdown(
     lines.append(
         f"- Wall time: {_hours(run['wall_seconds'])} over {run['sessions']} session(s) "
         "(from the TensorBoard event files; gaps between sessions not counted)"
-        + (f"; {rate:.2f} training images/s on average" if rate else "")
+        + (f"; {rate:.2f} training images/s while training (the mean of the logged rates; "
+           "pauses count in the wall time, not here)" if rate else "")
     )
     if model_info:
         lines.append(
@@ -402,7 +403,8 @@ def markdown(
         ]
     lines += [
         (
-            f"Against `{data.get('test_b') or 'the target folder'}` ({t['n_real']} images), "
+            f"Against `{scores.get('target_arg') or data.get('test_b') or 'the target folder'}` "
+            f"({t['n_real']} images), "
             f"TF-FID InceptionV3 features; KID is the mean over {100} subsets of min(N) images "
             "(± its standard deviation), ×10³ as papers print it."
         ),

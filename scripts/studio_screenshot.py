@@ -6,7 +6,8 @@ r"""Takes the README's screenshot of the tone studio: a sample image with a pres
 Starts ``python -m gan_style.studio`` on a free port, opens it in headless
 Chromium through Selenium (Debian's ``chromium`` and ``chromium-driver``, the
 ``selenium`` package), uploads the image, picks the preset, waits for the
-preview and saves a 1360x900 screenshot.
+preview and saves a screenshot of a 1360x900 window's page area (1360x757
+with Debian's Chromium in headless mode).
 """
 
 import argparse
@@ -28,6 +29,8 @@ def main(argv=None) -> int:
     parser.add_argument("--preset", default="warm")
     parser.add_argument("--out", default=str(REPO / "assets" / "studio.png"))
     args = parser.parse_args(argv)
+    # The studio runs in the repository; paths given relative to here must still work.
+    model, image, out = (pathlib.Path(p).resolve() for p in (args.model, args.image, args.out))
 
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
@@ -35,16 +38,21 @@ def main(argv=None) -> int:
     from selenium.webdriver.support.ui import Select, WebDriverWait
 
     os.environ.setdefault("SE_OFFLINE", "true")  # never download a driver
+    log = tempfile.TemporaryFile("w+")  # the studio's stderr, for when it does not start
     server = subprocess.Popen(
-        [sys.executable, "-m", "gan_style.studio", f"--model={args.model}", "--port=0"],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        [sys.executable, "-m", "gan_style.studio", f"--model={model}", "--port=0"],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=log, text=True,
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
     )
     try:
         banner = server.stdout.readline()
         match = re.search(r"http://127\.0\.0\.1:\d+/", banner)
         if not match:
-            print(f"studio_screenshot: the studio did not start: {banner!r}", file=sys.stderr)
+            server.wait(timeout=WAIT)
+            log.seek(0)
+            said = log.read().strip().splitlines()
+            print(f"studio_screenshot: the studio did not start: {said[-1] if said else banner!r}",
+                  file=sys.stderr)
             return 1
         with tempfile.TemporaryDirectory() as profile:
             options = webdriver.ChromeOptions()
@@ -58,7 +66,7 @@ def main(argv=None) -> int:
                 driver.get(match.group(0))
                 wait = WebDriverWait(driver, WAIT)
                 wait.until(lambda d: d.execute_script("return document.body.dataset.ready === 'true'"))
-                driver.find_element(By.ID, "image-file").send_keys(str(pathlib.Path(args.image).resolve()))
+                driver.find_element(By.ID, "image-file").send_keys(str(image))
                 preview_ready = (
                     "const p = document.getElementById('preview');"
                     "return p.dataset.state === 'ready' && p.complete && !p.hidden"
@@ -72,13 +80,13 @@ def main(argv=None) -> int:
                     # Redrawn with the preset's values: another query, then ready.
                     wait.until(lambda d: d.execute_script(query) != neutral)
                     wait.until(lambda d: d.execute_script(preview_ready, ""))
-                driver.save_screenshot(args.out)
+                driver.save_screenshot(str(out))
             finally:
                 driver.quit()
     finally:
         server.terminate()
         server.wait(timeout=30)
-    print(f"wrote {args.out}")
+    print(f"wrote {out}")
     return 0
 
 
