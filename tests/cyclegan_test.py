@@ -74,22 +74,57 @@ def test_two_replicas_equal_one_device_with_the_pool_on(fast_graphs):
     assert np.abs(state1["pool_b"]).max() > 0
 
 
+def test_the_discriminators_see_what_the_pools_return():
+    # Full pools (size 1) and draws that swap (uniform > 0.5): as in the
+    # reference's ImagePool, each discriminator judges the pool's older image,
+    # and this step's fake takes its place in the pool.
+    model = _model(pool_size=1)
+    rs = np.random.RandomState(4)
+    a, b, old_a, old_b = (tf.constant(rs.uniform(-1, 1, (1, 32, 32, 3)).astype(np.float32)) for _ in range(4))
+    for pool, old in ((model.pool_a, old_a), (model.pool_b, old_b)):
+        pool.images.assign(old)
+        pool.count.assign(1)
+    adversarial = model._adversarial
+    want = {
+        "disc_a_loss": float(tf.reduce_sum(adversarial.discriminator(model.disc_a(a), model.disc_a(old_a)))),
+        "disc_b_loss": float(tf.reduce_sum(adversarial.discriminator(model.disc_b(b), model.disc_b(old_b)))),
+    }
+    fake_a, fake_b = model.gen_ba(b).numpy(), model.gen_ab(a).numpy()  # before the update
+    swap = {"uniform_a": tf.constant([0.9]), "index_a": tf.constant([0]),
+            "uniform_b": tf.constant([0.9]), "index_b": tf.constant([0])}
+    out = tf.distribute.get_strategy().run(model.replica_step, args=(a, b, swap))
+    for name, value in want.items():
+        assert float(out[name]) == pytest.approx(value, rel=1e-5), name
+    np.testing.assert_allclose(model.pool_a.images.numpy(), fake_a, atol=1e-6)
+    np.testing.assert_allclose(model.pool_b.images.numpy(), fake_b, atol=1e-6)
+
+
 def test_losses_are_the_reference_batch_means():
+    # Three different weights, so that a weight on the wrong term shows. The
+    # reference: loss_idt_A = |G_A(B) - B| * lambda_B * lambda_idt (G_A = gen_ab).
     model = CycleGAN("resnet_6blocks", "pixel", dict(base_filters=4), dict(base_filters=4),
-                     pool_size=0, lambda_identity=0.5, seed=1)
+                     pool_size=0, lambda_cycle_a=3.0, lambda_cycle_b=7.0, lambda_identity=0.3, seed=1)
     model.build((32, 32, 3))
     model.compile(keras.optimizers.SGD(0.0), keras.optimizers.SGD(0.0))
     rs = np.random.RandomState(1)
     a = tf.constant(rs.uniform(-1, 1, (2, 32, 32, 3)).astype(np.float32))
     b = tf.constant(rs.uniform(-1, 1, (2, 32, 32, 3)).astype(np.float32))
     _, out, _, _ = model.generator_gradients(a, b, 2)
-    fake_b = model.gen_ab(a)
-    want_adv = float(np.mean(losses.lsgan_generator_loss(model.disc_b(fake_b))))
-    want_cycle = 10.0 * float(np.mean(np.abs(model.gen_ba(fake_b).numpy() - a.numpy())))
-    want_idt = 5.0 * float(np.mean(np.abs(model.gen_ab(b).numpy() - b.numpy())))
-    assert float(out["gen_ab_loss"]) == pytest.approx(want_adv, rel=1e-5)
-    assert float(out["cycle_a_loss"]) == pytest.approx(want_cycle, rel=1e-5)
-    assert float(out["idt_b_loss"]) == pytest.approx(want_idt, rel=1e-5)
+    fake_b, fake_a = model.gen_ab(a), model.gen_ba(b)
+
+    def l1(x, y):
+        return float(np.mean(np.abs(np.asarray(x) - np.asarray(y))))
+
+    want = {
+        "gen_ab_loss": float(np.mean(losses.lsgan_generator_loss(model.disc_b(fake_b)))),
+        "gen_ba_loss": float(np.mean(losses.lsgan_generator_loss(model.disc_a(fake_a)))),
+        "cycle_a_loss": 3.0 * l1(model.gen_ba(fake_b), a),
+        "cycle_b_loss": 7.0 * l1(model.gen_ab(fake_a), b),
+        "idt_a_loss": 3.0 * 0.3 * l1(model.gen_ba(a), a),
+        "idt_b_loss": 7.0 * 0.3 * l1(model.gen_ab(b), b),
+    }
+    for name, value in want.items():
+        assert float(out[name]) == pytest.approx(value, rel=1e-5), name
 
 
 def test_mixed_float16_wraps_both_optimizers_in_loss_scaling():
@@ -104,11 +139,25 @@ def test_mixed_float16_wraps_both_optimizers_in_loss_scaling():
     for optimizer in (model.gen_optimizer, model.disc_optimizer):
         assert isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
     assert model.gen_ab.layers[2].compute_dtype == "float16"
-    a = tf.zeros((1, 32, 32, 3))
+    a = tf.constant(np.random.RandomState(2).uniform(-1, 1, (1, 32, 32, 3)).astype(np.float32))
     grads, out, _, _ = model.generator_gradients(a, a, 1)
-    # The gradients are of the scaled loss: dynamic scale 2**15 at the start.
-    assert float(model.gen_optimizer.scale_loss(tf.constant(1.0))) == 2.0**15
     assert all(g.dtype == tf.float32 for g in grads if g is not None)
+    # The gradients are of the scaled loss (dynamic scale 2**15 at the start):
+    # against float32 gradients of the same weights, 2**15 times as large.
+    assert float(model.gen_optimizer.scale_loss(tf.constant(1.0))) == 2.0**15
+    plain = CycleGAN("resnet_6blocks", "pixel", dict(base_filters=4), dict(base_filters=4), pool_size=0)
+    plain.build((32, 32, 3))
+    plain.compile()
+    plain.set_weights(model.get_weights())
+    plain_grads, _, _, _ = plain.generator_gradients(a, a, 1)
+    # Per kernel: a bias in front of an instance norm has a true gradient of 0,
+    # so its float16 one is rounding noise. A scaled float16 gradient may
+    # overflow to inf (the loss scale then drops, as it should): left out.
+    ratios = [float(tf.norm(g) / tf.norm(p))
+              for v, g, p in zip(model.generator_variables, grads, plain_grads)
+              if v.path.endswith("kernel") and np.all(np.isfinite(g.numpy()))]
+    assert len(ratios) > 10
+    assert np.median(ratios) == pytest.approx(2.0**15, rel=0.05)  # float16 arithmetic: not exact
 
 
 def test_config_round_trip_and_bad_arguments():
