@@ -44,6 +44,9 @@ def test_vanilla_is_sigmoid_cross_entropy():
 
 def test_hinge():
     np.testing.assert_allclose(_np(losses.hinge_generator_loss(FAKE)), [0.0, 0.0])
+    # -mean(f): FAKE's rows sum to 0, so a sign error needs other logits to show.
+    np.testing.assert_allclose(_np(losses.hinge_generator_loss(np.array([[1.0, 2.0], [3.0, 5.0]]))),
+                               [-1.5, -4.0])
     # real relu(1 - r): [0 + 1 + 0 + 0]/4, [0.5]; fake relu(1 + f): [1 + 1 + 2 + 0]/4, [0 + 1 + 1 + 3]/4
     np.testing.assert_allclose(
         _np(losses.hinge_discriminator_loss(REAL, FAKE)), [0.5 * (0.25 + 1.0), 0.5 * (0.5 + 1.25)]

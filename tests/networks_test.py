@@ -92,12 +92,13 @@ def test_default_init_is_normal_0_02():
 @pytest.mark.parametrize("init", ["xavier", "kaiming", "orthogonal"])
 def test_other_inits(init):
     gen = gan_style.build_generator("resnet_6blocks", base_filters=8, init=init, seed=0)
-    kernel = gen.get_layer("block1_conv1").kernel.numpy()  # 3x3, 32 -> 32
-    fan_in = fan_out = 9 * 32
+    # 3x3, 8 -> 16: fan in and fan out differ, so a mode taking the wrong one shows.
+    kernel = gen.get_layer("down1_conv").kernel.numpy()
+    fan_in, fan_out = 9 * 8, 9 * 16
     expected_std = {
         "xavier": 0.02 * np.sqrt(2 / (fan_in + fan_out)),
-        "kaiming": np.sqrt(2 / fan_in),
-        # 32 orthonormal vectors of length 288 (as torch's orthogonal_), scaled by the gain.
+        "kaiming": np.sqrt(2 / fan_in),  # the reference: kaiming_normal_(a=0, mode="fan_in")
+        # 16 orthonormal vectors of length 72 (as torch's orthogonal_), scaled by the gain.
         "orthogonal": 0.02 / np.sqrt(fan_in),
     }[init]
     assert kernel.std() == pytest.approx(expected_std, rel=0.1)
