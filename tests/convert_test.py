@@ -195,7 +195,13 @@ def test_resume_skips_done_and_redoes_changed_or_missing(translator, tmp_path):
     assert run(translator, src, out, tone="warm", context=0).skipped == 4
     assert run(translator, src, out, tone="warm", context=8).converted == 4
     assert run(translator, src, out, tone="warm", context=8).skipped == 4
-    assert len(records(out)) == 4 * 9
+    # Every other setting that changes the pixels is part of "done" too.
+    settings = dict(tone="warm", context=8)
+    for changed in (dict(strength=0.5), dict(quality=80), dict(tile=8, overlap=4)):
+        settings.update(changed)
+        assert run(translator, src, out, **settings).converted == 4, changed
+    assert run(translator, src, out, **settings).skipped == 4
+    assert len(records(out)) == 4 * 13
 
 
 def test_context_reaches_the_outputs(translator, tmp_path):

@@ -107,10 +107,13 @@ def test_convert_catalog_precision_changes_the_fingerprint(generator, tmp_path):
     # Other arithmetic, other pixels: a rerun in bfloat16 converts again.
     fast = convert.convert_catalog(translator, source, out, precision="bfloat16", progress=False)
     assert fast.converted == 3 and fast.skipped == 0
+    differs = []
     for name, image in exact.items():
         approx = np.asarray(Image.open(out / name))
         assert approx.shape == image.shape
         assert psnr(image, approx) > 35
+        differs.append(not np.array_equal(image, approx))
+    assert any(differs)  # bfloat16 really ran (35 dB alone would pass float32 again)
     with open(out / "manifest.jsonl", encoding="utf-8") as f:
         settings = {json.loads(line)["settings"] for line in f}
     assert len(settings) == 2
