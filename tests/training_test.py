@@ -271,9 +271,14 @@ def test_an_epoch_end_callback_that_fails_loses_no_training(tmp_path):
 
 
 def test_evaluation_callback_scores_logs_and_keeps_the_best(tmp_path):
-    gen = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(3, 1)])
+    def conv(seed, gain=1.0):
+        init = keras.initializers.GlorotUniform(seed=seed)
+        return keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(3, 1, kernel_initializer=init),
+                                 keras.layers.Rescaling(gain)])
+
+    gen, other = conv(1, gain=5.0), conv(2)  # gen: far off, so that a better one can follow
     model = keras.Model()
-    model.gen_ab, model.gen_ba = gen, gen
+    model.gen_ab, model.gen_ba = gen, other  # different, so that a swap shows
     projection = np.random.RandomState(0).randn(8 * 8 * 3, 5).astype(np.float32)
 
     def feature_fn(images):  # a tiny random "network": a fixed linear projection
@@ -297,18 +302,26 @@ def test_evaluation_callback_scores_logs_and_keeps_the_best(tmp_path):
 
     want = metrics.fid_from_features(feature_fn(test_b), feature_fn(gen(test_a).numpy()))
     assert logs["eval_fid_ab"] == pytest.approx(want, rel=1e-6)
+    want_ba = metrics.fid_from_features(feature_fn(test_a), feature_fn(other(test_b).numpy()))
+    assert logs["eval_fid_ba"] == pytest.approx(want_ba, rel=1e-6)
     assert len(best) == 1 and best[0]["epoch"] == 2 and best[0]["fid_ab"] == logs["eval_fid_ab"]
     callback.on_epoch_end(3, logs)  # same generator: same score, not better
     assert len(best) == 1
+    # A better one (the identity: test_a and test_b are drawn alike) is the new best.
+    model.gen_ab = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Identity()])
+    callback._translate.clear()
+    callback.on_epoch_end(5, logs)
+    assert logs["eval_fid_ab"] < best[0]["fid_ab"]
+    assert len(best) == 2 and best[1]["epoch"] == 6
     # A generator gone to NaN is scored NaN and logged, not a crash, and not best.
     nan_gen = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Lambda(lambda x: x * np.nan)])
     model.gen_ab = nan_gen
     callback._translate.clear()
-    callback.best_score = None
-    callback.on_epoch_end(5, logs)
+    callback.best_score = None  # even with no best yet, NaN is not one
+    callback.on_epoch_end(7, logs)
     assert np.isnan(logs["eval_fid_ab"]) and np.isnan(logs["eval_kid_ab"])
-    assert logs["eval_fid_ba"] == pytest.approx(best[0]["fid_ba"], rel=1e-6)
-    assert len(best) == 1
+    assert logs["eval_fid_ba"] == pytest.approx(want_ba, rel=1e-6)
+    assert len(best) == 2
     writer.flush()
     tags = {
         v.tag
