@@ -354,6 +354,14 @@ def test_score_compares_translated_and_untranslated_with_evaluate(tmp_path):
         limited["untranslated"]["n_fake"] == 4
         and limited["untranslated"]["n_real"] == 4
     )
+    # A translator that changes the images: "translated" scores its outputs.
+    styled = Translator(build_generator("resnet_6blocks", base_filters=4, seed=1))
+    real = model_card.score(styled, tmp_path / "source", tmp_path / "target", inception=inception, progress=False)
+    fakes = [styled(image_io.load_rgb(p)[None]).numpy()[0] for p in image_io.list_images(tmp_path / "source")]
+    want = metrics.fid_from_features(features["target"], metrics.compute_features(inception, fakes))
+    assert real["translated"]["fid"] == pytest.approx(want, rel=1e-4)
+    assert real["translated"]["ssim"] < 0.9
+    assert real["untranslated"]["fid"] == pytest.approx(u["fid"], rel=1e-9)
 
 
 def test_markdown_reports_kid_times_1000_and_the_bar(workdir):

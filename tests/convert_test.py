@@ -116,7 +116,10 @@ def test_every_format_converts_at_its_own_size(translator, tmp_path):
         out = np.asarray(image)
     assert out.shape == (30, 41, 4)
     np.testing.assert_array_equal(out[:, :, 3], rgba[:, :, 3])
-    assert np.abs(out[:, :, :3].astype(int) - rgba[:, :, :3]).mean() > 5
+    # The colour is the translation of the image composited on white (within
+    # the Translator's graph-vs-eager level of rounding).
+    expected = translator(image_io.load_rgb(src / "cutout.png")[None]).numpy()[0]
+    assert np.abs(out[:, :, :3].astype(int) - expected).max() <= 1
 
 
 def test_same_size_images_match_a_direct_translator_call(translator, tmp_path):
@@ -341,8 +344,10 @@ def test_shards_cover_the_catalog_exactly_once(translator, tmp_path):
         assert summary.converted == len(rows)
         seen += [r["rel"] for r in rows if r["status"] == "converted"]
     assert sorted(seen) == sorted(names)
-    assert all(convert.shard_of(n, 3) == convert.shard_of(n, 3) for n in names)
-    assert len({convert.shard_of(n, 3) for n in names}) == 3  # really split
+    # The same shards on every machine and in every process (hosts split one
+    # catalog between them): sha1 of the name, not Python's salted hash().
+    # Measured once with hashlib; a change of scheme would re-split old runs.
+    assert [convert.shard_of(n, 3) for n in names] == [1, 2, 1, 0, 0, 2, 2, 1, 1, 1, 0, 1, 1, 0]
     # A rerun of any shard finds its work done (resume reads every manifest).
     assert run(translator, src, out, num_shards=3, shard_index=1).converted == 0
 
