@@ -115,6 +115,10 @@ class _Builder:
             )
         if self.norm_kind == "batch":
             # torch BatchNorm2d: momentum 0.1 (= Keras 0.9), eps 1e-5, gamma ~ N(1, gain).
+            # One difference: Keras moves the running variance by the batch's
+            # biased variance, torch by the unbiased one (n / (n - 1), n values
+            # per channel: 1.001 at 32 x 32 and batch 1). Training-mode outputs
+            # are the same; tests/import_reference_test.py measures both.
             return keras.layers.BatchNormalization(
                 momentum=0.9,
                 epsilon=1e-5,

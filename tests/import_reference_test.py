@@ -48,15 +48,42 @@ def test_unet_128_matches_pytorch():
     np.testing.assert_allclose(got, expected, atol=1e-4, rtol=0)
 
 
-def test_basic_discriminator_matches_pytorch():
-    torch_net = reference.randomize(reference.NLayerDiscriminator(3, ndf=8))
-    keras_net = gan_style.build_discriminator("basic", base_filters=8)
+@pytest.mark.parametrize("norm", ["instance", "batch"])
+@pytest.mark.parametrize("name, shape", [("basic", (1, 6, 10, 1)), ("pixel", (1, 64, 96, 1))])
+def test_discriminators_match_pytorch(name, shape, norm):
+    torch_net = reference.randomize(
+        reference.NLayerDiscriminator(3, ndf=8, norm=norm) if name == "basic"
+        else reference.PixelDiscriminator(3, ndf=8, norm=norm))
+    keras_net = gan_style.build_discriminator(name, base_filters=8, norm=norm)
     import_reference.load_state_dict(keras_net, _state_dict(torch_net))
     x = _inputs(64, 96, seed=2)
     expected = _run_torch(torch_net, x)
     got = keras_net(x, training=False).numpy()
-    assert got.shape == expected.shape == (1, 6, 10, 1)
+    assert got.shape == expected.shape == shape
     np.testing.assert_allclose(got, expected, atol=1e-4, rtol=0)
+
+
+def test_batch_norm_trains_as_pytorchs():
+    # Training mode: normalised by the batch's statistics, running averages
+    # moved by momentum 0.1 (Keras 0.9). Keras moves the running variance by
+    # the batch's biased variance, torch by the unbiased one: they differ by
+    # n / (n - 1) (n = 2 * 16 * 16 here; 1.001 at a 32 x 32 batch of 1).
+    torch_net = reference.randomize(reference.PixelDiscriminator(3, ndf=8, norm="batch"))
+    keras_net = gan_style.build_discriminator("pixel", base_filters=8, norm="batch")
+    with torch.no_grad():  # running variance 0: after one step it is 0.1 x the batch's
+        torch_net.net[3].running_var.zero_()
+    import_reference.load_state_dict(keras_net, _state_dict(torch_net))
+    x = np.concatenate([_inputs(16, 16, seed=3), _inputs(16, 16, seed=4)])
+    torch_net.train()
+    with torch.no_grad():
+        expected = torch_net(torch.from_numpy(np.transpose(x, (0, 3, 1, 2)))).numpy().transpose(0, 2, 3, 1)
+    got = keras_net(x, training=True).numpy()
+    np.testing.assert_allclose(got, expected, atol=1e-4, rtol=0)
+    bn = next(layer for layer in keras_net.layers if "norm" in layer.name)
+    torch_bn = torch_net.net[3]
+    np.testing.assert_allclose(bn.moving_mean.numpy(), torch_bn.running_mean.numpy(), rtol=1e-5, atol=1e-6)
+    n = x.shape[0] * x.shape[1] * x.shape[2]
+    np.testing.assert_allclose(bn.moving_variance.numpy() * n / (n - 1), torch_bn.running_var.numpy(), rtol=1e-4)
 
 
 def test_full_size_resnet_9blocks_state_dict_fits():

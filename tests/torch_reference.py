@@ -129,6 +129,20 @@ class NLayerDiscriminator(nn.Module):
         return self.model(x)
 
 
+class PixelDiscriminator(nn.Module):
+    def __init__(self, input_nc, ndf=64, norm="instance"):
+        super().__init__()
+        use_bias = norm == "instance"
+        self.net = nn.Sequential(
+            nn.Conv2d(input_nc, ndf, 1), nn.LeakyReLU(0.2, True),
+            nn.Conv2d(ndf, ndf * 2, 1, bias=use_bias), norm_layer(norm)(ndf * 2), nn.LeakyReLU(0.2, True),
+            nn.Conv2d(ndf * 2, 1, 1, bias=use_bias),
+        )
+
+    def forward(self, x):
+        return self.net(x)
+
+
 def randomize(module, seed=0):
     """Random weights (N(0, 0.02)-like but larger, so errors are visible) and BN stats."""
     gen = torch.Generator().manual_seed(seed)
