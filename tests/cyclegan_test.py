@@ -160,6 +160,34 @@ def test_mixed_float16_wraps_both_optimizers_in_loss_scaling():
     assert np.median(ratios) == pytest.approx(2.0**15, rel=0.05)  # float16 arithmetic: not exact
 
 
+def test_replicas_skip_an_overflowed_step_together():
+    # Loss scaling checks each replica's own gradients; one replica's overflow
+    # must make every replica skip the step, or their weights part ways.
+    from gan_style.cyclegan import _agree_on_finite
+
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    with strategy.scope():
+        optimizer = keras.optimizers.LossScaleOptimizer(keras.optimizers.SGD(0.1))
+
+    @tf.function
+    def step(agree):
+        def replica():
+            ctx = tf.distribute.get_replica_context()
+            value = tf.where(ctx.replica_id_in_sync_group == 1, float("inf"), 1.0)  # replica 1 overflows
+            grads = [tf.fill([3], value), None]
+            if agree:
+                grads = _agree_on_finite(grads, optimizer, ctx)
+            return optimizer.check_finite(grads[:1])
+
+        return strategy.run(replica)
+
+    def finite(agree):
+        return [bool(r) for r in strategy.experimental_local_results(step(agree))]
+
+    assert finite(agree=False) == [True, False]  # what each replica sees alone
+    assert finite(agree=True) == [False, False]
+
+
 def test_config_round_trip_and_bad_arguments():
     model = CycleGAN("resnet_6blocks", "pixel", dict(base_filters=4), dict(base_filters=4),
                      pool_size=7, lambda_cycle_a=3.0, seed=5)
@@ -226,13 +254,19 @@ def test_three_steps_match_the_reference_pytorch_steps():
         opt_d.step()
 
     expected = gan_style_model()  # the reference's trained weights, through the tested mapping
+    checked = []
     for got, want in zip(model.generator_variables + model.discriminator_variables,
                          expected.generator_variables + expected.discriminator_variables):
-        # Kernels only: a bias before a non-affine instance norm has a true
-        # gradient of zero, and Adam turns each framework's rounding noise
-        # there into full steps of its own.
-        if "kernel" in got.path:
+        # Kernels, and the biases no instance norm follows (the generator's
+        # head, the discriminator's first conv and logits). A bias before a
+        # non-affine instance norm has a true gradient of zero, and Adam turns
+        # each framework's rounding noise there into full steps of its own.
+        if "kernel" in got.path or got.path in ("head_conv/bias", "conv0/bias", "logits/bias"):
             diff = np.abs(want.numpy() - got.numpy()).max()
             # Measured: at most 1e-7 (Keras' own Adam: 1.3e-6 and more; a
             # step moves a kernel by up to 2e-4).
             assert diff < 3e-7, (got.path, diff)
+            checked.append(got.path)
+    # Four networks: 2 x (head_conv) + 2 x (conv0, logits) biases, and every kernel.
+    assert sum(path.endswith("/bias") for path in checked) == 6
+    assert sum(path.endswith("/kernel") for path in checked) > 40

@@ -175,6 +175,22 @@ def test_export_checkpoint_restores_a_kept_checkpoint_as_float32(tmp_path):
         model_card.generator_path(workdir, "ckpt-x")
 
 
+def test_optimizers_follow_the_configs_schedule_and_adam_settings():
+    # The wiring from config keys to both optimizers, against the reference's
+    # LambdaLR: in 1-based epoch e, lr * (1 - max(0, e - epochs) / (epochs_decay + 1)).
+    config = smoke.get_config()
+    config.optim.learning_rate, config.optim.beta_1, config.optim.beta_2 = 1e-3, 0.3, 0.9
+    config.optim.epsilon = 1e-6
+    config.train.epochs, config.train.epochs_decay = 2, 3
+    for optimizer in training.make_optimizers(config, steps_per_epoch=10):
+        assert (optimizer.beta_1, optimizer.beta_2, optimizer.epsilon) == (0.3, 0.9, 1e-6)
+        for step in (0, 9, 19, 20, 29, 30, 49):
+            optimizer.iterations.assign(step)
+            epoch = step // 10 + 1
+            want = 1e-3 * (1 - max(0, epoch - 2) / 4)
+            assert float(optimizer.learning_rate) == pytest.approx(want, rel=1e-6), step
+
+
 def test_num_workers_counts_chief_and_workers():
     import types
 
