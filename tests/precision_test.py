@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+import tensorflow as tf
 from PIL import Image
 
 from gan_style import convert, precision
@@ -29,6 +30,26 @@ def test_cpu_flags_are_read_from_cpuinfo(tmp_path):
     assert {"avx512f", "avx512_bf16"} <= precision.cpu_flags(intel)
     assert "asimd" in precision.cpu_flags(arm)
     assert precision.cpu_flags(tmp_path / "missing") == frozenset()
+
+
+@pytest.mark.parametrize("flags, native", [
+    ({"avx512f", "avx512_bf16"}, True),  # Cooper Lake, Sapphire Rapids...
+    ({"amx_bf16", "amx_tile"}, True),
+    ({"avx512f", "avx512_vnni"}, False),  # bfloat16 emulated: slower than float32
+    (set(), False),  # cpuinfo unreadable
+])
+def test_native_bfloat16_needs_the_cpus_bf16_instructions(monkeypatch, flags, native):
+    monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset(flags))
+    monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: [])  # CPU-only
+    try:
+        precision.native_bfloat16.cache_clear()  # the machine's answer is cached
+        assert precision.native_bfloat16() is native
+        # With a GPU, auto keeps float32 whatever the CPU does.
+        monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: ["gpu"] if kind == "GPU" else [])
+        precision.native_bfloat16.cache_clear()
+        assert precision.native_bfloat16() is False
+    finally:
+        precision.native_bfloat16.cache_clear()  # not these answers for the tests after
 
 
 @pytest.mark.parametrize("native, expected", [(True, "bfloat16"), (False, "float32")])
