@@ -46,6 +46,19 @@ def test_unet_generator_shapes(name, size):
     assert gen(_images(*size), training=False).shape == (1, *size, 3)
 
 
+@pytest.mark.parametrize("name, levels", [("unet_128", [6, 5]), ("unet_256", [7, 6, 5])])
+def test_unet_dropout_sits_where_the_references_does(name, levels):
+    # The reference: Dropout(0.5) closes each of the num_downs - 5 middle blocks
+    # of 8 x ngf filters (not the innermost), after the up path's norm.
+    model = gan_style.build_generator(name, base_filters=2, dropout=True)
+    dropouts = [layer for layer in model.layers if isinstance(layer, keras.layers.Dropout)]
+    assert [layer.name for layer in dropouts] == [f"up{level}_dropout" for level in levels]
+    for layer in dropouts:
+        assert layer.rate == 0.5 and layer.input.shape[-1] == 8 * 2
+        (producer,) = [node.operation for node in layer._inbound_nodes[0].parent_nodes]
+        assert producer.name == layer.name.replace("dropout", "norm")
+
+
 def test_channel_options():
     gen = gan_style.build_generator("resnet_6blocks", base_filters=4, input_channels=1, output_channels=4)
     assert gen(_images(16, 24, c=1)).shape == (1, 16, 24, 4)
