@@ -10,10 +10,10 @@ _PACKAGE = pathlib.Path(__file__).resolve().parent
 
 
 def bundled_path(folder: str, name: str) -> pathlib.Path:
-    """``folder/name`` of the source tree (a clone, or ``pip install -e``), else
-    the installed copy; when neither exists, the source-tree path, for errors."""
-    in_tree = _PACKAGE.parent / folder / name
-    if in_tree.exists():
-        return in_tree
+    """The installed copy (a wheel's ``gan_style/_folder/name``), else
+    ``folder/name`` of the source tree (a clone, or ``pip install -e``, which
+    has no ``_folder``). Installed first: beside an installed package, the
+    "source tree" is site-packages, where another distribution's ``configs/``
+    may be. When neither exists, the source-tree path, for errors."""
     installed = _PACKAGE / f"_{folder}" / name
-    return installed if installed.exists() else in_tree
+    return installed if installed.exists() else _PACKAGE.parent / folder / name

@@ -795,11 +795,14 @@ class Evaluation(keras.callbacks.Callback):
         scores = {}
         for direction, name, real, test in (("ab", "gen_ab", real_b, self.test_a),
                                              ("ba", "gen_ba", real_a, self.test_b)):
-            fake = self.feature_fn(self._translated(name, test))
-            if not np.all(np.isfinite(fake)):  # a diverged generator: scored, not a crash
+            translated = self._translated(name, test)
+            # A diverged generator: scored NaN, not a crash. The images are
+            # checked, not the features: Inception turns NaN pixels into finite ones.
+            if not all(np.all(np.isfinite(image)) for image in translated):
                 logging.warning("%s translates to NaN or Inf: its FID and KID are NaN", name)
                 scores[f"fid_{direction}"] = scores[f"kid_{direction}"] = math.nan
                 continue
+            fake = self.feature_fn(translated)
             scores[f"fid_{direction}"] = metrics.fid_from_features(real, fake)
             scores[f"kid_{direction}"] = metrics.kid_from_features(
                 real, fake, subset_size=self.kid_subset_size)[0]
@@ -1008,7 +1011,14 @@ def _atomic_write_text(path: pathlib.Path, text: str) -> None:
 class _StopOnSignal:
     """While training, SIGINT and SIGTERM only ask the loop to stop after the
     current step (with a checkpoint); the handlers that were there before come
-    back at once, so a second signal interrupts or terminates as usual.
+    back at once, so a second signal interrupts or terminates as usual. A
+    signal ignored on purpose (a background job's SIGINT) stays ignored.
+
+    Python runs a handler only once the main thread is back in Python, so a
+    step blocked inside TensorFlow (a collective waiting for a dead peer) would
+    never see the first signal nor let a second one through. A watcher thread
+    reads the signal numbers that Python's C-level handler writes to a wakeup
+    pipe: it reports the first at once and ends the process on the second.
     Handlers can only be set from the main thread: elsewhere this does nothing."""
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -1016,37 +1026,77 @@ class _StopOnSignal:
     def __init__(self):
         self.signum: int | None = None
         self._previous: dict[int, Any] = {}
+        self._pipe: tuple[int, int] | None = None
+        self._previous_wakeup = -1
+        self._watcher: threading.Thread | None = None
+        self._closing = False
 
     def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            for signum in self.SIGNALS:
+        if threading.current_thread() is not threading.main_thread():
+            return self
+        for signum in self.SIGNALS:
+            if signal.getsignal(signum) is not signal.SIG_IGN:
                 self._previous[signum] = signal.signal(signum, self._request)
+        if self._previous:
+            try:
+                read_fd, write_fd = os.pipe()
+                os.set_blocking(write_fd, False)
+                self._previous_wakeup = signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
+            except (OSError, ValueError):  # no wakeup pipe here (Windows): handlers only
+                return self
+            self._pipe = (read_fd, write_fd)
+            self._watcher = threading.Thread(target=self._watch, args=(read_fd,), daemon=True,
+                                             name="gan_style-signal-watcher")
+            self._watcher.start()
         return self
+
+    def _watch(self, read_fd: int) -> None:
+        seen = 0
+        while True:
+            data = os.read(read_fd, 64)
+            for signum in (byte for byte in data if byte in self.SIGNALS):
+                seen += 1
+                name = signal.Signals(signum).name
+                if seen == 1:
+                    logging.warning("%s: stopping after this step with a checkpoint; send it again "
+                                    "to stop at once", name)
+                else:  # the main thread has not let the first one through: stop here
+                    os.write(2, f"{name} again: stopping at once, without a checkpoint\n".encode())
+                    os._exit(128 + signum)
+            if not data or self._closing:
+                return
 
     def _request(self, signum, frame):
         self.signum = signum
-        self._restore()
-        logging.warning(
-            "%s: stopping after this step with a checkpoint; send it again to stop at once",
-            signal.Signals(signum).name,
-        )
+        self._restore()  # in the main thread, as signal.signal requires
 
     def _restore(self):
-        for signum, handler in self._previous.items():
+        previous, self._previous = self._previous, {}  # a signal during this loop finds it empty
+        for signum, handler in previous.items():
             # None: a handler not set from Python (the default one, for our purposes).
             signal.signal(signum, signal.SIG_DFL if handler is None else handler)
-        self._previous.clear()
+        if self._pipe is not None and not self._closing:
+            signal.set_wakeup_fd(self._previous_wakeup)
+            self._closing = True
+            with contextlib.suppress(OSError):
+                os.write(self._pipe[1], b"\0")  # wakes the watcher to end
 
     def __exit__(self, *exc):
         self._restore()
+        if self._pipe is not None:
+            self._watcher.join(timeout=5)
+            for fd in self._pipe:
+                os.close(fd)
+            self._pipe = None
         return False
 
 
 def _any_worker_stopping(strategy) -> Callable[[bool], bool]:
     """Whether any worker was asked to stop. Saving takes every worker (its
     collectives), so all must stop at the same step: with several workers
-    this is an all-reduce of one number per step."""
-    if num_workers(strategy) <= 1:
+    this is an all-reduce of one number per step. (A TPU pod has one client
+    process, which gets the signal: no agreement needed.)"""
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) or num_workers(strategy) <= 1:
         return bool
 
     @tf.function
@@ -1309,7 +1359,8 @@ def _train(config, workdir, strategy, chief, extra_callbacks, feature_fn, steps_
             callbacks.on_epoch_end(epoch, epoch_logs)
         else:
             save_checkpoint()
-        if not stop and stopping(stop_signal.signum is not None):
+        # (Not after the last epoch: that run is finished, not stopped.)
+        if not stop and int(counters.epoch.numpy()) < total_epochs and stopping(stop_signal.signum is not None):
             signalled = stop = True  # during the epoch's last step or its evaluation
     if signalled:
         # Not on_train_end: the run is not over, and the same command resumes it.
@@ -1317,9 +1368,10 @@ def _train(config, workdir, strategy, chief, extra_callbacks, feature_fn, steps_
         if not chief:
             shutil.rmtree(workdir / f"tmp_{_worker_id(strategy)}", ignore_errors=True)
         name = signal.Signals(stop_signal.signum).name if stop_signal.signum else "another worker's signal"
+        saved = manager.latest_checkpoint if chief else f"{checkpoint_dir / f'ckpt-{step}'} (the chief's)"
         raise TrainingStopped(
             f"stopped by {name} at step {step} (epoch {int(counters.epoch.numpy()) + 1}, "
-            f"{int(counters.step_in_epoch.numpy())} steps in); checkpoint {manager.latest_checkpoint}; "
+            f"{int(counters.step_in_epoch.numpy())} steps in); checkpoint {saved}; "
             "run the same command again to resume",
             stop_signal.signum or signal.SIGTERM,
         )

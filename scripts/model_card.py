@@ -380,8 +380,8 @@ def markdown(
     lines.append(
         f"- Wall time: {_hours(run['wall_seconds'])} over {run['sessions']} session(s) "
         "(from the TensorBoard event files; gaps between sessions not counted)"
-        + (f"; {rate:.2f} training images/s while training (the mean of the logged rates; "
-           "pauses count in the wall time, not here)" if rate else "")
+        + (f"; {rate:.2f} training images/s (the unweighted mean of the logged per-interval rates)"
+           if rate else "")
     )
     if model_info:
         lines.append(

@@ -258,6 +258,76 @@ def test_a_signal_in_an_epochs_last_step_stops_after_the_epoch_end_save(tmp_path
     assert saved == ["ckpt-2.index"]
 
 
+def test_a_signal_in_the_last_step_of_a_finished_run_is_not_a_stop(tmp_path):
+    # train.max_steps beyond the schedule: the schedule's last step ends the
+    # run, so a signal there changes nothing (no "stopped", on_train_end runs).
+    config = _epoch_saves_config(tmp_path)
+    config.train.max_steps = 100
+    steps, ended = [], []
+
+    class Interrupt(keras.callbacks.Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            if len(steps) == 3:  # step 4 of 4
+                # Only where training has taken SIGINT over; pytest's own would end the session.
+                assert isinstance(getattr(signal.getsignal(signal.SIGINT), "__self__", None),
+                                  training._StopOnSignal)
+                signal.raise_signal(signal.SIGINT)
+
+        def on_train_batch_end(self, batch, logs=None):
+            steps.append(logs["step"])
+
+        def on_train_end(self, logs=None):
+            ended.append(logs["step"])
+
+    logs = training.train_and_evaluate(config, tmp_path / "run", callbacks=[Interrupt()])
+    assert logs["step"] == 4 and ended == [4]
+
+
+def test_signals_ignored_on_purpose_stay_ignored():
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # as a background job inherits it
+    try:
+        with training._StopOnSignal():
+            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+            assert signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL  # taken over
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def test_a_second_signal_ends_a_step_blocked_inside_tensorflow(tmp_path):
+    # Python handlers run only when the main thread is back in Python; a step
+    # blocked in TF (a collective waiting for a dead peer) must still end on
+    # the second signal, as it did before training took the signals over.
+    import subprocess
+    import sys
+    import time
+
+    script = (
+        "import tensorflow as tf\n"
+        "from gan_style.training import _StopOnSignal\n"
+        "with _StopOnSignal():\n"
+        "    print('blocked', flush=True)\n"
+        "    tf.queue.FIFOQueue(1, tf.float32).dequeue()  # never returns\n"
+    )
+    root = pathlib.Path(__file__).resolve().parents[1]
+    child = subprocess.Popen([sys.executable, "-c", script], cwd=root, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True,
+                             env={**os.environ, "PYTHONPATH": str(root), "TF_CPP_MIN_LOG_LEVEL": "2"})
+    try:
+        assert child.stdout.readline().strip() == "blocked"
+        time.sleep(0.5)  # into the dequeue
+        child.send_signal(signal.SIGTERM)
+        time.sleep(0.5)
+        assert child.poll() is None  # the first one only asks for a stop
+        child.send_signal(signal.SIGTERM)
+        assert child.wait(timeout=30) == 128 + signal.SIGTERM
+        err = child.stderr.read()
+        assert "SIGTERM: stopping after this step" in err and "SIGTERM again: stopping at once" in err
+    finally:
+        if child.poll() is None:
+            child.kill()
+
+
 def test_too_few_test_images_for_evaluation_are_named_before_training(tmp_path):
     root = _tiny_folders(tmp_path / "data")
     for path in sorted((root / "testB").iterdir())[1:]:
@@ -329,10 +399,13 @@ def test_evaluation_callback_scores_logs_and_keeps_the_best(tmp_path):
     callback.on_epoch_end(5, logs)
     assert logs["eval_fid_ab"] < best[0]["fid_ab"]
     assert len(best) == 2 and best[1]["epoch"] == 6
-    # A generator gone to NaN is scored NaN and logged, not a crash, and not best.
+    # A generator gone to NaN is scored NaN and logged, not a crash, and not best,
+    # even where the features come out finite (Inception turns NaN pixels into
+    # finite features; nan_to_num stands in for that here).
     nan_gen = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Lambda(lambda x: x * np.nan)])
     model.gen_ab = nan_gen
     callback._translate.clear()
+    callback.feature_fn = lambda images: np.nan_to_num(feature_fn(images))
     callback.best_score = None  # even with no best yet, NaN is not one
     callback.on_epoch_end(7, logs)
     assert np.isnan(logs["eval_fid_ab"]) and np.isnan(logs["eval_kid_ab"])
