@@ -39,6 +39,8 @@ CHILD = textwrap.dedent(
     from gan_style import training
 
     logging.set_verbosity(logging.INFO)
+    # SIGINT as a terminal has it (a background job inherits it ignored).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
     workdir, overrides, kill_at, dump = sys.argv[1], json.loads(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
     signum = getattr(signal, sys.argv[5]) if len(sys.argv) > 5 else signal.SIGKILL

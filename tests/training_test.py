@@ -231,7 +231,16 @@ def test_nan_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(tmp_p
     assert reader.get_tensor("counters/step/.ATTRIBUTES/VARIABLE_VALUE") == 1
 
 
-def test_a_signal_in_an_epochs_last_step_stops_after_the_epoch_end_save(tmp_path):
+@pytest.fixture
+def interactive_sigint():
+    """SIGINT as a terminal has it. A job started in the background (CI under
+    nohup, say) inherits it ignored, and training leaves an ignored SIGINT so."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_a_signal_in_an_epochs_last_step_stops_after_the_epoch_end_save(tmp_path, interactive_sigint):
     # Mid-epoch stops are tested in subprocesses (tests/train_test.py). Here the
     # signal arrives during the epoch's last step: the epoch ends as usual (its
     # save is the stop's checkpoint) and the next epoch never starts.
@@ -258,7 +267,7 @@ def test_a_signal_in_an_epochs_last_step_stops_after_the_epoch_end_save(tmp_path
     assert saved == ["ckpt-2.index"]
 
 
-def test_a_signal_in_the_last_step_of_a_finished_run_is_not_a_stop(tmp_path):
+def test_a_signal_in_the_last_step_of_a_finished_run_is_not_a_stop(tmp_path, interactive_sigint):
     # train.max_steps beyond the schedule: the schedule's last step ends the
     # run, so a signal there changes nothing (no "stopped", on_train_end runs).
     config = _epoch_saves_config(tmp_path)
