@@ -16,6 +16,7 @@ except a fixed-seed generator; PNG/JPEG encoders are deterministic).
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import pathlib
 import sys
 from collections.abc import Callable
@@ -369,6 +370,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if pathlib.Path(args.output).exists() and not pathlib.Path(args.output).is_dir():
         parser.error(f"--output {args.output} is a file; give a folder")
+    if importlib.util.find_spec("skimage") is None:  # before any folder is made
+        parser.error("the coffee photo comes from scikit-image: pip install scikit-image "
+                     "(or pip install -e '.[test]')")
     total = 0
     for path in make_samples(args.output):
         size = path.stat().st_size

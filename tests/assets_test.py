@@ -95,6 +95,17 @@ def test_make_samples_is_deterministic_and_reproduces_the_shipped_files(tmp_path
         assert difference.max() <= 2 and difference.mean() < 0.05, path.name
 
 
+def test_make_samples_without_scikit_image_says_so_and_makes_no_folder(tmp_path, monkeypatch, capsys):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *args: None if name == "skimage" else real(name, *args))
+    with pytest.raises(SystemExit) as exit_info:
+        make_samples.main([f"--output={tmp_path / 'out'}"])
+    assert exit_info.value.code == 2
+    assert "pip install scikit-image" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
 # ---------------------------------------------------------------------------
 # A fake training workdir with a tiny generator.
 
