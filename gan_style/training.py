@@ -1362,11 +1362,12 @@ def _train(config, workdir, strategy, chief, extra_callbacks, feature_fn, steps_
         # (Not after the last epoch: that run is finished, not stopped.)
         if not stop and int(counters.epoch.numpy()) < total_epochs and stopping(stop_signal.signum is not None):
             signalled = stop = True  # during the epoch's last step or its evaluation
+    if not signalled:  # a stopped run is not over: the same command resumes it
+        callbacks.on_train_end(logs)
+    writer.flush()
+    if not chief:
+        shutil.rmtree(workdir / f"tmp_{_worker_id(strategy)}", ignore_errors=True)
     if signalled:
-        # Not on_train_end: the run is not over, and the same command resumes it.
-        writer.flush()
-        if not chief:
-            shutil.rmtree(workdir / f"tmp_{_worker_id(strategy)}", ignore_errors=True)
         name = signal.Signals(stop_signal.signum).name if stop_signal.signum else "another worker's signal"
         saved = manager.latest_checkpoint if chief else f"{checkpoint_dir / f'ckpt-{step}'} (the chief's)"
         raise TrainingStopped(
@@ -1375,10 +1376,6 @@ def _train(config, workdir, strategy, chief, extra_callbacks, feature_fn, steps_
             "run the same command again to resume",
             stop_signal.signum or signal.SIGTERM,
         )
-    callbacks.on_train_end(logs)
-    writer.flush()
-    if not chief:
-        shutil.rmtree(workdir / f"tmp_{_worker_id(strategy)}", ignore_errors=True)
     return logs
 
 
