@@ -240,28 +240,37 @@ def interactive_sigint():
     signal.signal(signal.SIGINT, previous)
 
 
+class _SigintBefore(keras.callbacks.Callback):
+    """Sends this process SIGINT as training step ``step`` (1-based) begins;
+    records the steps trained and on_train_end's step."""
+
+    def __init__(self, step: int):
+        super().__init__()
+        self.step, self.steps, self.ended = step, [], []
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if len(self.steps) == self.step - 1:
+            # Only where training has taken SIGINT over; pytest's own would end the session.
+            assert isinstance(getattr(signal.getsignal(signal.SIGINT), "__self__", None), training._StopOnSignal)
+            signal.raise_signal(signal.SIGINT)
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.steps.append(logs["step"])
+
+    def on_train_end(self, logs=None):
+        self.ended.append(logs["step"])
+
+
 def test_a_signal_in_an_epochs_last_step_stops_after_the_epoch_end_save(tmp_path, interactive_sigint):
     # Mid-epoch stops are tested in subprocesses (tests/train_test.py). Here the
     # signal arrives during the epoch's last step: the epoch ends as usual (its
     # save is the stop's checkpoint) and the next epoch never starts.
     config = _epoch_saves_config(tmp_path)
-    steps = []
-
-    class Interrupt(keras.callbacks.Callback):
-        def on_train_batch_begin(self, batch, logs=None):
-            if len(steps) == 1:  # step 2 of 2 in epoch 1
-                # Only where training has taken SIGINT over; pytest's own would end the session.
-                assert isinstance(getattr(signal.getsignal(signal.SIGINT), "__self__", None),
-                                  training._StopOnSignal)
-                signal.raise_signal(signal.SIGINT)
-
-        def on_train_batch_end(self, batch, logs=None):
-            steps.append(logs["step"])
-
+    interrupt = _SigintBefore(step=2)  # step 2 of 2 in epoch 1
     previous = signal.getsignal(signal.SIGINT)
     with pytest.raises(training.TrainingStopped, match=r"SIGINT at step 2 \(epoch 2, 0 steps in\)"):
-        training.train_and_evaluate(config, tmp_path / "run", callbacks=[Interrupt()])
-    assert steps == [1, 2]
+        training.train_and_evaluate(config, tmp_path / "run", callbacks=[interrupt])
+    assert interrupt.steps == [1, 2] and not interrupt.ended
     assert signal.getsignal(signal.SIGINT) is previous  # given back
     saved = sorted(p.name for p in (tmp_path / "run" / "checkpoints").glob("ckpt-*.index"))
     assert saved == ["ckpt-2.index"]
@@ -272,24 +281,9 @@ def test_a_signal_in_the_last_step_of_a_finished_run_is_not_a_stop(tmp_path, int
     # run, so a signal there changes nothing (no "stopped", on_train_end runs).
     config = _epoch_saves_config(tmp_path)
     config.train.max_steps = 100
-    steps, ended = [], []
-
-    class Interrupt(keras.callbacks.Callback):
-        def on_train_batch_begin(self, batch, logs=None):
-            if len(steps) == 3:  # step 4 of 4
-                # Only where training has taken SIGINT over; pytest's own would end the session.
-                assert isinstance(getattr(signal.getsignal(signal.SIGINT), "__self__", None),
-                                  training._StopOnSignal)
-                signal.raise_signal(signal.SIGINT)
-
-        def on_train_batch_end(self, batch, logs=None):
-            steps.append(logs["step"])
-
-        def on_train_end(self, logs=None):
-            ended.append(logs["step"])
-
-    logs = training.train_and_evaluate(config, tmp_path / "run", callbacks=[Interrupt()])
-    assert logs["step"] == 4 and ended == [4]
+    interrupt = _SigintBefore(step=4)  # step 4 of 4
+    logs = training.train_and_evaluate(config, tmp_path / "run", callbacks=[interrupt])
+    assert logs["step"] == 4 and interrupt.ended == [4]
 
 
 def test_signals_ignored_on_purpose_stay_ignored():
