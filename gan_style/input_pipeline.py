@@ -81,9 +81,11 @@ def skipped_file_reasons() -> dict[str, str]:
 
 
 def reset_skipped_files() -> None:
-    """Forgets the skipped files (tests; a new run in the same process)."""
+    """Forgets the skipped files and the folder warnings given (tests; a new
+    run in the same process)."""
     with _skip_lock:
         _skipped.clear()
+    _warned.clear()
 
 
 # ---------------------------------------------------------------------------
@@ -155,13 +157,58 @@ def _check_split(split: str) -> None:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
 
 
+def _split_folder(data: Any, split: str) -> tuple[pathlib.Path, str] | None:
+    """``(folder, config key naming it)`` of a split, or None when none is set."""
+    key = _SPLIT_KEYS[split]
+    explicit = _get(data, key, "")
+    root = _get(data, "root", "")
+    if explicit:
+        return pathlib.Path(os.path.expanduser(explicit)), f"data.{key}"
+    if root:
+        return (pathlib.Path(os.path.expanduser(root)) / split,
+                f"data.root (its {split}/ folder; or set data.{key})")
+    return None
+
+
+def _nested_splits(data: Any, split: str, folder: pathlib.Path) -> list[tuple[pathlib.Path, str]]:
+    """The other splits' folders that lie inside ``folder`` (not ``folder`` itself)."""
+    inside = []
+    here = os.path.realpath(folder)
+    for other in SPLITS:
+        found = _split_folder(data, other) if other != split else None
+        if found is None:
+            continue
+        there = os.path.realpath(found[0])
+        if there != here and there.startswith(here.rstrip(os.sep) + os.sep):
+            inside.append((found[0], other))
+    return inside
+
+
+_warned: set[tuple] = set()
+
+
+def _warn_once(marker: tuple, message: str, *args) -> None:
+    """Logs a warning once per process for ``marker`` (a listing is made many times)."""
+    if marker not in _warned:
+        _warned.add(marker)
+        logging.warning(message, *args)
+
+
+def _examples(paths: list[pathlib.Path], folder: pathlib.Path) -> str:
+    names = [str(p.relative_to(folder)) for p in sorted(paths)[:5]]
+    return ", ".join(names) + (", ..." if len(paths) > 5 else "")
+
+
 def domain_files(data: Any, split: str) -> list[pathlib.Path]:
     """The image files of one split, for folder sources.
 
     ``data.train_a`` (``train_b``, ``test_a``, ``test_b``) names the folder
     when set, else ``data.root/<split>``. Folders are walked recursively and
     sorted (:func:`image_io.list_images`); ``data.max_images`` keeps the first
-    N when positive.
+    N when positive. Another split's folder inside this one (``photos/`` with
+    ``photos/test/`` as the test split) is left out, so test images are never
+    trained on. Files passed over for their extension (``.heic``) and
+    symlinked sub-folders (not followed) are named in a warning.
 
     Raises:
       ValueError: naming the config key, when the folder is missing, holds no
@@ -173,23 +220,32 @@ def domain_files(data: Any, split: str) -> list[pathlib.Path]:
             f"domain_files: data.tfds_name={_get(data, 'tfds_name')!r} is set, so "
             f"{split} comes from TensorFlow Datasets, not a folder"
         )
-    key = _SPLIT_KEYS[split]
-    explicit = _get(data, key, "")
-    root = _get(data, "root", "")
-    if explicit:
-        folder, where = pathlib.Path(os.path.expanduser(explicit)), f"data.{key}"
-    elif root:
-        folder = pathlib.Path(os.path.expanduser(root)) / split
-        where = f"data.root (its {split}/ folder; or set data.{key})"
-    else:
+    found = _split_folder(data, split)
+    if found is None:
+        key = _SPLIT_KEYS[split]
         raise ValueError(
             f"no source for {split}: set data.root (a folder holding {split}/), "
             f"data.{key}, or data.tfds_name"
         )
+    folder, where = found
     if not folder.is_dir():
         what = "is not a folder" if folder.exists() else "does not exist"
         raise ValueError(f"{where}: {folder} {what}")
-    files = image_io.list_images(folder)
+    nested = _nested_splits(data, split, folder)
+    linked: list[pathlib.Path] = []
+    others: list[pathlib.Path] = []
+    files = image_io.list_images(folder, exclude=[f for f, _ in nested], linked_folders=linked, others=others)
+    for inner, other in nested:
+        _warn_once(("nested", split, str(inner)), "%s: %s is the %s split; its images are left out of %s",
+                   where, inner, other, split)
+    if others:
+        _warn_once(("others", str(folder)), "%s: %d file(s) in %s left out, their extensions are not image ones "
+                   "(%s); images are %s", where, len(others), folder, _examples(others, folder),
+                   " ".join(sorted(image_io.IMAGE_EXTENSIONS)))
+    if linked:
+        _warn_once(("linked", str(folder)), "%s: %d symlinked folder(s) in %s not followed (%s); point the "
+                   "config key at the real folder to use its images", where, len(linked), folder,
+                   _examples(linked, folder))
     if not files:
         exts = " ".join(sorted(image_io.IMAGE_EXTENSIONS))
         raise ValueError(f"{where}: no images ({exts}) found in {folder}")
@@ -256,7 +312,25 @@ def _source(data: Any, split: str) -> _Source:
         return _Source(names, load, f"data.tfds_name={name!r}")
     files = domain_files(data, split)
     names = [str(p) for p in files]
-    return _Source(names, lambda i: image_io.load_rgb(names[i]), f"data.{_SPLIT_KEYS[split]}")
+    return _Source(names, lambda i: image_io.load_rgb(names[i]), _split_folder(data, split)[1])
+
+
+def has_split(data: Any, split: str) -> bool:
+    """Whether ``split`` is configured: its folder exists (``data.test_a`` or
+    ``data.root/testA``), or the tfds dataset has it. A tfds dataset whose
+    splits are unknown (not prepared yet) counts as having it; loading will say."""
+    _check_split(split)
+    name = _get(data, "tfds_name", "")
+    if name:
+        import tensorflow_datasets as tfds  # optional heavy import
+
+        try:
+            splits = tfds.builder(str(name), data_dir=str(_get(data, "tfds_data_dir", "")) or None).info.splits
+        except Exception:  # noqa: BLE001 - loading the split gives the clear error
+            return True
+        return split in splits or not splits
+    found = _split_folder(data, split)
+    return found is not None and found[0].is_dir()
 
 
 def _domain_size(data: Any, split: str) -> int:
@@ -499,6 +573,10 @@ def _domain_stream(
     load_size = int(_get(data, "load_size", 286))
     crop_size = int(_get(data, "crop_size", 256))
     source = _source(data, split)
+    if _get(data, "cache", False) and mode in ("crop", "none"):
+        _warn_once(("cache", split, mode), "data.cache=True with data.preprocess=%r keeps every "
+                   "%s image in memory at its full decoded size (3 bytes a pixel: about 36 MB for a 12 MP "
+                   "photo); a resizing mode keeps %d px ones", mode, split, load_size)
     loader = _Loader(
         source,
         lambda rgb: train_geometry(rgb, mode, load_size, crop_size),
@@ -605,7 +683,8 @@ def eval_dataset(
       batch_size: images per batch (the last batch may be smaller). With
         ``data.eval_size == 0`` images keep their native size (centre-cropped
         to multiples of 4) and the batch size is 1.
-      with_names: also yield the source names (file paths) as a string tensor.
+      with_names: also yield the source names (file paths) as a string tensor
+        of the file system's bytes (``os.fsdecode`` gives the path back).
 
     Returns:
       float32 ``[batch, size, size, 3]`` in [-1, 1] (or ``(images, names)``).
@@ -626,7 +705,9 @@ def eval_dataset(
         lambda rgb: eval_geometry(rgb, eval_size),
         ("eval", eval_size) if _get(data, "cache", False) else None,
     )
-    names = tf.constant(source.names)
+    # Bytes, as the file system has them: a name that is not UTF-8 (unzipped
+    # from a Windows archive) is still a path, and os.fsdecode gives it back.
+    names = tf.constant([os.fsencode(name) for name in source.names], tf.string)
     calls = _parallel_calls(data)
 
     def load(i):
@@ -657,6 +738,7 @@ __all__ = [
     "domain_files",
     "eval_dataset",
     "eval_geometry",
+    "has_split",
     "reset_skipped_files",
     "skipped_file_reasons",
     "skipped_files",

@@ -249,9 +249,28 @@ def resolve_data_paths(config: ml_collections.ConfigDict) -> ml_collections.Conf
 
 
 def _has_test_split(data, domain: str) -> bool:
-    if data.tfds_name or data[f"test_{domain}"]:
-        return True
-    return bool(data.root) and os.path.isdir(os.path.join(data.root, f"test{domain.upper()}"))
+    return input_pipeline.has_split(data, f"test{domain.upper()}")
+
+
+def _sample_images(data, domain: str, count: int, batch_size: int, seed: int):
+    """The sample sheets' fixed images of one domain: the first ``count`` test
+    images, or the first training batch when the domain has no test images
+    (none configured, an empty folder, none decodable: only evaluation needs them)."""
+    if _has_test_split(data, domain):
+        unreadable = "none of its images could be read"
+        try:
+            images = _first_images(input_pipeline.eval_dataset(data, domain, batch_size=count), count)
+            if len(images):
+                return images
+            reason = unreadable
+        except ValueError as error:  # e.g. an empty folder, named by its config key
+            reason = str(error)
+        except tf.errors.InvalidArgumentError:  # raised in tf.data when no image decodes
+            reason = unreadable
+        logging.warning("Sample sheets show training images for domain %s: its test split has none (%s)",
+                        domain.upper(), reason)
+    ds = input_pipeline.train_dataset(data, batch_size=batch_size, seed=seed, epoch=0)
+    return _first_images(ds.map(lambda a, b: a if domain == "a" else b), count)
 
 
 # ---------------------------------------------------------------------------
@@ -1268,14 +1287,7 @@ def _train(config, workdir, strategy, chief, extra_callbacks, feature_fn, steps_
 
     # Fixed samples: the first test images (the first training batch without a test split).
     num = train.num_samples
-    samples = []
-    for domain in ("a", "b"):
-        if _has_test_split(data, domain):
-            ds = input_pipeline.eval_dataset(data, domain, batch_size=num)
-        else:
-            ds = input_pipeline.train_dataset(data, batch_size=batch_size, seed=config.seed, epoch=0)
-            ds = ds.map(lambda a, b, d=domain: a if d == "a" else b)
-        samples.append(_first_images(ds, num))
+    samples = [_sample_images(data, domain, num, batch_size, config.seed) for domain in ("a", "b")]
     callback_list = [
         ScalarLogger(writer, every_steps=train.log_every_steps, global_batch_size=batch_size),
         SampleSheets(

@@ -2,6 +2,7 @@
 preprocessing modes, bad files, tfds, config errors."""
 
 import logging
+import os
 
 import ml_collections
 import numpy as np
@@ -254,8 +255,12 @@ def test_every_file_bad_is_an_error_not_a_hang(tmp_path):
     with pytest.raises(tf.errors.OpError, match="none of its 1 images could be decoded"):
         _collect(ip.train_dataset(data, batch_size=1, seed=0, epoch=0))
     # Found before training, naming the key and the first file's reason.
-    with pytest.raises(ValueError, match=r"data.train_a: none of its 1 images could be decoded \(.*x.jpg: not an image"):
+    # The key is the one the user set: data.root, not data.train_a.
+    with pytest.raises(ValueError, match=r"data.root \(its trainA/ folder; or set data.train_a\): none of its 1 "
+                       r"images could be decoded \(.*x.jpg: not an image"):
         ip.check_decodable(data)
+    with pytest.raises(ValueError, match=r"^data.train_a: none of its 1 images"):
+        ip.check_decodable(_config(train_a=str(tmp_path / "trainA"), train_b=str(tmp_path / "trainB")))
 
 
 def test_once_every_file_is_bad_every_decode_call_raises(tmp_path):
@@ -336,6 +341,87 @@ def test_missing_or_empty_folders_name_the_config_key(constant_root, tmp_path):
         ip.steps_per_epoch(_config(), 1)
     with pytest.raises(ValueError, match="data.tfds_name"):
         ip.domain_files(_config(tfds_name="cycle_gan/horse2zebra"), "trainA")
+
+
+def test_another_splits_folder_inside_a_training_folder_is_left_out(tmp_path, caplog):
+    # photos/ with photos/test/ as the test split: test images are never trained on.
+    photos = tmp_path / "photos"
+    _write_constant(photos / "p0.png", 10)
+    _write_constant(photos / "more" / "p1.png", 40)
+    _write_constant(photos / "test" / "t0.png", 70)
+    _write_constant(tmp_path / "paintings" / "b.png", 200)
+    data = _config(train_a=str(photos), test_a=str(photos / "test"), train_b=str(tmp_path / "paintings"))
+    with caplog.at_level(logging.WARNING):
+        assert [p.relative_to(photos).as_posix() for p in ip.domain_files(data, "trainA")] == ["more/p1.png", "p0.png"]
+        ip.domain_files(data, "trainA")
+    assert [p.name for p in ip.domain_files(data, "testA")] == ["t0.png"]
+    levels = {_levels(a)[0] for a, _ in _collect(ip.train_dataset(data, batch_size=1, seed=0, epoch=0))}
+    assert levels == {10, 40}
+    warnings = [r.getMessage() for r in caplog.records if "testA split" in r.getMessage()]
+    assert len(warnings) == 1 and "left out of trainA" in warnings[0], warnings
+    # The same folder for training and test is the user's choice, not nesting.
+    same = _config(train_a=str(photos), test_a=str(photos), train_b=str(tmp_path / "paintings"))
+    assert len(ip.domain_files(same, "trainA")) == 3
+
+
+def test_files_and_folders_passed_over_are_named_in_one_warning(tmp_path, caplog):
+    _write_constant(tmp_path / "trainA" / "a.png", 10)
+    for i in range(7):
+        (tmp_path / "trainA" / f"IMG_{i}.HEIC").write_bytes(b"not read")
+    _write_constant(tmp_path / "elsewhere" / "x.png", 20)
+    (tmp_path / "trainA" / "linked").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    _write_constant(tmp_path / "trainB" / "b.png", 200)
+    data = _config(root=str(tmp_path))
+    with caplog.at_level(logging.WARNING):
+        for _ in range(3):  # listed again and again while a run starts: warned once
+            assert [p.name for p in ip.domain_files(data, "trainA")] == ["a.png"]
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 2, warnings
+    assert "7 file(s)" in warnings[0] and "IMG_0.HEIC, IMG_1.HEIC" in warnings[0] and ", ..." in warnings[0]
+    assert "1 symlinked folder(s)" in warnings[1] and "(linked)" in warnings[1]
+
+
+def test_a_test_file_name_that_is_not_utf8(tmp_path):
+    name = b"caf\xe9.png"  # Latin-1, as unzipped from a Windows archive
+    _write_constant(tmp_path / "trainA" / "a.png", 10)
+    _write_constant(tmp_path / "trainB" / "b.png", 200)
+    _write_constant(tmp_path / "testA" / "ok.png", 20)
+    (tmp_path / "testA").mkdir(exist_ok=True)
+    Image.new("RGB", (32, 32), (90, 90, 90)).save(tmp_path.joinpath("testA").as_posix().encode() + b"/" + name, "PNG")
+    named = list(ip.eval_dataset(_config(root=str(tmp_path)), "a", batch_size=1, with_names=True))
+    assert [n.numpy()[0] for _, n in named] == [
+        tmp_path.joinpath("testA").as_posix().encode() + b"/" + name,
+        os.fsencode(tmp_path / "testA" / "ok.png"),
+    ]
+    assert [_levels(images)[0] for images, _ in named] == [90, 20]
+
+
+def test_cache_of_full_size_images_is_warned_about(textured_root, caplog):
+    with caplog.at_level(logging.WARNING):
+        ip.train_dataset(_config(root=str(textured_root), preprocess="crop", cache=True),
+                         batch_size=1, seed=0, epoch=0)
+        ip.train_dataset(_config(root=str(textured_root), cache=True), batch_size=1, seed=0, epoch=0)
+    warnings = [r.getMessage() for r in caplog.records if "data.cache" in r.getMessage()]
+    assert len(warnings) == 2 and all("'crop'" in w for w in warnings), warnings  # trainA, trainB
+
+
+def test_has_split(constant_root, tmp_path, monkeypatch):
+    data = _config(root=str(constant_root))
+    assert all(ip.has_split(data, split) for split in ip.SPLITS)
+    (constant_root / "testB").rename(tmp_path / "elsewhere")
+    assert not ip.has_split(data, "testB")
+    assert ip.has_split(_config(root=str(constant_root), test_b=str(tmp_path / "elsewhere")), "testB")
+    tfds = pytest.importorskip("tensorflow_datasets")
+
+    class Builder:  # a dataset prepared with training splits only
+        class info:
+            splits = {"trainA": object(), "trainB": object()}
+
+    monkeypatch.setattr(tfds, "builder", lambda name, data_dir=None: Builder)
+    assert ip.has_split(_config(tfds_name="mine"), "trainA")
+    assert not ip.has_split(_config(tfds_name="mine"), "testA")
+    Builder.info.splits = {}  # not prepared: loading will tell
+    assert ip.has_split(_config(tfds_name="mine"), "testA")
 
 
 def test_bad_config_values_are_named(constant_root):

@@ -1,6 +1,7 @@
 """training: config validation, data paths, NaN stop, the evaluation callback, sheets."""
 
 import json
+import logging
 import os
 import pathlib
 import re
@@ -345,6 +346,23 @@ def test_too_few_test_images_for_evaluation_are_named_before_training(tmp_path):
     assert not list((tmp_path / "run").glob("checkpoints/ckpt-*"))
 
 
+def test_sample_sheets_use_training_images_when_a_test_split_has_none(tmp_path, caplog):
+    # Only evaluation needs test images: an empty testA/ and a testB/ of
+    # unreadable files must not stop a run that does not evaluate.
+    config = _tiny_run_config(tmp_path)
+    root = pathlib.Path(config.data.root)
+    for path in (root / "testA").iterdir():
+        path.unlink()
+    for path in (root / "testB").iterdir():
+        path.write_bytes(b"not an image")
+    with caplog.at_level(logging.WARNING):
+        training.train_and_evaluate(config, tmp_path / "run")
+    warnings = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Sample sheets")]
+    assert len(warnings) == 2 and "domain A" in warnings[0] and "no images" in warnings[0], warnings
+    assert "domain B" in warnings[1] and "none of its images could be read" in warnings[1]
+    assert sorted(p.name for p in (tmp_path / "run" / "samples").glob("*.png"))
+
+
 def test_an_epoch_end_callback_that_fails_loses_no_training(tmp_path):
     # The epoch-end checkpoint comes before the callbacks (the FID/KID
     # evaluation among them), so an error there keeps the epoch.
@@ -513,7 +531,7 @@ def test_an_empty_workdir_is_refused_before_any_work(tmp_path, monkeypatch):
     config.train.batch_size = 1
     for path in (pathlib.Path(config.data.root) / "trainB").iterdir():
         path.write_bytes(b"not a png")
-    with pytest.raises(ValueError, match=r"data.train_b: none of its 2 images could be decoded"):
+    with pytest.raises(ValueError, match=r"data.root \(its trainB/ folder; or set data.train_b\): none of its 2 images could be decoded"):
         training.train_and_evaluate(config, tmp_path / "run")
     assert not (tmp_path / "run").exists()
 
