@@ -475,9 +475,13 @@ class ConvertFn(beam.DoFn):
         if problem is not None:
             return self._record(item, "failed", problem, time.perf_counter() - start, **stat)
         x = convert.model_input(image)
-        tiled = tiling.needs_tiling(x.shape[0], x.shape[1], self.tile)
+        flat = convert.is_flat(x)
+        tiled = not flat and tiling.needs_tiling(x.shape[0], x.shape[1], self.tile)
         try:
-            if tiled:
+            if flat:
+                out = convert.untranslated(self._translator, x)
+                image.notes.append(convert.FLAT_NOTE)
+            elif tiled:
                 if self._tiled is None:
                     self._tiled = convert.tiled_translator(self._translator, self.tile, self.overlap,
                                                            self.stats_size, self.batch_size)

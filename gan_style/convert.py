@@ -603,6 +603,55 @@ def model_input(image: image_io.DecodedImage) -> np.ndarray:
     return image_io.composite(image.rgb, image.alpha, _WHITE)
 
 
+#: An image whose every channel varies less than this (standard deviation, in
+#: levels of 255) is one flat colour: a placeholder, a colour swatch. Instance
+#: normalisation, the first thing the generator does after a convolution, has
+#: nothing to normalise there: every flat colour comes out the same grey, and
+#: JPEG noise on a swatch is blown up into a pattern. Such images are not
+#: translated; their tone is still applied.
+FLAT_STD = 2.0
+FLAT_NOTE = (f"one flat colour (every channel within {FLAT_STD:g} levels): not translated, since the model "
+             "turns any flat image grey; tone applied")
+_FLAT_ROWS = 1 << 20  # pixels per chunk when measuring or toning a flat image (bounded memory)
+
+
+def is_flat(rgb: np.ndarray) -> bool:
+    """Whether ``rgb`` (uint8 ``[H, W, 3]``) is one flat colour (:data:`FLAT_STD`).
+
+    A strided sample decides for almost every photo at once; a candidate is
+    then measured exactly, in chunks of rows, so a thin detail on a plain
+    background is never missed and a big image costs no float copy of itself.
+    """
+    height, width = rgb.shape[:2]
+    step = max(1, int(math.sqrt(height * width / 4096)))
+    if np.std(rgb[::step, ::step, :3].reshape(-1, 3), axis=0, dtype=np.float64).max() >= 2 * FLAT_STD:
+        return False
+    rows = max(1, _FLAT_ROWS // max(1, width))
+    total = np.zeros(3, np.float64)
+    squares = np.zeros(3, np.float64)
+    for top in range(0, height, rows):
+        chunk = rgb[top:top + rows, :, :3].reshape(-1, 3).astype(np.float64)
+        total += chunk.sum(axis=0)
+        squares += np.square(chunk).sum(axis=0)
+    count = height * width
+    variance = np.maximum(squares / count - np.square(total / count), 0.0)
+    return bool(np.sqrt(variance).max() < FLAT_STD)
+
+
+def untranslated(translator: Translator, rgb: np.ndarray) -> np.ndarray:
+    """``rgb`` through the translator's tone at strength 0 (no generator), in
+    chunks of rows: the tone is pointwise (:mod:`gan_style.tonal`), so this is
+    exact for any size."""
+    height, width = rgb.shape[:2]
+    rows = max(1, _FLAT_ROWS // max(1, width))
+    out = np.empty((height, width, 3), np.uint8)
+    for top in range(0, height, rows):
+        chunk = np.ascontiguousarray(rgb[top:top + rows, :, :3])[None]
+        zeros = tf.zeros(chunk.shape, tf.float32)
+        out[top:top + rows] = translator.finish(chunk, zeros, strength=0.0).numpy()[0]
+    return out
+
+
 def translate_function(translator: Translator) -> Any:
     """The translator as one ``tf.function`` over uint8 ``[B, H, W, 3]``.
 
@@ -748,6 +797,18 @@ class _Converter:
             item.release_pixels()
             self.submit_encode(item, out, share, tiled=False)
 
+    def pass_flat(self, item: _Decoded) -> None:
+        start = time.perf_counter()
+        try:
+            out = untranslated(self.translator, item.model_input)
+        except Exception as e:  # noqa: BLE001
+            self.record(item.source, FAILED, f"tone failed: {type(e).__name__}: {e}",
+                        item.seconds + time.perf_counter() - start)
+            return
+        item.image.notes.append(FLAT_NOTE)
+        item.release_pixels()
+        self.submit_encode(item, out, time.perf_counter() - start, tiled=False)
+
     def translate_tiled(self, item: _Decoded) -> None:
         start = time.perf_counter()
         try:
@@ -828,6 +889,9 @@ class _Converter:
                 self.record(item, FAILED, error, seconds)
                 continue
             height, width = item.model_input.shape[:2]
+            if is_flat(item.model_input):
+                self.pass_flat(item)
+                continue
             if tiling.needs_tiling(height, width, self.tile):
                 self.translate_tiled(item)
                 continue

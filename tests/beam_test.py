@@ -51,6 +51,7 @@ def catalog(tmp_path_factory):
     save(src / "cutout.png", cut)
     save(src / "wide.png", noise(72, 150, seed=11))  # over --tile=64: tiled
     save(src / "a.bmp", noise(13, 7, seed=12))
+    save(src / "swatch.png", np.full((20, 24, 3), (200, 30, 40), np.uint8))  # one flat colour: tone only
     write_bad_files(src, seed=13)
     return src
 
@@ -79,10 +80,10 @@ def test_beam_outputs_and_records_match_infer_py(model_path, catalog, tmp_path):
     summary = beam_conversion.run_pipeline(model_path, str(catalog), str(on_beam), batch_size=1,
                                            pipeline_args=DIRECT, **OPTIONS)
     assert (summary.converted, summary.skipped, summary.failed) == (expected.converted, 0, expected.failed)
-    assert (summary.converted, summary.failed) == (9, 3)
+    assert (summary.converted, summary.failed) == (10, 3)
     assert summary.exit_code == convert.EXIT_SOME_FAILED
 
-    assert images(on_beam) == images(local) and len(images(local)) == 9
+    assert images(on_beam) == images(local) and len(images(local)) == 10
     for rel in images(local):
         assert (on_beam / rel).read_bytes() == (local / rel).read_bytes(), rel
     with Image.open(on_beam / "cutout.png") as image:  # alpha kept
@@ -91,7 +92,8 @@ def test_beam_outputs_and_records_match_infer_py(model_path, catalog, tmp_path):
 
     want = {r["rel"]: r for r in manifest_rows(local, "manifest.jsonl")}
     got = {r["rel"]: r for r in manifest_rows(on_beam, "manifest.beam-*.jsonl")}
-    assert set(got) == set(want) and len(got) == 12
+    assert set(got) == set(want) and len(got) == 13
+    assert "one flat colour" in got["swatch.png"]["reason"]
     for rel, row in want.items():
         for key in ("status", "reason", "output_size", "width", "height", "tiled", "format", "settings",
                     "source_size", "source_mtime_ns"):
@@ -106,7 +108,7 @@ def test_beam_outputs_and_records_match_infer_py(model_path, catalog, tmp_path):
         assert dead[rel]["status"] == "failed" and words in dead[rel]["reason"], dead[rel]
     # The Beam run's manifests resume a local run: nothing converted twice.
     rerun = convert.convert_catalog(model_path, catalog, on_beam, progress=False, **OPTIONS)
-    assert (rerun.converted, rerun.skipped, rerun.failed) == (0, 9, 3)
+    assert (rerun.converted, rerun.skipped, rerun.failed) == (0, 10, 3)
 
 
 class FakeRemoteFileSystem(LocalFileSystem):
@@ -229,7 +231,7 @@ def test_remote_paths_list_file_refusals_and_rerun(model_path, catalog, tmp_path
 
 def test_infer_py_runner_beam_end_to_end(model_path, catalog, tmp_path):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=str(ROOT))
-    # cutout.png, wide.png (tiled at --tile=64) and notes.png (not an image).
+    # cutout.png, wide.png (tiled at --tile=64), swatch.png and notes.png (not an image).
     base = [sys.executable, str(ROOT / "infer.py"), f"--input={catalog}/*.png", f"--model={model_path}",
             "--format=webp", "--tile=64", "--overlap=32"]
     beam_run = subprocess.Popen([*base, f"--output={tmp_path / 'b'}", "--runner=beam", "--", *DIRECT],
@@ -238,8 +240,9 @@ def test_infer_py_runner_beam_end_to_end(model_path, catalog, tmp_path):
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
     out, err = beam_run.communicate(timeout=300)
     assert beam_run.returncode == convert.EXIT_SOME_FAILED, err[-3000:]
-    assert "converted 2, skipped 0, failed 1" in out
-    assert sorted(p.name for p in (tmp_path / "b").rglob("*") if "jsonl" not in p.name) == ["cutout.webp", "wide.webp"]
+    assert "converted 3, skipped 0, failed 1" in out
+    assert sorted(p.name for p in (tmp_path / "b").rglob("*") if "jsonl" not in p.name) == [
+        "cutout.webp", "swatch.webp", "wide.webp"]
     _, err = misuse.communicate(timeout=300)
     assert misuse.returncode == 1 and "--runner=beam" in err
 

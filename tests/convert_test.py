@@ -744,3 +744,49 @@ def test_outputs_of_a_killed_beam_run_are_converted_again(translator, tmp_path):
     rows = convert.Manifest.read(out)
     assert rows["a.jpg"]["status"] == "converted"
     assert "already exists (no manifest record)" in rows["b.jpg"]["reason"]
+
+
+def test_flat_colours_are_not_turned_grey(tmp_path):
+    # A generator normalises each image's features, so every flat image comes
+    # out the same grey (and a swatch's JPEG noise as a pattern): such images
+    # get the tone only, and the report says so.
+    translator = Translator(build_generator("resnet_6blocks", base_filters=4, seed=7),
+                            tone={"brightness": 0.1, "temperature": 0.2})
+    source = tmp_path / "in"
+    red = save(source / "red.png", np.full((64, 64, 3), (200, 30, 40), np.uint8))
+    save(source / "white.png", np.full((1, 1, 3), 255, np.uint8))
+    swatch = np.clip(np.full((48, 40, 3), (40, 90, 200)) + noise(48, 40, seed=3) % 5 - 2, 0, 255)
+    save(source / "swatch.png", swatch.astype(np.uint8))
+    line = np.full((60, 60, 3), 255, np.uint8)
+    line[30, :] = 0  # a thin detail on a plain background: translated
+    save(source / "line.png", line)
+    save(source / "big.png", np.full((150, 200, 3), 90, np.uint8))  # over --tile: still not translated
+    summary = run(translator, source, tmp_path / "out", tile=64, overlap=16)
+    assert (summary.converted, summary.failed) == (5, 0)
+    rows = by_rel(records(tmp_path / "out"))
+    for name in ("red.png", "white.png", "swatch.png", "big.png"):
+        assert "one flat colour" in rows[name]["reason"], name
+        original = image_io.load_rgb(source / name)
+        toned = translator.finish(original[None], np.zeros((1, *original.shape), np.float32), strength=0.0)
+        np.testing.assert_array_equal(image_io.load_rgb(tmp_path / "out" / name), toned.numpy()[0], err_msg=name)
+    assert rows["line.png"]["reason"] == "" and rows["big.png"]["tiled"] is False
+    assert_close_uint8(image_io.load_rgb(tmp_path / "out" / "line.png"), translator(line[None]).numpy()[0])
+    # Without the rule: the red square would have come out grey.
+    grey = translator(image_io.load_rgb(red)[None]).numpy()[0]
+    assert np.ptp(grey.reshape(-1, 3).mean(axis=0)) < np.ptp(image_io.load_rgb(tmp_path / "out" / "red.png")[0, 0]) / 4
+
+
+def test_is_flat_measures_exactly_in_chunks(monkeypatch):
+    monkeypatch.setattr(convert, "_FLAT_ROWS", 50)  # many chunks of rows
+    rng = np.random.default_rng(0)
+    base = np.full((97, 31, 3), 128, np.uint8)
+    for std in (1.0, 1.9, 2.1, 3.0):
+        image = np.clip(128 + rng.normal(0, std, base.shape), 0, 255).round().astype(np.uint8)
+        measured = image.reshape(-1, 3).std(axis=0).max()
+        assert convert.is_flat(image) == (measured < convert.FLAT_STD), (std, measured)
+    dot = base.copy()
+    dot[50, 20] = 0  # one pixel: std 13 levels over 3,007 pixels
+    assert not convert.is_flat(dot)
+    monkeypatch.setattr(convert, "_FLAT_ROWS", 1 << 20)
+    tone_only = convert.untranslated(Translator(build_generator("resnet_6blocks", base_filters=4, seed=7)), base)
+    np.testing.assert_array_equal(tone_only, base)  # neutral tone, strength 0: the source itself
