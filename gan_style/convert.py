@@ -32,6 +32,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import datetime
+import fnmatch
 import glob
 import hashlib
 import json
@@ -63,6 +64,8 @@ MANIFEST_NAME = "manifest.jsonl"
 #: The plans Beam runs write into the output folder (``.beam-plan-<run>.jsonl``)
 #: and delete when they end: one left behind is a killed run's.
 BEAM_PLANS = ".beam-plan-*.jsonl"
+#: What marks a folder as a conversion's output: a manifest, or a Beam run's plan.
+_RUN_FILES = ("manifest*.jsonl", BEAM_PLANS)
 CONVERTED, SKIPPED, FAILED = "converted", "skipped", "failed"
 _WHITE = (255, 255, 255)
 
@@ -207,11 +210,20 @@ def collect_sources(source: str | os.PathLike, output: str | os.PathLike) -> tup
     text = os.fspath(source)
     output_real = os.path.realpath(output)
     others: list[pathlib.Path] = []  # files passed over for their extension
+    earlier: list[pathlib.Path] = []  # output folders of earlier runs, inside the input
+
+    def earlier_output(folder: str, names: list[str]) -> bool:
+        if any(fnmatch.fnmatch(name, pattern) for name in names for pattern in _RUN_FILES):
+            earlier.append(pathlib.Path(folder))
+            return True
+        return False
+
     if os.path.isdir(text):
         root = pathlib.Path(text)
         links: list[pathlib.Path] = []
         entries = [Source(p, p.relative_to(root).as_posix())
-                   for p in image_io.list_images(root, exclude=[output], linked_folders=links, others=others)]
+                   for p in image_io.list_images(root, exclude=[output], linked_folders=links, others=others,
+                                                 skip_folder=earlier_output)]
         entries += _linked_folder_entries(links, root)
     elif glob.has_magic(text) and not os.path.exists(text):
         root = _glob_root(text)
@@ -227,11 +239,26 @@ def collect_sources(source: str | os.PathLike, output: str | os.PathLike) -> tup
             raise FileNotFoundError(f"--input {text!r}: the glob matches nothing")
         entries = []
         linked = _LinkedFolders(root)
+        folders_seen: dict[pathlib.Path, bool] = {}
+
+        def in_earlier_output(p: pathlib.Path) -> bool:
+            for parent in list(p.relative_to(root).parents)[:-1]:  # sub-folders of the root only
+                folder = root / parent
+                if folder not in folders_seen:
+                    try:
+                        folders_seen[folder] = earlier_output(os.fspath(folder), os.listdir(folder))
+                    except OSError:
+                        folders_seen[folder] = False
+                if folders_seen[folder]:
+                    return True
+            return False
+
         for p in matches:
-            # Earlier outputs under an output folder inside the input are not
-            # inputs (as when walking a folder). Anything but a folder is a
-            # source: reading a pipe named .jpg fails it with a reason.
-            if p.is_dir() or _inside(os.path.realpath(p.parent), output_real):
+            # Earlier outputs under an output folder inside the input, or
+            # under an earlier run's output folder, are not inputs (as when
+            # walking a folder). Anything but a folder is a source: reading a
+            # pipe named .jpg fails it with a reason.
+            if p.is_dir() or _inside(os.path.realpath(p.parent), output_real) or in_earlier_output(p):
                 continue
             if linked.passes_through(p):  # through a link a `*` matched: not walked, as by the folder walk
                 continue
@@ -255,6 +282,10 @@ def collect_sources(source: str | os.PathLike, output: str | os.PathLike) -> tup
             entries = _list_file_entries(p)
     else:
         raise FileNotFoundError(f"--input {text!r}: no such folder, file, or glob match")
+    if earlier:
+        names = ", ".join(str(p.relative_to(root)) for p in sorted(earlier)[:5]) + (", ..." if len(earlier) > 5 else "")
+        logging.warning("--input %s: %d folder(s) left out, they hold an earlier conversion's manifest (%s)",
+                        text, len(earlier), names)
     if others:
         others.sort()
         names = ", ".join(str(p.relative_to(root)) for p in others[:5]) + (", ..." if len(others) > 5 else "")

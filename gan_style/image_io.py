@@ -33,7 +33,7 @@ import pathlib
 import stat
 import struct
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 import simplejpeg
@@ -654,6 +654,7 @@ def list_images(
     exclude: str | os.PathLike | Iterable[str | os.PathLike] | None = None,
     linked_folders: list[pathlib.Path] | None = None,
     others: list[pathlib.Path] | None = None,
+    skip_folder: Callable[[str, list[str]], bool] | None = None,
 ) -> list[pathlib.Path]:
     """Image files under ``root``, sorted, matched by extension.
 
@@ -672,6 +673,8 @@ def list_images(
       others: when given, the files passed over for their extension
         (``x.heic``, ``notes.txt``, a JPEG named without one) are appended
         to it; hidden files are not.
+      skip_folder: ``(folder, its file names) -> bool``, asked of every
+        sub-folder (not ``root``): True leaves it and everything under it out.
 
     Returns:
       Paths (``root`` joined with the relative path), sorted by their
@@ -688,7 +691,8 @@ def list_images(
         raise NotADirectoryError(f"{root}: not a folder")
     excluded = _as_dir_set(exclude)
     found: list[tuple[str, pathlib.Path]] = []
-    for dirpath, dirnames, filenames in os.walk(root):
+    top = os.fspath(root)
+    for dirpath, dirnames, filenames in os.walk(top):
         if not recursive:
             dirnames[:] = []
         else:
@@ -702,7 +706,8 @@ def list_images(
                 linked_folders.extend(
                     pathlib.Path(dirpath, d) for d in dirnames if os.path.islink(os.path.join(dirpath, d))
                 )
-        if os.path.realpath(dirpath) in excluded:
+        if os.path.realpath(dirpath) in excluded or (
+                skip_folder is not None and dirpath != top and skip_folder(dirpath, filenames)):
             dirnames[:] = []
             continue
         for name in filenames:

@@ -598,6 +598,27 @@ def test_glob_with_the_output_inside_leaves_old_outputs_alone(translator, tmp_pa
     assert (again.total, again.skipped, again.failed) == (1, 1, 0)
 
 
+def test_an_earlier_runs_output_folder_inside_the_input_is_not_input(translator, tmp_path, caplog):
+    # styled/ from last night, styled_v2/ tonight: styled/ must not be styled again.
+    catalog = tmp_path / "cat"
+    save(catalog / "a.jpg", noise(8, 8, seed=1))
+    save(catalog / "shelf" / "b.png", noise(8, 8, seed=2))
+    assert run(translator, catalog, catalog / "styled").converted == 2
+    save(catalog / "shelf" / "styled" / "c.png", noise(8, 8, seed=3))  # a folder of that name without a manifest
+    with caplog.at_level("WARNING"):
+        again = run(translator, catalog, catalog / "styled_v2")
+    assert again.converted == 3
+    assert sorted(p.relative_to(catalog / "styled_v2").as_posix() for p in (catalog / "styled_v2").rglob("*.*")
+                  if "manifest" not in p.name) == ["a.jpg", "shelf/b.png", "shelf/styled/c.png"]
+    warnings = [r.getMessage() for r in caplog.records if "earlier conversion" in r.getMessage()]
+    assert len(warnings) == 1 and "1 folder(s) left out" in warnings[0] and "(styled)" in warnings[0]
+    # A glob leaves both earlier outputs out too.
+    third = run(translator, str(catalog / "**" / "*.*"), catalog / "styled_v3")
+    assert third.converted == 3
+    # An earlier output given as the input itself is converted: that is asked for.
+    assert run(translator, catalog / "styled", tmp_path / "twice").converted == 2
+
+
 def test_more_bad_arguments_are_named_before_any_work(translator, tmp_path):
     save(tmp_path / "in" / "a.png", noise(8, 8))
     with pytest.raises(ValueError, match="--overlap"):
