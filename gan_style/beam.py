@@ -312,7 +312,7 @@ def _temp_name(target: str, tag: str = "") -> str:
     from gan_style import image_writer
 
     head, _, name = target.rpartition("/")
-    temp = f".{name}.{uuid.uuid4().hex[:12]}{tag}{image_writer.TEMP_SUFFIX}"
+    temp = image_writer.temp_file_name(name, f"{uuid.uuid4().hex[:12]}{tag}")
     return f"{head}/{temp}" if head else temp
 
 

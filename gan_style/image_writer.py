@@ -10,6 +10,7 @@ folder, ``fsync``, ``os.replace``).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import pathlib
 
@@ -39,6 +40,19 @@ _SAME_EXTENSIONS = {
 }
 
 TEMP_SUFFIX = ".gan_style-tmp"
+_NAME_MAX = 255  # bytes in one file name (ext4, APFS, NTFS in UTF-16 units: never more)
+
+
+def temp_file_name(name: str, unique: str) -> str:
+    """The temporary name beside a file ``name``: ``.NAME.UNIQUE.gan_style-tmp``.
+
+    NAME becomes a hash of itself when the whole would pass 255 bytes: a long
+    UTF-8 product name (78 CJK characters are 234 bytes) is a legal file name
+    that the additions would make too long to create.
+    """
+    if len(os.fsencode(f".{name}.{unique}{TEMP_SUFFIX}")) > _NAME_MAX:
+        name = hashlib.sha1(os.fsencode(name)).hexdigest()[:16]
+    return f".{name}.{unique}{TEMP_SUFFIX}"
 
 
 def check_format(requested: str) -> str:
@@ -195,7 +209,7 @@ def write_image(
     if fmt not in _CAPS:
         raise ValueError(f"cannot write format {fmt!r}")
     image = pil_image(rgb, alpha, fmt)
-    temp = path.with_name(f".{path.name}.{os.getpid()}{temp_tag}{TEMP_SUFFIX}")
+    temp = path.with_name(temp_file_name(path.name, f"{os.getpid()}{temp_tag}"))
     try:
         with open(temp, "wb") as f:
             image.save(f, format=fmt, **_save_options(fmt, quality, icc_profile, exif))

@@ -811,3 +811,20 @@ def test_is_flat_measures_exactly_in_chunks(monkeypatch):
     monkeypatch.setattr(convert, "_FLAT_ROWS", 1 << 20)
     tone_only = convert.untranslated(Translator(build_generator("resnet_6blocks", base_filters=4, seed=7)), base)
     np.testing.assert_array_equal(tone_only, base)  # neutral tone, strength 0: the source itself
+
+
+def test_a_long_legal_file_name_converts(translator, tmp_path):
+    # 78 CJK characters + ".jpg" are 238 bytes, under the 255-byte limit; the
+    # temporary name's additions would pass it.
+    name = "商" * 78 + ".jpg"
+    save(tmp_path / "in" / name, noise(8, 8, seed=1))
+    out = tmp_path / "out"
+    summary = run(translator, tmp_path / "in", out)
+    assert (summary.converted, summary.failed) == (1, 0), records(out)
+    assert (out / name).is_file()
+    temp = convert.image_writer.temp_file_name(name, "123")
+    assert len(os.fsencode(temp)) <= 255 and temp.startswith(".") and temp.endswith(".123.gan_style-tmp")
+    assert convert.image_writer.temp_file_name("a.jpg", "123") == ".a.jpg.123.gan_style-tmp"
+    (out / temp).write_bytes(b"half an image")  # a killed run's leftover, by its shortened name
+    run(translator, tmp_path / "in", out, overwrite=True)
+    assert not (out / temp).exists()
