@@ -39,7 +39,9 @@ flags.DEFINE_integer("quality", 95, "JPEG/WebP quality 1..100.")
 flags.DEFINE_integer("batch_size", 4, "Images of one size per model call.")
 flags.DEFINE_integer("tile", tiling.DEFAULT_TILE, "Images with a side over this are converted in tiles; 0 never tiles.")
 flags.DEFINE_integer("overlap", tiling.DEFAULT_OVERLAP, "Overlap of neighbouring tiles in pixels.")
-flags.DEFINE_integer("max_pixels", None, "Sources with more pixels than this fail (checked from the header).")
+flags.DEFINE_integer("max_pixels", None, "Sources with more pixels than this fail (checked from the header). "
+                     "Without it PIL refuses images over 178,956,970 pixels as decompression bombs; "
+                     "a larger value allows them.")
 flags.DEFINE_bool("overwrite", False, "Convert again even sources the manifest records as done.")
 flags.DEFINE_integer("num_shards", 1, "Split the catalog into this many shards (by a stable hash of the path).")
 flags.DEFINE_integer("shard_index", 0, "Which shard this worker converts, 0..num_shards-1.")

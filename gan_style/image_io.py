@@ -32,6 +32,7 @@ import os
 import pathlib
 import stat
 import struct
+import threading
 import zlib
 from collections.abc import Callable, Iterable, Sequence
 
@@ -334,9 +335,11 @@ def read_image(
     Args:
       path: the image file.
       max_pixels: refuse images with more than this many pixels (width x
-        height read from the header, before decoding). None: no limit of our
-        own; PIL's decompression-bomb guard (``2 * Image.MAX_IMAGE_PIXELS``,
-        about 179 megapixels by default) still applies.
+        height read from the header, before decoding). It replaces PIL's
+        decompression-bomb guard, which it raises process-wide when larger
+        (never lowers). None: no limit of our own; PIL's guard
+        (``2 * Image.MAX_IMAGE_PIXELS``, about 179 megapixels by default)
+        applies.
       rgbx_over: decode plain RGB JPEGs (no EXIF rotation) with a side over
         this many pixels into a writable ``[H, W, 4]`` buffer, and return its
         first three channels as ``rgb`` (a view; the same pixels as without).
@@ -434,6 +437,17 @@ def _jpeg_rgbx(img: Image.Image, width: int, height: int) -> np.ndarray | None:
     return buffer if decoded.shape == buffer.shape else None
 
 
+_bomb_lock = threading.Lock()
+
+
+def _allow_pixels(count: int) -> None:
+    """Raises PIL's decompression-bomb limit to ``count`` pixels (never lowers it):
+    a caller's own ``max_pixels`` is checked from the header instead."""
+    with _bomb_lock:
+        if Image.MAX_IMAGE_PIXELS is not None and Image.MAX_IMAGE_PIXELS < count:
+            Image.MAX_IMAGE_PIXELS = count
+
+
 def _decode(source, path, max_pixels: int | None, rgbx_over: int | None = None) -> DecodedImage:
     if ImageFile.LOAD_TRUNCATED_IMAGES:
         # Someone flipped PIL's global switch; truncated files would then be
@@ -444,6 +458,8 @@ def _decode(source, path, max_pixels: int | None, rgbx_over: int | None = None) 
             "refusing to decode because truncated files would pass silently",
         )
     notes: list[str] = []
+    if max_pixels is not None:
+        _allow_pixels(int(max_pixels))
     try:
         with Image.open(source, formats=_ALLOWED_FORMATS) as img:
             width, height = img.size
@@ -504,7 +520,8 @@ def _decode(source, path, max_pixels: int | None, rgbx_over: int | None = None) 
             f"({', '.join(f for f in _ALLOWED_FORMATS if f != 'DIB')})",
         ) from None
     except Image.DecompressionBombError as e:
-        raise ImageError(path, f"decompression bomb refused: {e}") from None
+        raise ImageError(path, f"decompression bomb refused: {e}; a larger max_pixels "
+                         "(infer.py --max_pixels) allows it") from None
     except FileNotFoundError:
         raise ImageError(path, "file not found") from None
     except PermissionError:

@@ -590,7 +590,20 @@ def test_max_pixels_checked_from_header_before_decoding(tmp_path):
 def test_decompression_bomb_refused(tmp_path):
     path = tmp_path / "bomb.png"
     path.write_bytes(_png_with_header(20000, 20000))  # 400 MP > PIL's 2x limit
-    assert _reason(path).startswith("decompression bomb refused")
+    reason = _reason(path)
+    assert reason.startswith("decompression bomb refused") and "--max_pixels" in reason
+
+
+def test_a_max_pixels_above_pils_guard_lets_big_images_through(tmp_path, monkeypatch):
+    # A big print master must be convertible: max_pixels is the limit then.
+    # PIL's guard is shrunk here so the image can stay small.
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    Image.new("RGB", (50, 50), (9, 8, 7)).save(tmp_path / "master.png")  # 2,500 > 2 x 1,000
+    assert _reason(tmp_path / "master.png").startswith("decompression bomb refused")
+    assert read_image(tmp_path / "master.png", max_pixels=2500).rgb.shape == (50, 50, 3)
+    assert Image.MAX_IMAGE_PIXELS == 2500  # raised, for every decoding thread
+    assert _reason(tmp_path / "master.png", max_pixels=2499).startswith("too many pixels")
+    assert Image.MAX_IMAGE_PIXELS == 2500  # never lowered
 
 
 def test_global_truncated_switch_refused(tmp_path, monkeypatch):
