@@ -298,13 +298,15 @@ def _skip(item: dict, record: dict | None, settings: str, output: str,
 # -- the DoFn -----------------------------------------------------------------------
 
 
-def _encode(rgb, alpha, fmt: str, quality: int, icc_profile, exif) -> bytes:
-    """The bytes :func:`gan_style.image_writer.write_image` would write."""
+def _encode(rgb, alpha, fmt: str, quality: int, decoded) -> bytes:
+    """The bytes :func:`gan_style.image_writer.write_image` would write, with
+    ``decoded``'s metadata (an :class:`gan_style.image_io.DecodedImage`)."""
     from gan_style import image_writer
 
     image = image_writer.pil_image(rgb, alpha, fmt)
     buffer = io.BytesIO()
-    image.save(buffer, format=fmt, **image_writer._save_options(fmt, quality, icc_profile, exif))
+    image.save(buffer, format=fmt, **image_writer._save_options(
+        fmt, quality, decoded.icc_profile, decoded.exif, decoded.dpi, decoded.xmp, decoded.text))
     return buffer.getvalue()
 
 
@@ -503,7 +505,7 @@ class ConvertFn(beam.DoFn):
         try:
             if not _is_remote(target):
                 convert._check_output_path(pathlib.Path(target), self.output_root)
-            data = _encode(out, alpha, fmt, self.quality, image.icc_profile, image.exif)
+            data = _encode(out, alpha, fmt, self.quality, image)
             _write_atomically(target, data, self.temp_tag)
         except Exception as e:  # noqa: BLE001 - disk full, permissions: this file fails
             return self._record(item, "failed", f"could not write output: {type(e).__name__}: {e}",

@@ -726,6 +726,7 @@ def finish_output(image: image_io.DecodedImage, out: np.ndarray, requested_forma
         out = image_io.composite(out, alpha, _WHITE)
         notes.append(f"transparency dropped: {fmt} has none, composited on white")
         alpha = None
+    notes += image_writer.metadata_notes(fmt, image.xmp, image.text)
     return out, alpha, fmt, notes, fmt != planned
 
 
@@ -881,7 +882,8 @@ class _Converter:
             target.parent.mkdir(parents=True, exist_ok=True)
             size = image_writer.write_image(target, out, alpha, fmt=fmt, quality=self.quality,
                                             icc_profile=image.icc_profile, exif=image.exif,
-                                            temp_tag=self.temp_tag)
+                                            temp_tag=self.temp_tag, dpi=image.dpi, xmp=image.xmp,
+                                            text=image.text)
         except Exception as e:  # noqa: BLE001 - disk full, permissions: this file fails, the run goes on
             source.output = target
             self.record(source, FAILED, f"could not write output: {type(e).__name__}: {e}",

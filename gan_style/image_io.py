@@ -30,6 +30,7 @@ import functools
 import io
 import os
 import pathlib
+import re
 import stat
 import struct
 import threading
@@ -100,6 +101,11 @@ class DecodedImage:
       icc_profile: the ICC profile that describes ``rgb``, or None (sRGB).
         A CMYK source converted through its profile to sRGB reports None.
       exif: raw EXIF bytes with the orientation tag removed, or None.
+      dpi: ``(x, y)`` resolution the source declares, or None.
+      xmp: the XMP packet (rights, credits, keywords), with any
+        ``tiff:Orientation`` removed once the orientation is applied, or None.
+      text: a PNG's text chunks other than XMP (``Copyright``, ``Author``,
+        ...), or None.
       animated: True when the source has more than one frame (animated GIF,
         WebP or PNG, multi-page TIFF); the first frame is decoded.
       notes: human-readable remarks about what the conversion did.
@@ -110,6 +116,9 @@ class DecodedImage:
     format: str
     icc_profile: bytes | None = None
     exif: bytes | None = None
+    dpi: tuple[float, float] | None = None
+    xmp: bytes | None = None
+    text: dict[str, str] | None = None
     animated: bool = False
     notes: list[str] = dataclasses.field(default_factory=list)
 
@@ -316,6 +325,35 @@ def _orientation_and_exif(img: Image.Image) -> tuple[int, bytes | None]:
     return orientation, (bytes(raw) if raw else None)
 
 
+_XMP_KEY = "XML:com.adobe.xmp"  # the PNG text chunk that holds XMP
+# tiff:Orientation as an attribute (tiff:Orientation="6") or an element.
+_XMP_ORIENTATION = re.compile(
+    rb'\s*tiff:Orientation\s*=\s*("[^"]*"|\'[^\']*\')|<tiff:Orientation>[^<]*</tiff:Orientation>')
+
+
+def _other_metadata(img: Image.Image, oriented: bool) -> tuple[tuple[float, float] | None, bytes | None,
+                                                               dict[str, str] | None]:
+    """The resolution, XMP packet and PNG text chunks of an open image.
+
+    Once the orientation is applied to the pixels, an XMP ``tiff:Orientation``
+    would turn them again in the viewers that read it: it is removed.
+    """
+    dpi = img.info.get("dpi")
+    try:
+        dpi = (float(dpi[0]), float(dpi[1])) if dpi and float(dpi[0]) > 0 and float(dpi[1]) > 0 else None
+    except (TypeError, ValueError, IndexError):
+        dpi = None
+    xmp = img.info.get("xmp") or img.info.get(_XMP_KEY)
+    if isinstance(xmp, str):
+        xmp = xmp.encode("utf-8")
+    if xmp and oriented:
+        xmp = _XMP_ORIENTATION.sub(b"", bytes(xmp))
+    text = None
+    if img.format == "PNG":
+        text = {k: v for k, v in getattr(img, "text", {}).items() if k != _XMP_KEY and isinstance(v, str)} or None
+    return dpi, (bytes(xmp) if xmp else None), text
+
+
 _TRANSPOSE = {
     2: Image.Transpose.FLIP_LEFT_RIGHT,
     3: Image.Transpose.ROTATE_180,
@@ -490,6 +528,8 @@ def _decode(source, path, max_pixels: int | None, rgbx_over: int | None = None) 
             if sixteen_bit and not img.mode.startswith("I;16"):
                 notes.append("16-bit image scaled to 8 bits")
             orientation, exif = _orientation_and_exif(img)
+            # Before any transpose: a transposed copy has no format or PNG text.
+            dpi, xmp, text = _other_metadata(img, orientation in _TRANSPOSE)
             buffer = None
             if (rgbx_over is not None and max(width, height) > rgbx_over and fmt == "JPEG"
                     and img.mode == "RGB" and orientation not in _TRANSPOSE):
@@ -545,6 +585,9 @@ def _decode(source, path, max_pixels: int | None, rgbx_over: int | None = None) 
         format=fmt,
         icc_profile=icc,
         exif=exif,
+        dpi=dpi,
+        xmp=xmp,
+        text=text,
         animated=animated,
         notes=notes,
     )

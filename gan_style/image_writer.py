@@ -15,7 +15,7 @@ import os
 import pathlib
 
 import numpy as np
-from PIL import Image
+from PIL import Image, PngImagePlugin
 
 #: ``--format`` choices.
 OUTPUT_FORMATS = ("same", "jpg", "png", "webp")
@@ -127,13 +127,46 @@ def can_carry_alpha(fmt: str) -> bool:
     return _CAPS[fmt]["alpha"]
 
 
-def _save_options(fmt, quality, icc_profile, exif) -> dict:
+#: Pillow writes XMP in one JPEG APP1 segment: 65,533 bytes less its 29-byte namespace.
+_JPEG_MAX_XMP = 65504
+_XMP_KEY = "XML:com.adobe.xmp"
+
+
+def metadata_notes(fmt: str, xmp: bytes | None, text: dict[str, str] | None) -> list[str]:
+    """What of the source's XMP and PNG text an output of ``fmt`` cannot keep, as manifest notes."""
+    notes = []
+    if xmp and (fmt == "BMP" or (fmt == "JPEG" and len(xmp) > _JPEG_MAX_XMP)):
+        why = "BMP has no place for it" if fmt == "BMP" else f"over JPEG's {_JPEG_MAX_XMP:,} bytes"
+        notes.append(f"XMP metadata ({len(xmp):,} bytes) dropped: {why}")
+    if text and fmt != "PNG":
+        notes.append(f"PNG text ({', '.join(sorted(text))}) dropped: {fmt} output")
+    return notes
+
+
+def _save_options(fmt, quality, icc_profile, exif, dpi=None, xmp=None, text=None) -> dict:
     options: dict = {}
     caps = _CAPS[fmt]
     if icc_profile and caps["icc"]:
         options["icc_profile"] = icc_profile
     if exif and caps["exif"]:
         options["exif"] = exif
+    if dpi and fmt != "WEBP":  # WebP has no resolution field
+        options["dpi"] = dpi
+    if xmp and fmt in ("JPEG", "WEBP") and not (fmt == "JPEG" and len(xmp) > _JPEG_MAX_XMP):
+        options["xmp"] = xmp
+    if fmt == "TIFF" and xmp:  # tag 700 of IFD0; Pillow takes it with the EXIF tags
+        tags = Image.Exif()
+        if exif:
+            tags.load(exif)
+        tags[700] = xmp
+        options["exif"] = tags
+    if fmt == "PNG" and (xmp or text):
+        chunks = PngImagePlugin.PngInfo()
+        for key, value in (text or {}).items():
+            chunks.add_itxt(key, value)
+        if xmp:
+            chunks.add_itxt(_XMP_KEY, xmp.decode("utf-8", "replace"))
+        options["pnginfo"] = chunks
     if fmt in ("JPEG", "WEBP"):
         options["quality"] = int(quality)
     if fmt == "TIFF":
@@ -184,6 +217,9 @@ def write_image(
     icc_profile: bytes | None = None,
     exif: bytes | None = None,
     temp_tag: str = "",
+    dpi: tuple[float, float] | None = None,
+    xmp: bytes | None = None,
+    text: dict[str, str] | None = None,
 ) -> int:
     """Encodes and writes one image atomically.
 
@@ -199,6 +235,9 @@ def write_image(
       fmt: PIL format name (``JPEG``, ``PNG``, ``WEBP``, ``TIFF``, ``BMP``).
       quality: JPEG/WebP quality, 1..100.
       icc_profile, exif: carried when the format allows.
+      dpi, xmp, text: the resolution, XMP packet and PNG text chunks
+        (:class:`gan_style.image_io.DecodedImage`), carried where the format
+        has a place for them (:func:`metadata_notes` says what is not).
       temp_tag: extra text in the temporary name (e.g. the shard), so
         concurrent writers never share one.
 
@@ -212,7 +251,7 @@ def write_image(
     temp = path.with_name(temp_file_name(path.name, f"{os.getpid()}{temp_tag}"))
     try:
         with open(temp, "wb") as f:
-            image.save(f, format=fmt, **_save_options(fmt, quality, icc_profile, exif))
+            image.save(f, format=fmt, **_save_options(fmt, quality, icc_profile, exif, dpi, xmp, text))
             f.flush()
             os.fsync(f.fileno())
         os.replace(temp, path)

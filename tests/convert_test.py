@@ -247,6 +247,72 @@ def test_formats_alpha_and_metadata(translator, tmp_path):
         np.testing.assert_array_equal(np.asarray(image)[:, :, 3], rgba[:, :, 3])
 
 
+XMP = (b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+       b'<rdf:Description xmlns:dc="http://purl.org/dc/elements/1.1/" xmlns:tiff="http://ns.adobe.com/tiff/1.0/"'
+       b' tiff:Orientation="6"><dc:rights>(c) Example Shop</dc:rights></rdf:Description></rdf:RDF></x:xmpmeta>')
+
+
+def _xmp_of(image):
+    return image.info.get("xmp") or image.info.get("XML:com.adobe.xmp", "").encode()
+
+
+def test_resolution_rights_and_png_text_are_kept(translator, tmp_path):
+    # Layout tools place images by their dpi; XMP and PNG text hold the rights.
+    from PIL import PngImagePlugin
+
+    src = tmp_path / "in"
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotated on display: the XMP copy of the orientation must go too
+    assert XMP.count(b'tiff:Orientation="6"') == 1
+    save(src / "print.jpg", noise(20, 30, seed=1), dpi=(300, 300), xmp=XMP, exif=exif.tobytes())
+    chunks = PngImagePlugin.PngInfo()
+    chunks.add_text("Copyright", "(c) Example Shop")
+    chunks.add_itxt("Author", "Zoë")
+    chunks.add_itxt("XML:com.adobe.xmp", XMP.decode())
+    save(src / "art.png", noise(20, 30, seed=2), dpi=(150, 150), pnginfo=chunks)
+    save(src / "scan.tif", noise(20, 30, seed=3), dpi=(600, 600), tiffinfo={700: XMP})
+    save(src / "web.webp", noise(20, 30, seed=4), xmp=XMP)
+    run(translator, src, tmp_path / "same")
+    out = tmp_path / "same"
+    for name, dpi in (("print.jpg", 300), ("art.png", 150), ("scan.tif", 600), ("web.webp", None)):
+        with Image.open(out / name) as image:
+            if dpi is not None:
+                assert np.allclose(image.info["dpi"], (dpi, dpi), atol=0.05), (name, image.info.get("dpi"))  # PNG: per metre
+            xmp = _xmp_of(image)
+            assert b"<dc:rights>(c) Example Shop</dc:rights>" in xmp, name
+            # Turned upright (EXIF, or Pillow's reading of the XMP orientation) or
+            # not: the XMP copy of the orientation goes exactly when it was applied.
+            assert (b"tiff:Orientation" in xmp) == (image.size == (30, 20)), name
+    with Image.open(out / "art.png") as image:
+        assert image.text["Copyright"] == "(c) Example Shop" and image.text["Author"] == "Zoë"
+    with Image.open(out / "print.jpg") as image:
+        assert image.size == (20, 30)
+    rows = by_rel(records(out))
+    assert not [n for n, row in rows.items() if "dropped" in row["reason"]], rows
+    # What another format cannot hold is named in the report.
+    run(translator, src, tmp_path / "as_jpg", format="jpg")
+    rows = by_rel(records(tmp_path / "as_jpg"))
+    assert rows["art.png"]["reason"].endswith("; PNG text (Author, Copyright) dropped: JPEG output")
+    with Image.open(tmp_path / "as_jpg" / "art.jpg") as image:
+        assert b"(c) Example Shop" in _xmp_of(image) and image.info["dpi"] == (150, 150)
+
+
+def test_metadata_an_output_cannot_hold_is_named_and_never_fails_the_write(tmp_path):
+    from gan_style import image_writer
+
+    big = b"<x>" + b"y" * 70000 + b"</x>"
+    assert image_writer.metadata_notes("JPEG", big, None) == [
+        "XMP metadata (70,007 bytes) dropped: over JPEG's 65,504 bytes"]
+    assert image_writer.metadata_notes("WEBP", big, None) == []
+    assert image_writer.metadata_notes("BMP", b"<x/>", {"Title": "t"}) == [
+        "XMP metadata (4 bytes) dropped: BMP has no place for it", "PNG text (Title) dropped: BMP output"]
+    pixels = noise(8, 8)
+    image_writer.write_image(tmp_path / "a.jpg", pixels, fmt="JPEG", xmp=big, dpi=(300, 300))
+    image_writer.write_image(tmp_path / "a.webp", pixels, fmt="WEBP", xmp=big)
+    with Image.open(tmp_path / "a.jpg") as jpeg, Image.open(tmp_path / "a.webp") as webp:
+        assert "xmp" not in jpeg.info and jpeg.info["dpi"] == (300, 300) and webp.info["xmp"] == big
+
+
 def test_clashing_output_names_get_distinct_files(translator, tmp_path):
     save(tmp_path / "in" / "a.jpg", noise(8, 8, seed=1))
     save(tmp_path / "in" / "a.png", noise(8, 8, seed=2))
