@@ -260,19 +260,20 @@ def _prune_manifest(path: str, lines: list[bytes], keep: set[int]) -> None:
             FileSystems.delete([temp])
 
 
-def _skip(item: dict, record: dict | None, settings: str, output: str,
+def _skip(item: dict, record: dict | None, settings: dict[str, str], output: str,
           owners: dict[str, str] | None = None, unrecorded: set[str] | None = None) -> tuple[str, dict] | None:
     """(reason, kept record fields) when ``item`` needs no conversion, else None."""
     from gan_style import convert
 
     keep_keys = ("output_size", "width", "height", "tiled", "format", "settings")
+    accepted = convert.accepted_settings(settings, item["rel"])
 
     def kept(record: dict, out: str, out_rel: str | None) -> dict:
         return {**{k: record[k] for k in keep_keys if k in record}, "output": out, "output_rel": out_rel}
 
     if _is_remote(item["source"]) or _is_remote(item["output"]):
         # No mtimes to trust across object stores: same settings and the recorded output still there.
-        if (record and record.get("status") in (convert.CONVERTED, convert.SKIPPED) and record.get("settings") == settings
+        if (record and record.get("status") in (convert.CONVERTED, convert.SKIPPED) and record.get("settings") in accepted
                 and record.get("output_rel") in (None, item["output_rel"], item.get("alpha_output_rel"))):
             out = convert.recorded_output(record, output, join=FileSystems.join)
             if out and FileSystems.exists(out):
@@ -286,12 +287,12 @@ def _skip(item: dict, record: dict | None, settings: str, output: str,
         source.stat = os.stat(source.path)
     except OSError:
         return None
-    reason = convert._skip_reason(source, record, settings, output, owners, unrecorded)
+    reason = convert._skip_reason(source, record, accepted, output, owners, unrecorded)
     if reason is None:
         return None
     if record is None:  # an existing output we take as ours from now on
         out, out_rel = item["output"], item["output_rel"]
-        return reason, kept({"output_size": os.path.getsize(out), "settings": settings}, out, out_rel)
+        return reason, kept({"output_size": os.path.getsize(out), "settings": accepted[0]}, out, out_rel)
     return reason, kept(record, convert.recorded_output(record, output), record.get("output_rel"))
 
 
@@ -361,7 +362,7 @@ class ConvertFn(beam.DoFn):
       precision: ``float32`` or ``bfloat16`` (``auto`` is resolved on the
         launcher, so that every worker computes what the fingerprint says).
       context: mirrored context in pixels (None keeps the model's).
-      settings: the settings fingerprint recorded in the manifest.
+      settings: the run's settings fingerprints (:func:`gan_style.convert.run_settings`).
       output_root: the output folder (local paths: writes are kept inside it).
       temp_tag: in every temporary file's name (the shard), so that a run
         cleans up only its own shard's leftovers.
@@ -369,7 +370,7 @@ class ConvertFn(beam.DoFn):
 
     def __init__(self, model: str, *, tone: Any, strength: float | None, fmt: str, quality: int,
                  batch_size: int, tile: int, overlap: int, stats_size: int, max_pixels: int | None,
-                 settings: str, output_root: str, precision: str = "float32", context: int | None = None,
+                 settings: dict[str, str], output_root: str, precision: str = "float32", context: int | None = None,
                  temp_tag: str = ""):
         self.model, self.tone, self.strength = str(model), tone, strength
         self.precision, self.context = precision, context
@@ -512,7 +513,7 @@ class ConvertFn(beam.DoFn):
                                 time.perf_counter() - start, **stat)
         return self._record(item, "converted", "; ".join(notes), time.perf_counter() - start, **stat,
                             output_size=len(data), width=image.width, height=image.height, tiled=tiled,
-                            format=fmt, settings=self.settings)
+                            format=fmt, settings=convert.accepted_settings(self.settings, item["rel"])[0])
 
 
 # -- the pipeline -------------------------------------------------------------------
@@ -632,7 +633,7 @@ def run_pipeline(
     with _local_model(model) as local_model:
         translator = convert._resolve_translator(local_model, profile, strength, precision, context)
     tiling.check_tiling(translator, tile, overlap)
-    settings = convert._settings_fingerprint(translator, format=format, quality=int(quality), tile=int(tile or 0),
+    settings = convert.run_settings(translator, format=format, quality=int(quality), tile=int(tile or 0),
                                              overlap=int(overlap), stats_size=int(stats_size),
                                              precision=precision)
     del translator

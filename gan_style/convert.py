@@ -584,6 +584,31 @@ def _settings_fingerprint(translator: Translator, **options) -> str:
     return h.hexdigest()[:16]
 
 
+_LOSSY = ("JPEG", "WEBP")  # the output formats --quality changes
+
+
+def run_settings(translator: Translator, *, format: str, quality: int, **options) -> dict[str, str]:
+    """A run's settings fingerprints, as recorded in the manifest.
+
+    ``lossy`` covers every option and is recorded for JPEG and WebP outputs;
+    ``lossless`` leaves ``quality`` out and is recorded for PNG, TIFF and BMP
+    ones, so a new ``--quality`` converts only the outputs it changes.
+    ``lossy`` is also what every output was recorded with before the split,
+    so those records stay done (:func:`accepted_settings`).
+    """
+    return {"format": format,
+            "lossy": _settings_fingerprint(translator, format=format, quality=int(quality), **options),
+            "lossless": _settings_fingerprint(translator, format=format, **options)}
+
+
+def accepted_settings(settings: dict[str, str], rel: str) -> tuple[str, ...]:
+    """The fingerprints under which the source ``rel``'s output is done; the
+    first is the one to record. Its output format is the planned one (from
+    the name), so a record made and a record checked always agree."""
+    planned = image_writer.guess_output_format(settings["format"], pathlib.PurePosixPath(rel).suffix)
+    return (settings["lossy"],) if planned in _LOSSY else (settings["lossless"], settings["lossy"])
+
+
 def _resolve_translator(translator, tone, strength, precision="float32", context=None) -> Translator:
     if isinstance(translator, (str, os.PathLike)):
         translator = load_translator(translator, tone=tone, strength=strength, context=context)
@@ -892,7 +917,7 @@ class _Converter:
         source.output = target
         self.record(source, CONVERTED, "; ".join(notes), seconds + time.perf_counter() - start,
                     output_size=size, width=image.width, height=image.height, tiled=tiled,
-                    format=fmt, settings=self.settings)
+                    format=fmt, settings=accepted_settings(self.settings, source.rel)[0])
 
     def drain(self) -> None:
         while self._encodes:
@@ -1007,7 +1032,7 @@ def outputs_of_killed_beam_runs(plans: Iterable[Iterable[str | bytes]]) -> set[s
     return outputs
 
 
-def _skip_reason(source: Source, record: dict | None, settings: str,
+def _skip_reason(source: Source, record: dict | None, settings: tuple[str, ...],
                  output_root: str | os.PathLike | None = None, owners: dict[str, str] | None = None,
                  unrecorded: set[str] | None = None) -> str | None:
     """Why ``source`` needs no conversion, or None to convert it.
@@ -1018,6 +1043,7 @@ def _skip_reason(source: Source, record: dict | None, settings: str,
     source arrived), so this source is converted. ``unrecorded``
     (:func:`outputs_of_killed_beam_runs`): outputs a killed run may have
     written with other settings are converted again, not taken over.
+    ``settings``: :func:`accepted_settings` for this source.
     """
     root = None if output_root is None else pathlib.Path(output_root)
     planned = {_output_rel(p, root) for p in (source.output, source.alpha_output)} - {None}
@@ -1033,7 +1059,7 @@ def _skip_reason(source: Source, record: dict | None, settings: str,
         return "output already exists (no manifest record); --overwrite to convert again"
     if record.get("status") not in (CONVERTED, SKIPPED) or source.stat is None:
         return None
-    if record.get("settings") != settings:
+    if record.get("settings") not in settings:
         return None
     if (record.get("source_size"), record.get("source_mtime_ns")) != (source.stat.st_size, source.stat.st_mtime_ns):
         return None
@@ -1122,7 +1148,7 @@ def convert_catalog(
     _, entries = collect_sources(source, output)
     _plan_outputs(entries, output, format)  # over every shard's entries: the same names everywhere
     entries = [e for e in entries if shard_of(e.rel, num_shards) == shard_index]
-    settings = _settings_fingerprint(translator, format=format, quality=int(quality), tile=int(tile or 0),
+    settings = run_settings(translator, format=format, quality=int(quality), tile=int(tile or 0),
                                      overlap=int(overlap), stats_size=int(stats_size), precision=precision)
     try:
         output.mkdir(parents=True, exist_ok=True)
@@ -1154,11 +1180,12 @@ def convert_catalog(
                 entry.stat = os.stat(entry.path)
             except OSError:
                 entry.stat = None  # read_image reports why
-            reason = None if overwrite else _skip_reason(entry, previous.get(entry.rel), settings, output, owners, unrecorded)
+            accepted = accepted_settings(settings, entry.rel)
+            reason = None if overwrite else _skip_reason(entry, previous.get(entry.rel), accepted, output, owners, unrecorded)
             if reason is not None:
                 record = previous.get(entry.rel)
                 if record is None:  # an existing output we take as ours from now on
-                    record = {"output_size": entry.output.stat().st_size, "settings": settings}
+                    record = {"output_size": entry.output.stat().st_size, "settings": accepted[0]}
                 recorded = recorded_output(record, output)
                 if recorded:
                     entry.output = pathlib.Path(recorded)

@@ -207,6 +207,31 @@ def test_resume_skips_done_and_redoes_changed_or_missing(translator, tmp_path):
     assert len(records(out)) == 4 * 13
 
 
+def test_a_new_quality_converts_only_the_outputs_it_changes(translator, tmp_path):
+    src, out = tmp_path / "in", tmp_path / "out"
+    save(src / "a.jpg", noise(16, 16, seed=1))
+    save(src / "b.webp", noise(16, 16, seed=2))
+    for name in ("c.png", "d.tif", "e.bmp"):
+        save(src / name, noise(16, 16, seed=3))
+    assert run(translator, src, out, quality=95).converted == 5
+    again = run(translator, src, out, quality=90)
+    assert (again.converted, again.skipped) == (2, 3)
+    assert {r["rel"] for r in records(out)[-5:] if r["status"] == "converted"} == {"a.jpg", "b.webp"}
+    assert run(translator, src, out, quality=90).skipped == 5
+    # --format=png makes every output lossless: quality is no longer part of "done".
+    assert run(translator, src, tmp_path / "png", format="png", quality=95).converted == 5
+    assert run(translator, src, tmp_path / "png", format="png", quality=50).skipped == 5
+    # Records made before the split (every output fingerprinted with its quality) stay done.
+    lines = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+    old = convert.run_settings(translator, format="same", quality=90, tile=512, overlap=96, stats_size=1024,
+                               precision="float32")
+    assert {r["settings"] for r in lines[-5:]} == {old["lossy"], old["lossless"]}  # the defaults, measured
+    for row in lines:
+        row["settings"] = old["lossy"]
+    (out / "manifest.jsonl").write_text("".join(json.dumps(row) + "\n" for row in lines))
+    assert run(translator, src, out, quality=90).skipped == 5
+
+
 def test_context_reaches_the_outputs(translator, tmp_path):
     src, out = tmp_path / "in", tmp_path / "out"
     image = noise(24, 36, seed=7)
