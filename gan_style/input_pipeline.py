@@ -273,6 +273,15 @@ def _tfds_encoded(data: Any, split: str) -> list[bytes]:
         if cache_key in _tfds_cache:
             return _tfds_cache[cache_key]
     try:
+        builder = tfds.builder(name, data_dir=data_dir)
+        prepared, where = builder.is_prepared(), builder.data_dir
+    except Exception:  # noqa: BLE001 - an unknown name: tfds.load below says so
+        prepared, where = True, data_dir
+    if not prepared:  # said before the download's retries, which take minutes offline
+        logging.warning("data.tfds_name=%r is not prepared in %s: downloading and preparing it now. This needs "
+                        "the network; without it, it fails after a few minutes of retries (prepare it where "
+                        "there is one with `tfds build %s`, then set data.tfds_data_dir)", name, where, name)
+    try:
         ds = tfds.load(
             name,
             split=split,

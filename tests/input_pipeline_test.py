@@ -490,7 +490,7 @@ def test_tfds_source_with_mock_data():
         ip.steps_per_epoch(_config(tfds_name="no_such_dataset"), 1)
 
 
-def test_tfds_download_failing_offline_says_so(monkeypatch):
+def test_tfds_download_failing_offline_says_so(monkeypatch, caplog):
     tfds = pytest.importorskip("tensorflow_datasets")
 
     class ConnectionError(OSError):  # what requests raises, by name
@@ -499,9 +499,21 @@ def test_tfds_download_failing_offline_says_so(monkeypatch):
     def load(*args, **kwargs):
         raise ConnectionError("HTTPSConnectionPool(host='efrosgans.eecs.berkeley.edu'): Failed to resolve\nmore")
 
+    class Builder:  # not downloaded yet
+        data_dir = "/data/tfds/cycle_gan/x/1.0.0"
+
+        @staticmethod
+        def is_prepared():
+            return False
+
     monkeypatch.setattr(tfds, "load", load)
-    with pytest.raises(ValueError, match=r"data.tfds_name='cycle_gan/x'.*Failed to resolve\).*no network\?"):
-        ip.steps_per_epoch(_config(tfds_name="cycle_gan/x"), 1)
+    monkeypatch.setattr(tfds, "builder", lambda name, data_dir=None: Builder)
+    with caplog.at_level(logging.WARNING):
+        with pytest.raises(ValueError, match=r"data.tfds_name='cycle_gan/x'.*Failed to resolve\).*no network\?"):
+            ip.steps_per_epoch(_config(tfds_name="cycle_gan/x"), 1)
+    # Said before the download starts retrying (minutes offline).
+    warnings = [r.getMessage() for r in caplog.records if "not prepared" in r.getMessage()]
+    assert len(warnings) == 1 and "/data/tfds/cycle_gan/x/1.0.0" in warnings[0] and "tfds build" in warnings[0]
 
 
 def test_real_horse2zebra(shared_data):
