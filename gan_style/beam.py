@@ -40,6 +40,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime
+import fnmatch
 import glob
 import io
 import json
@@ -72,8 +73,9 @@ def _is_remote(path: str) -> bool:
 # -- planning (on the launcher) --------------------------------------------------
 
 
-def _remote_entries(source: str):
-    """Sources of a remote ``--input``: a glob, a folder, one image, or a list file."""
+def _remote_entries(source: str, output: str = ""):
+    """Sources of a remote ``--input``: a glob, a folder, one image, or a list file.
+    (``output``: this run's output folder, which an earlier run's is not.)"""
     from gan_style import convert, image_io
 
     if glob.has_magic(source):
@@ -104,16 +106,44 @@ def _remote_entries(source: str):
                 entries.append(convert.Source(pathlib.Path(pure), pure.as_posix()))
         return root, entries
     matches = FileSystems.match([pattern])[0].metadata_list
+    this_run = output.rstrip("/")[len(root):].strip("/") if output.startswith(root.rstrip("/") + "/") else None
+    earlier = [folder for folder in _earlier_outputs(root, [m.path for m in matches], not glob.has_magic(source))
+               if folder != this_run]
     entries = []
     for meta in sorted(matches, key=lambda m: m.path):
         rel = meta.path[len(root):].lstrip("/")
         if image_io.is_hidden(pathlib.PurePosixPath(rel)):
             continue  # hidden, as the local walk leaves them: ._x.jpg resource forks, .thumbs/
+        if any(rel.startswith(folder + "/") for folder in earlier):
+            continue  # under an earlier conversion's output folder, as the local walk leaves them
         if pathlib.PurePosixPath(rel).suffix.lower() in image_io.IMAGE_EXTENSIONS and rel:
             entries.append(convert.Source(pathlib.Path(rel), rel))
     if not entries and not matches:
         raise FileNotFoundError(f"--input {source!r}: nothing matched")
+    if earlier:
+        logging.getLogger(__name__).warning(
+            "--input %s: %d folder(s) left out, they hold an earlier conversion's manifest (%s)", source,
+            len(earlier), ", ".join(earlier[:5]) + (", ..." if len(earlier) > 5 else ""))
     return root, entries
+
+
+def _earlier_outputs(root: str, paths: list[str], listed_all: bool) -> list[str]:
+    """Sub-folders of ``root`` (relative) that hold an earlier conversion's
+    manifest or plan, from the listed ``paths``, or (when a glob listed only
+    some files, ``listed_all`` False) from a listing of just those files."""
+    from gan_style import convert
+
+    if not listed_all:
+        paths = []
+        for marker in convert._RUN_FILES:
+            with contextlib.suppress(Exception):  # nothing matched
+                paths += [m.path for m in FileSystems.match([f"{root}/**/{marker}"])[0].metadata_list]
+    folders = set()
+    for path in paths:
+        folder, _, name = path[len(root):].lstrip("/").rpartition("/")
+        if folder and any(fnmatch.fnmatch(name, marker) for marker in convert._RUN_FILES):
+            folders.add(folder)
+    return sorted(folders)
 
 
 def plan_catalog(source: str, output: str, fmt: str = "same") -> list[dict]:
@@ -135,7 +165,7 @@ def plan_catalog(source: str, output: str, fmt: str = "same") -> list[dict]:
     from gan_style import convert
 
     if _is_remote(source):
-        root, entries = _remote_entries(source)
+        root, entries = _remote_entries(source, output)
         # The local checks of collect_sources, on object-store paths.
         root_key, output_key = root.rstrip("/") + "/", output.rstrip("/") + "/"
         if output_key == root_key:
@@ -482,7 +512,7 @@ class ConvertFn(beam.DoFn):
         tiled = not flat and tiling.needs_tiling(x.shape[0], x.shape[1], self.tile)
         try:
             if flat:
-                out = convert.untranslated(self._translator, x)
+                out = convert.untranslated(self._translator, x, out=x if x.flags.writeable else None)
                 image.notes.append(convert.FLAT_NOTE)
             elif tiled:
                 if self._tiled is None:

@@ -659,15 +659,17 @@ def model_input(image: image_io.DecodedImage) -> np.ndarray:
     return image_io.composite(image.rgb, image.alpha, _WHITE)
 
 
-#: An image whose every channel varies less than this (standard deviation, in
-#: levels of 255) is one flat colour: a placeholder, a colour swatch. Instance
+#: An image whose every channel's standard deviation is under this (in levels
+#: of 255) is one flat colour: a placeholder, a colour swatch. Instance
 #: normalisation, the first thing the generator does after a convolution, has
 #: nothing to normalise there: every flat colour comes out the same grey, and
 #: JPEG noise on a swatch is blown up into a pattern. Such images are not
-#: translated; their tone is still applied.
+#: translated; their tone is still applied. The measure is the whole image's:
+#: a mark too small to move it (at full contrast, under about 0.006% of the
+#: pixels: a 5x5 square in 1000x1000) leaves the image flat.
 FLAT_STD = 2.0
-FLAT_NOTE = (f"one flat colour (every channel within {FLAT_STD:g} levels): not translated, since the model "
-             "turns any flat image grey; tone applied")
+FLAT_NOTE = (f"one flat colour (standard deviation under {FLAT_STD:g} levels in every channel): not translated, "
+             "since the model turns any flat image grey; tone applied")
 _FLAT_ROWS = 1 << 20  # pixels per chunk when measuring or toning a flat image (bounded memory)
 
 
@@ -675,8 +677,8 @@ def is_flat(rgb: np.ndarray) -> bool:
     """Whether ``rgb`` (uint8 ``[H, W, 3]``) is one flat colour (:data:`FLAT_STD`).
 
     A strided sample decides for almost every photo at once; a candidate is
-    then measured exactly, in chunks of rows, so a thin detail on a plain
-    background is never missed and a big image costs no float copy of itself.
+    then measured exactly over every pixel, in chunks of rows, so a big image
+    costs no float copy of itself.
     """
     height, width = rgb.shape[:2]
     step = max(1, int(math.sqrt(height * width / 4096)))
@@ -694,13 +696,16 @@ def is_flat(rgb: np.ndarray) -> bool:
     return bool(np.sqrt(variance).max() < FLAT_STD)
 
 
-def untranslated(translator: Translator, rgb: np.ndarray) -> np.ndarray:
+def untranslated(translator: Translator, rgb: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """``rgb`` through the translator's tone at strength 0 (no generator), in
     chunks of rows: the tone is pointwise (:mod:`gan_style.tonal`), so this is
-    exact for any size."""
+    exact for any size. ``out`` (may be ``rgb`` itself: each chunk is read
+    before it is written) receives the result, as the tiled path writes into
+    a big image's decode buffer."""
     height, width = rgb.shape[:2]
     rows = max(1, _FLAT_ROWS // max(1, width))
-    out = np.empty((height, width, 3), np.uint8)
+    if out is None:
+        out = np.empty((height, width, 3), np.uint8)
     for top in range(0, height, rows):
         chunk = np.ascontiguousarray(rgb[top:top + rows, :, :3])[None]
         zeros = tf.zeros(chunk.shape, tf.float32)
@@ -751,7 +756,7 @@ def finish_output(image: image_io.DecodedImage, out: np.ndarray, requested_forma
         out = image_io.composite(out, alpha, _WHITE)
         notes.append(f"transparency dropped: {fmt} has none, composited on white")
         alpha = None
-    notes += image_writer.metadata_notes(fmt, image.xmp, image.text)
+    notes += image_writer.metadata_notes(fmt, image.xmp, image.text, dpi=image.dpi, exif=image.exif)
     return out, alpha, fmt, notes, fmt != planned
 
 
@@ -857,7 +862,8 @@ class _Converter:
     def pass_flat(self, item: _Decoded) -> None:
         start = time.perf_counter()
         try:
-            out = untranslated(self.translator, item.model_input)
+            source = item.model_input
+            out = untranslated(self.translator, source, out=source if source.flags.writeable else None)
         except Exception as e:  # noqa: BLE001
             self.record(item.source, FAILED, f"tone failed: {type(e).__name__}: {e}",
                         item.seconds + time.perf_counter() - start)

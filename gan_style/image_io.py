@@ -753,6 +753,10 @@ def list_images(
     found: list[tuple[str, pathlib.Path]] = []
     top = os.fspath(root)
     for dirpath, dirnames, filenames in os.walk(top):
+        if os.path.realpath(dirpath) in excluded or (
+                skip_folder is not None and dirpath != top and skip_folder(dirpath, filenames)):
+            dirnames[:] = []  # first: nothing under a skipped folder is listed or reported
+            continue
         if not recursive:
             dirnames[:] = []
         else:
@@ -766,10 +770,6 @@ def list_images(
                 linked_folders.extend(
                     pathlib.Path(dirpath, d) for d in dirnames if os.path.islink(os.path.join(dirpath, d))
                 )
-        if os.path.realpath(dirpath) in excluded or (
-                skip_folder is not None and dirpath != top and skip_folder(dirpath, filenames)):
-            dirnames[:] = []
-            continue
         for name in filenames:
             if name.startswith("."):
                 continue

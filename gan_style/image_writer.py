@@ -132,9 +132,32 @@ _JPEG_MAX_XMP = 65504
 _XMP_KEY = "XML:com.adobe.xmp"
 
 
-def metadata_notes(fmt: str, xmp: bytes | None, text: dict[str, str] | None) -> list[str]:
-    """What of the source's XMP and PNG text an output of ``fmt`` cannot keep, as manifest notes."""
+#: Resolutions every format stores: JPEG's density is 16 bits, PNG's and BMP's
+#: a 32-bit count per metre. A source's out of this range is junk (or a
+#: pixel-per-cm value in the wrong field) and is dropped, never failing a write.
+_DPI_RANGE = (1.0, 65535.0)
+_EXIF_SUB_IFDS = (0x8769, 0x8825)  # Exif and GPS
+
+
+def _usable_dpi(dpi) -> bool:
+    return bool(dpi) and all(_DPI_RANGE[0] <= d <= _DPI_RANGE[1] for d in dpi)
+
+
+def _exif_tags(exif) -> Image.Exif:
+    tags = Image.Exif()
+    if exif:
+        tags.load(exif)
+    return tags
+
+
+def metadata_notes(fmt: str, xmp: bytes | None, text: dict[str, str] | None, *,
+                   dpi: tuple[float, float] | None = None, exif: bytes | None = None) -> list[str]:
+    """What of the source's metadata an output of ``fmt`` cannot keep, as manifest notes."""
     notes = []
+    if dpi and not _usable_dpi(dpi) and fmt != "WEBP":
+        notes.append(f"resolution {dpi[0]:g}x{dpi[1]:g} dpi dropped: out of {_DPI_RANGE[0]:g}-{_DPI_RANGE[1]:g}")
+    if fmt == "TIFF" and exif and any(ifd in _exif_tags(exif) for ifd in _EXIF_SUB_IFDS):
+        notes.append("EXIF camera and GPS details dropped: libtiff cannot write them in a compressed TIFF")
     if xmp and (fmt == "BMP" or (fmt == "JPEG" and len(xmp) > _JPEG_MAX_XMP)):
         why = "BMP has no place for it" if fmt == "BMP" else f"over JPEG's {_JPEG_MAX_XMP:,} bytes"
         notes.append(f"XMP metadata ({len(xmp):,} bytes) dropped: {why}")
@@ -150,15 +173,16 @@ def _save_options(fmt, quality, icc_profile, exif, dpi=None, xmp=None, text=None
         options["icc_profile"] = icc_profile
     if exif and caps["exif"]:
         options["exif"] = exif
-    if dpi and fmt != "WEBP":  # WebP has no resolution field
+    if _usable_dpi(dpi) and fmt != "WEBP":  # WebP has no resolution field
         options["dpi"] = dpi
     if xmp and fmt in ("JPEG", "WEBP") and not (fmt == "JPEG" and len(xmp) > _JPEG_MAX_XMP):
         options["xmp"] = xmp
-    if fmt == "TIFF" and xmp:  # tag 700 of IFD0; Pillow takes it with the EXIF tags
-        tags = Image.Exif()
-        if exif:
-            tags.load(exif)
-        tags[700] = xmp
+    if fmt == "TIFF" and (xmp or exif):
+        tags = _exif_tags(exif)
+        for ifd in _EXIF_SUB_IFDS:  # libtiff fails the whole write on these ("Error setting from dictionary")
+            tags.pop(ifd, None)
+        if xmp:
+            tags[700] = xmp  # tag 700 of IFD0; Pillow takes it with the EXIF tags
         options["exif"] = tags
     if fmt == "PNG" and (xmp or text):
         chunks = PngImagePlugin.PngInfo()

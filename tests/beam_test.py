@@ -229,6 +229,22 @@ def test_remote_paths_list_file_refusals_and_rerun(model_path, catalog, tmp_path
     assert (again.converted, again.skipped, again.failed) == (0, 2, 2)
 
 
+def test_remote_plans_leave_earlier_output_folders_out(tmp_path):
+    # As a local walk does: gs://.../cat/styled from last night is not input tonight.
+    cat = tmp_path / "cat"
+    save(cat / "a.jpg", noise(8, 8))
+    save(cat / "styled" / "a.jpg", noise(8, 8, seed=1))
+    (cat / "styled" / "manifest.jsonl").write_text("")
+    save(cat / "beamed" / "sub" / "b.png", noise(8, 8, seed=2))
+    (cat / "beamed" / ".beam-plan-20261129T000000-abcdef.jsonl").write_text("")
+    save(cat / "now" / "c.png", noise(8, 8, seed=3))  # this run's output: left out, not "earlier"
+    (cat / "now" / "manifest.beam-1.jsonl").write_text("")
+    for source in (FAKE + str(cat), FAKE + str(cat) + "/**.*g"):  # the glob lists no manifests
+        plan = beam_conversion.plan_catalog(source, FAKE + str(cat / "now"))
+        assert [item["rel"] for item in plan] == ["a.jpg"], source
+    assert [item["rel"] for item in beam_conversion.plan_catalog(str(cat), str(cat / "now"))] == ["a.jpg"]
+
+
 def test_infer_py_runner_beam_end_to_end(model_path, catalog, tmp_path):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=str(ROOT))
     # cutout.png, wide.png (tiled at --tile=64), swatch.png and notes.png (not an image).

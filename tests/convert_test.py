@@ -338,6 +338,48 @@ def test_metadata_an_output_cannot_hold_is_named_and_never_fails_the_write(tmp_p
         assert "xmp" not in jpeg.info and jpeg.info["dpi"] == (300, 300) and webp.info["xmp"] == big
 
 
+def test_junk_resolutions_and_camera_exif_in_tiff_never_fail_a_write(translator, tmp_path):
+    src = tmp_path / "in"
+    save(src / "junk.tif", noise(8, 8, seed=1), dpi=(1e9, 1e9))  # over what PNG and JPEG store
+    camera = Image.Exif()
+    camera[0x010F] = "Camera maker"
+    camera.get_ifd(0x8769)[0x9003] = "2026:11:29 10:00:00"  # DateTimeOriginal, in the Exif sub-IFD
+    save(src / "camera.jpg", noise(8, 8, seed=2), exif=camera.tobytes(), dpi=(300, 300))
+    for fmt in ("png", "jpg"):
+        summary = run(translator, src / "junk.tif", tmp_path / fmt, format=fmt)
+        assert (summary.converted, summary.failed) == (1, 0), records(tmp_path / fmt)
+        assert records(tmp_path / fmt)[0]["reason"] == "resolution 1e+09x1e+09 dpi dropped: out of 1-65535"
+    # A TIFF with camera EXIF failed its write: libtiff cannot write the sub-IFD compressed.
+    save(tmp_path / "scans" / "scan.tif", noise(8, 8, seed=3), exif=camera.tobytes())
+    summary = run(translator, tmp_path / "scans", tmp_path / "tif")
+    assert (summary.converted, summary.failed) == (1, 0), records(tmp_path / "tif")
+    assert records(tmp_path / "tif")[0]["reason"] == (
+        "EXIF camera and GPS details dropped: libtiff cannot write them in a compressed TIFF")
+    with Image.open(tmp_path / "tif" / "scan.tif") as image:
+        assert image.getexif().get(0x010F) == "Camera maker"
+    from gan_style import image_writer
+
+    pixels = image_io.read_image(src / "camera.jpg")
+    image_writer.write_image(tmp_path / "camera.tif", pixels.rgb, fmt="TIFF", exif=pixels.exif, dpi=pixels.dpi,
+                             xmp=XMP)
+    with Image.open(tmp_path / "camera.tif") as image:
+        assert image.getexif().get(0x010F) == "Camera maker" and b"(c) Example Shop" in image.info["xmp"]
+        assert image.info["dpi"] == (300, 300)
+    assert image_writer.metadata_notes("TIFF", None, None, exif=pixels.exif) == [
+        "EXIF camera and GPS details dropped: libtiff cannot write them in a compressed TIFF"]
+    assert image_writer.metadata_notes("JPEG", None, None, exif=pixels.exif, dpi=(300, 300)) == []
+
+
+def test_tone_only_writes_in_place_when_asked():
+    translator = Translator(build_generator("resnet_6blocks", base_filters=4, seed=7), tone="warm")
+    flat = np.full((40, 30, 3), 120, np.uint8)
+    expected = convert.untranslated(translator, flat)
+    buffer = flat.copy()
+    assert convert.untranslated(translator, buffer, out=buffer) is buffer
+    np.testing.assert_array_equal(buffer, expected)
+    assert not np.array_equal(expected, flat)  # the warm tone did something
+
+
 def test_clashing_output_names_get_distinct_files(translator, tmp_path):
     save(tmp_path / "in" / "a.jpg", noise(8, 8, seed=1))
     save(tmp_path / "in" / "a.png", noise(8, 8, seed=2))
@@ -696,9 +738,11 @@ def test_an_earlier_runs_output_folder_inside_the_input_is_not_input(translator,
     save(catalog / "shelf" / "b.png", noise(8, 8, seed=2))
     assert run(translator, catalog, catalog / "styled").converted == 2
     save(catalog / "shelf" / "styled" / "c.png", noise(8, 8, seed=3))  # a folder of that name without a manifest
+    save(tmp_path / "elsewhere" / "x.png", noise(8, 8, seed=4))
+    (catalog / "styled" / "linked").symlink_to(tmp_path / "elsewhere")  # left out with styled/: not a failure
     with caplog.at_level("WARNING"):
         again = run(translator, catalog, catalog / "styled_v2")
-    assert again.converted == 3
+    assert (again.converted, again.failed) == (3, 0)
     assert sorted(p.relative_to(catalog / "styled_v2").as_posix() for p in (catalog / "styled_v2").rglob("*.*")
                   if "manifest" not in p.name) == ["a.jpg", "shelf/b.png", "shelf/styled/c.png"]
     warnings = [r.getMessage() for r in caplog.records if "earlier conversion" in r.getMessage()]
