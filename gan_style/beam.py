@@ -662,7 +662,7 @@ def run_pipeline(
     # fingerprints the settings exactly as the local run does (so either resumes the other).
     with _local_model(model) as local_model:
         translator = convert._resolve_translator(local_model, profile, strength, precision, context)
-    tiling.check_tiling(translator, tile, overlap)
+    tiling.check_tiling(translator, tile, overlap, stats_size)
     settings = convert.run_settings(translator, format=format, quality=int(quality), tile=int(tile or 0),
                                              overlap=int(overlap), stats_size=int(stats_size),
                                              precision=precision)

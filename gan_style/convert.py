@@ -1149,7 +1149,7 @@ def convert_catalog(
                    strength)
     precision = resolve_precision(precision)
     translator = _resolve_translator(translator, tone, strength, precision, context)
-    tiling.check_tiling(translator, tile, overlap)
+    tiling.check_tiling(translator, tile, overlap, stats_size)
     output = pathlib.Path(output)
     _, entries = collect_sources(source, output)
     _plan_outputs(entries, output, format)  # over every shard's entries: the same names everywhere

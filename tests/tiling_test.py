@@ -164,12 +164,27 @@ def test_no_seam_at_tile_boundaries(translator, kind):
     assert np.abs(out - untiled)[:, :-1][:, near_cut].mean() < 1.0
 
 
+def test_the_cross_fade_beats_a_hard_cut(translator, monkeypatch):
+    # The same plan with the raised-cosine fade replaced by a step in its middle.
+    image = gradient(96, 128)
+    untiled = translator(image[None]).numpy()[0].astype(np.float64)
+    faded = tiling.TiledTranslator(translator, tile=64, overlap=32).generate(image)
+    monkeypatch.setattr(tiling, "_ramp", lambda n: (np.arange(n) >= n / 2).astype(np.float32))
+    cut = tiling.TiledTranslator(translator, tile=64, overlap=32).generate(image)
+    assert not np.array_equal(faded, cut)
+    assert psnr(faded, untiled) > psnr(cut, untiled) + 0.3
+    assert np.abs(faded - untiled).max() < np.abs(cut - untiled).max()
+
+
 def test_unet_tiles(tmp_path):
     translator = Translator(build_generator("unet_128", base_filters=4, seed=5))
     image = smooth_noise(128, 384, seed=4)
     out = tiling.TiledTranslator(translator, tile=256, overlap=128).generate(image)
+    naive = _NaiveTiles(translator, tile=256, overlap=128).generate(image)
+    untiled = translator(image[None]).numpy()[0]
     assert out.shape == image.shape
-    assert psnr(out, translator(image[None]).numpy()[0]) >= 35.0
+    assert psnr(out, untiled) >= 35.0
+    assert psnr(out, untiled) > psnr(naive, untiled) + 1.0  # the shared statistics do something here too
 
 
 @pytest.mark.parametrize("in_place", [False, True])
@@ -243,15 +258,37 @@ def test_in_place_without_held_rows_would_read_translated_pixels(translator, mon
     assert not np.array_equal(work, expected)
 
 
-def test_bad_overlap_and_tile(translator):
+def test_bad_overlap_tile_and_stats_size(translator, tmp_path):
     with pytest.raises(ValueError, match="overlap"):
         tiling.TiledTranslator(translator, tile=64, overlap=64).generate(np.zeros((8, 300, 3), np.uint8))
     with pytest.raises(ValueError, match="tile 4 is too small"):
         tiling.TiledTranslator(translator, tile=4)
+    # stats_size 0 made a 1x1 thumbnail: a ruined image, marked converted.
+    for bad in (0, -1):
+        with pytest.raises(ValueError, match=f"stats_size must be >= 1.*got {bad}"):
+            tiling.TiledTranslator(translator, tile=64, overlap=16, stats_size=bad)
+    import gan_style
+
+    (tmp_path / "in").mkdir()
+    with pytest.raises(ValueError, match="stats_size must be >= 1"):
+        gan_style.convert_catalog(translator, tmp_path / "in", tmp_path / "out", stats_size=0, progress=False)
+    assert not (tmp_path / "out").exists()
+    # A generator whose tiles start every 256 pixels says what tile it needs.
+    unet = Translator(build_generator("unet_256", base_filters=2, seed=0))
+    with pytest.raises(ValueError, match=r"--overlap: overlap 1 is too large for tile 256: this generator's "
+                       r"tiles start every 256 pixels, so the tile must be at least 512 \(or the overlap at most 0\)"):
+        tiling.check_tiling(unet, 300, 1)
+
+
+def test_an_rgbx_image_is_tiled_on_its_colour_channels(translator):
+    image = smooth_noise(80, 100, seed=2)
+    rgbx = np.concatenate([image, np.full((80, 100, 1), 7, np.uint8)], axis=-1)
+    tiled = tiling.TiledTranslator(translator, tile=64, overlap=32)
+    np.testing.assert_array_equal(tiled.generate(rgbx), tiled.generate(image))
 
 
 @pytest.mark.parametrize("shape,max_side", [((700, 300), 128), ((300, 1000), 64), ((1100, 90), 256), ((513, 512), 512),
-                                            ((20000, 12), 64), ((9, 15000), 100), ((60, 3000), 128)])
+                                            ((3000, 40), 128), ((9, 15000), 100), ((60, 3000), 128)])
 def test_thumbnail_in_strips_equals_one_resize(shape, max_side):
     # Random pixels (every rounding shows) and strips that do not divide the
     # height: the strip-wise first pass must give PIL's one-call result.
@@ -260,7 +297,7 @@ def test_thumbnail_in_strips_equals_one_resize(shape, max_side):
     image = np.random.default_rng(sum(shape)).integers(0, 256, shape + (3,), dtype=np.uint8)
     small = tiling.thumbnail(image, max_side)
     scale = tiling.thumbnail_scale(*shape, max_side)
-    assert scale < 1  # the strip-wise path, not the image itself
+    assert scale < 1 and shape[0] <= 100 * shape[1]  # the strip-wise path, not the image itself or one resize
     size = (max(1, round(shape[1] * scale)), max(1, round(shape[0] * scale)))
     np.testing.assert_array_equal(small, np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BOX)))
     # An RGBX view (the converter's decode buffer) gives the same thumbnail.

@@ -282,7 +282,7 @@ class Studio:
         self.overlap = int(overlap)
         self.stats_size = int(stats_size)
         self._tiled = None
-        tiling.check_tiling(translator, self.tile, self.overlap)  # now, naming the flag
+        tiling.check_tiling(translator, self.tile, self.overlap, self.stats_size)  # now, naming the flag
         self._images: collections.OrderedDict[str, StudioImage] = collections.OrderedDict()
         self._lock = threading.Lock()
         self._generate_lock = threading.Lock()
