@@ -936,22 +936,58 @@ def check_resume(previous: dict, config: ml_collections.ConfigDict) -> dict[str,
     return changed
 
 
+def _damage(path: str) -> str | None:
+    """Why the checkpoint at ``path`` cannot be restored (missing files, a
+    truncated or corrupt index or data file), or None when every tensor reads.
+
+    Reads the whole checkpoint once: a file cut short by a full disk or a
+    partial copy shows only when the tensors past the cut are read.
+    """
+    if not (tf.io.gfile.exists(path + ".index") and tf.io.gfile.glob(path + ".data-*")):
+        return "its files are gone"
+    try:
+        reader = tf.train.load_checkpoint(path)
+        for name in reader.get_variable_to_shape_map():
+            reader.get_tensor(name)
+    except (tf.errors.OpError, ValueError, IndexError, OSError) as error:
+        return f"it does not read: {str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__}"
+    return None
+
+
+def _set_aside_unreadable_state(checkpoint_dir: pathlib.Path) -> None:
+    """Moves a ``checkpoint`` state file that does not parse to
+    ``checkpoint.unreadable``: tf.train.CheckpointManager would stop on it,
+    and :func:`resume_checkpoint` has already passed over it."""
+    state = checkpoint_dir / "checkpoint"
+    try:
+        tf.train.get_checkpoint_state(str(checkpoint_dir))
+    except (ValueError, tf.errors.OpError):
+        os.replace(state, state.with_name("checkpoint.unreadable"))
+        logging.warning("moved the unreadable %s aside to checkpoint.unreadable", state)
+
+
 def resume_checkpoint(checkpoint_dir: pathlib.Path) -> str | None:
     """The checkpoint a run in ``checkpoint_dir`` resumes from, None for a new run.
 
     The ``checkpoint`` state file is rewritten (atomically) only after a
     checkpoint's files are complete, so a save killed half way leaves the one
-    before as the latest. When the newest one it lists has lost its files,
-    the newest complete one before it is taken, with a warning.
+    before as the latest. When the newest one it lists has lost its files or
+    does not read (a file cut short by a full disk or a partial copy), the
+    newest one before it that reads is taken, with a warning.
 
-    Without a state file (a first save cut short, or the file deleted), the
-    newest checkpoint that reads is taken.
+    Without a usable state file (a first save cut short, the file deleted or
+    emptied), the newest checkpoint that reads is taken.
 
     Raises:
-      ConfigError: the state file lists checkpoints whose files are all
-        gone: starting afresh would pass for a resume.
+      ConfigError: the state file lists checkpoints none of which reads:
+        starting afresh would pass for a resume.
     """
-    state = tf.train.get_checkpoint_state(str(checkpoint_dir))
+    try:
+        state = tf.train.get_checkpoint_state(str(checkpoint_dir))
+    except (ValueError, tf.errors.OpError) as error:  # an empty or garbled state file
+        logging.warning("%s: its 'checkpoint' state file does not read (%s); looking for the newest "
+                        "checkpoint that does", checkpoint_dir, str(error).splitlines()[0] if str(error) else error)
+        state = None
     if state is None:
         # No state file: the first save was cut short before it wrote one, or
         # it was deleted. The newest checkpoint that reads is taken.
@@ -961,26 +997,26 @@ def resume_checkpoint(checkpoint_dir: pathlib.Path) -> str | None:
             if number.isdigit():
                 numbered.append((int(number), str(index.with_suffix(""))))
         for _, path in sorted(numbered, reverse=True):
-            try:
-                tf.train.load_checkpoint(path).get_tensor("counters/step/.ATTRIBUTES/VARIABLE_VALUE")
-            except (tf.errors.OpError, ValueError):
+            if _damage(path) is not None:
                 continue
-            logging.warning("%s has no 'checkpoint' state file: resuming from %s, the newest checkpoint "
+            logging.warning("%s has no usable 'checkpoint' state file: resuming from %s, the newest checkpoint "
                             "that reads", checkpoint_dir, path)
             return path
         if numbered:
             logging.warning("%s holds no checkpoint that reads: starting afresh", checkpoint_dir)
         return None
     listed = list(state.all_model_checkpoint_paths) or [state.model_checkpoint_path]
+    problems = []
     for path in reversed(listed):
-        if tf.io.gfile.exists(path + ".index") and tf.io.gfile.glob(path + ".data-*"):
-            if path != state.model_checkpoint_path:
-                logging.warning("the newest checkpoint %s has lost its files: resuming from %s",
-                                state.model_checkpoint_path, path)
+        problem = _damage(path)
+        if problem is None:
+            if problems:
+                logging.warning("%s: resuming from %s", "; ".join(problems), path)
             return path
+        problems.append(f"{os.path.basename(path)} is unusable ({problem})")
     raise ConfigError(
         f"{checkpoint_dir / 'checkpoint'} lists {', '.join(os.path.basename(p) for p in listed)}, but none of "
-        "their files are there. Restore them, or start a new --workdir"
+        f"them can be restored: {'; '.join(problems)}. Restore their files, or start a new --workdir"
     )
 
 
@@ -1234,6 +1270,8 @@ def _train(config, workdir, strategy, chief, extra_callbacks, feature_fn, steps_
     items = model.checkpoint_items()
     checkpoint = tf.train.Checkpoint(**items, counters=counters)
     own_dir = checkpoint_dir if chief else workdir / f"tmp_{_worker_id(strategy)}" / "checkpoints"
+    if chief and checkpoint_dir.is_dir():
+        _set_aside_unreadable_state(checkpoint_dir)
     manager = tf.train.CheckpointManager(
         checkpoint, str(own_dir), max_to_keep=config.checkpoint.keep, step_counter=counters.step
     )

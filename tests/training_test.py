@@ -644,7 +644,7 @@ def test_resume_takes_the_newest_checkpoint_whose_files_are_there(one_step_run, 
         path.unlink()  # lost: the run must neither start afresh nor overwrite ckpt-1
     with caplog.at_level(std_logging.INFO):
         assert training.train_and_evaluate(config, workdir)["step"] == 2  # (the smoke run ends at 2)
-    assert "ckpt-2 has lost its files: resuming from" in caplog.text
+    assert "ckpt-2 is unusable (its files are gone): resuming from" in caplog.text
     assert re.search(r"Resumed from \S*ckpt-1: step 1", caplog.text)
     # No state file (a first save cut short): the newest checkpoint that reads.
     (checkpoints / "checkpoint").unlink()
@@ -652,14 +652,49 @@ def test_resume_takes_the_newest_checkpoint_whose_files_are_there(one_step_run, 
     caplog.clear()
     with caplog.at_level(std_logging.INFO):
         assert training.train_and_evaluate(config, workdir)["step"] == 2
-    assert "no 'checkpoint' state file: resuming from" in caplog.text
+    assert "no usable 'checkpoint' state file: resuming from" in caplog.text
     assert re.search(r"Resumed from \S*ckpt-2: step 2", caplog.text)
     # The state file lists checkpoints whose files are all gone: refused.
     (checkpoints / "checkpoint").write_text('model_checkpoint_path: "ckpt-3"\nall_model_checkpoint_paths: "ckpt-3"\n')
     for path in checkpoints.glob("ckpt-*"):
         path.unlink()
-    with pytest.raises(training.ConfigError, match=r"checkpoint lists ckpt-3, but none of their files are there"):
+    with pytest.raises(training.ConfigError, match=r"checkpoint lists ckpt-3, but none of them can be restored: "
+                       r"ckpt-3 is unusable \(its files are gone\)"):
         training.train_and_evaluate(config, workdir)
+
+
+def test_resume_passes_over_a_newest_checkpoint_that_does_not_read(one_step_run, tmp_path, caplog):
+    # A full disk or a partial copy: the files are there but cut short.
+    import logging as std_logging
+    import shutil
+
+    config, workdir = _copy_of(one_step_run, tmp_path)
+    config.train.max_steps = 2
+    training.train_and_evaluate(config, workdir)
+    checkpoints = workdir / "checkpoints"
+    for damage in ("data cut in half", "data cut by 2 KB", "index cut in half"):
+        copy = tmp_path / damage.replace(" ", "_")
+        shutil.copytree(checkpoints, copy)
+        kind, cut = damage.split(" cut ")
+        path = next(copy.glob("ckpt-2.data-*")) if kind == "data" else copy / "ckpt-2.index"
+        size = path.stat().st_size
+        os.truncate(path, size // 2 if cut == "in half" else size - 2048)
+        caplog.clear()
+        with caplog.at_level(std_logging.WARNING):
+            assert training.resume_checkpoint(copy).endswith("ckpt-1"), damage
+        assert "ckpt-2 is unusable (it does not read: " in caplog.text, damage
+    # The whole run, with an emptied state file too (tf.train.CheckpointManager
+    # stops on one): it resumes from ckpt-1 and writes the state file anew.
+    (checkpoints / "checkpoint").write_text("")
+    data = next(checkpoints.glob("ckpt-2.data-*"))
+    os.truncate(data, data.stat().st_size // 2)
+    caplog.clear()
+    with caplog.at_level(std_logging.INFO):
+        assert training.train_and_evaluate(config, workdir)["step"] == 2
+    assert "state file does not read" in caplog.text
+    assert re.search(r"Resumed from \S*ckpt-1: step 1", caplog.text)
+    assert (checkpoints / "checkpoint.unreadable").read_text() == ""  # kept, out of the way
+    assert training.resume_checkpoint(checkpoints).endswith("ckpt-2")
 
 
 def test_a_resume_with_another_epoch_size_is_refused(one_step_run, tmp_path):
