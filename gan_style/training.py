@@ -1349,6 +1349,10 @@ def _train(config, workdir, strategy, chief, extra_callbacks, feature_fn, steps_
     logs: dict[str, float] = {"step": step}
     callbacks.on_train_begin(logs)
     stop = step >= max_steps
+    if stop or int(counters.epoch.numpy()) >= total_epochs:  # a finished run, or a schedule shrunk below it
+        logging.warning("Nothing to train: the run is at step %d (%d epoch(s) done), and the config ends at step %d "
+                        "(train.max_steps, or train.epochs + train.epochs_decay = %d epochs of %d steps)",
+                        step, int(counters.epoch.numpy()), max_steps, total_epochs, steps_per_epoch)
     signalled = False
     while not stop and int(counters.epoch.numpy()) < total_epochs:
         epoch = int(counters.epoch.numpy())

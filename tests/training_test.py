@@ -663,6 +663,15 @@ def test_resume_takes_the_newest_checkpoint_whose_files_are_there(one_step_run, 
         training.train_and_evaluate(config, workdir)
 
 
+def test_a_resume_with_nothing_left_to_train_says_so(one_step_run, tmp_path, caplog):
+    import logging as std_logging
+
+    config, workdir = _copy_of(one_step_run, tmp_path)  # at step 1; max_steps is 1
+    with caplog.at_level(std_logging.WARNING):
+        assert training.train_and_evaluate(config, workdir)["step"] == 1
+    assert "Nothing to train: the run is at step 1 (1 epoch(s) done), and the config ends at step 1" in caplog.text
+
+
 def test_resume_passes_over_a_newest_checkpoint_that_does_not_read(one_step_run, tmp_path, caplog):
     # A full disk or a partial copy: the files are there but cut short.
     import logging as std_logging
