@@ -40,7 +40,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime
-import fnmatch
 import glob
 import io
 import json
@@ -121,9 +120,7 @@ def _remote_entries(source: str, output: str = ""):
     if not entries and not matches:
         raise FileNotFoundError(f"--input {source!r}: nothing matched")
     if earlier:
-        logging.getLogger(__name__).warning(
-            "--input %s: %d folder(s) left out, they hold an earlier conversion's manifest (%s)", source,
-            len(earlier), ", ".join(earlier[:5]) + (", ..." if len(earlier) > 5 else ""))
+        convert._warn_earlier_outputs(source, earlier)
     return root, entries
 
 
@@ -141,7 +138,7 @@ def _earlier_outputs(root: str, paths: list[str], listed_all: bool) -> list[str]
     folders = set()
     for path in paths:
         folder, _, name = path[len(root):].lstrip("/").rpartition("/")
-        if folder and any(fnmatch.fnmatch(name, marker) for marker in convert._RUN_FILES):
+        if folder and convert._is_run_file(name):
             folders.add(folder)
     return sorted(folders)
 

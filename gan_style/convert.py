@@ -66,6 +66,20 @@ MANIFEST_NAME = "manifest.jsonl"
 BEAM_PLANS = ".beam-plan-*.jsonl"
 #: What marks a folder as a conversion's output: a manifest, or a Beam run's plan.
 _RUN_FILES = ("manifest*.jsonl", BEAM_PLANS)
+
+
+def _is_run_file(name: str) -> bool:
+    return any(fnmatch.fnmatch(name, pattern) for pattern in _RUN_FILES)
+
+
+def _first_names(names: list[str]) -> str:
+    """The first five of ``names`` for a warning, then "..."."""
+    return ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
+
+
+def _warn_earlier_outputs(source: str, folders: list[str]) -> None:
+    logging.warning("--input %s: %d folder(s) left out, they hold an earlier conversion's manifest (%s)",
+                    source, len(folders), _first_names(folders))
 CONVERTED, SKIPPED, FAILED = "converted", "skipped", "failed"
 _WHITE = (255, 255, 255)
 
@@ -213,7 +227,7 @@ def collect_sources(source: str | os.PathLike, output: str | os.PathLike) -> tup
     earlier: list[pathlib.Path] = []  # output folders of earlier runs, inside the input
 
     def earlier_output(folder: str, names: list[str]) -> bool:
-        if any(fnmatch.fnmatch(name, pattern) for name in names for pattern in _RUN_FILES):
+        if any(_is_run_file(name) for name in names):
             earlier.append(pathlib.Path(folder))
             return True
         return False
@@ -283,12 +297,10 @@ def collect_sources(source: str | os.PathLike, output: str | os.PathLike) -> tup
     else:
         raise FileNotFoundError(f"--input {text!r}: no such folder, file, or glob match")
     if earlier:
-        names = ", ".join(str(p.relative_to(root)) for p in sorted(earlier)[:5]) + (", ..." if len(earlier) > 5 else "")
-        logging.warning("--input %s: %d folder(s) left out, they hold an earlier conversion's manifest (%s)",
-                        text, len(earlier), names)
+        _warn_earlier_outputs(text, [str(p.relative_to(root)) for p in sorted(earlier)])
     if others:
         others.sort()
-        names = ", ".join(str(p.relative_to(root)) for p in others[:5]) + (", ..." if len(others) > 5 else "")
+        names = _first_names([str(p.relative_to(root)) for p in others])
         logging.warning("--input %s: %d file(s) not converted, their extensions are not image ones (%s); "
                         "images are %s", text, len(others), names, " ".join(sorted(image_io.IMAGE_EXTENSIONS)))
     if not entries:  # an empty drop folder is a quiet night, not an error; but say so

@@ -633,13 +633,18 @@ def test_dropout_switched_on_at_resume_still_resumes(one_step_run, tmp_path, cap
     assert "holds no dropout seed states: dropout masks start afresh" in caplog.text
 
 
-def test_resume_takes_the_newest_checkpoint_whose_files_are_there(one_step_run, tmp_path, caplog):
-    import logging as std_logging
-
+def _run_with_two_checkpoints(one_step_run, tmp_path):
+    """A copy of the one-step run trained on to step 2: ckpt-1 and ckpt-2."""
     config, workdir = _copy_of(one_step_run, tmp_path)
     config.train.max_steps = 2
     training.train_and_evaluate(config, workdir)
-    checkpoints = workdir / "checkpoints"
+    return config, workdir, workdir / "checkpoints"
+
+
+def test_resume_takes_the_newest_checkpoint_whose_files_are_there(one_step_run, tmp_path, caplog):
+    import logging as std_logging
+
+    config, workdir, checkpoints = _run_with_two_checkpoints(one_step_run, tmp_path)
     for path in checkpoints.glob("ckpt-2.*"):
         path.unlink()  # lost: the run must neither start afresh nor overwrite ckpt-1
     with caplog.at_level(std_logging.INFO):
@@ -664,23 +669,17 @@ def test_resume_takes_the_newest_checkpoint_whose_files_are_there(one_step_run, 
 
 
 def test_a_resume_with_nothing_left_to_train_says_so(one_step_run, tmp_path, caplog):
-    import logging as std_logging
-
     config, workdir = _copy_of(one_step_run, tmp_path)  # at step 1; max_steps is 1
-    with caplog.at_level(std_logging.WARNING):
+    with caplog.at_level(logging.WARNING):
         assert training.train_and_evaluate(config, workdir)["step"] == 1
     assert "Nothing to train: the run is at step 1 (1 epoch(s) done), and the config ends at step 1" in caplog.text
 
 
 def test_resume_passes_over_a_newest_checkpoint_that_does_not_read(one_step_run, tmp_path, caplog):
     # A full disk or a partial copy: the files are there but cut short.
-    import logging as std_logging
     import shutil
 
-    config, workdir = _copy_of(one_step_run, tmp_path)
-    config.train.max_steps = 2
-    training.train_and_evaluate(config, workdir)
-    checkpoints = workdir / "checkpoints"
+    config, workdir, checkpoints = _run_with_two_checkpoints(one_step_run, tmp_path)
     for damage in ("data cut in half", "data cut by 2 KB", "index cut in half"):
         copy = tmp_path / damage.replace(" ", "_")
         shutil.copytree(checkpoints, copy)
@@ -689,7 +688,7 @@ def test_resume_passes_over_a_newest_checkpoint_that_does_not_read(one_step_run,
         size = path.stat().st_size
         os.truncate(path, size // 2 if cut == "in half" else size - 2048)
         caplog.clear()
-        with caplog.at_level(std_logging.WARNING):
+        with caplog.at_level(logging.WARNING):
             assert training.resume_checkpoint(copy).endswith("ckpt-1"), damage
         assert "ckpt-2 is unusable (it does not read: " in caplog.text, damage
     # The whole run, with an emptied state file too (tf.train.CheckpointManager
@@ -698,7 +697,7 @@ def test_resume_passes_over_a_newest_checkpoint_that_does_not_read(one_step_run,
     data = next(checkpoints.glob("ckpt-2.data-*"))
     os.truncate(data, data.stat().st_size // 2)
     caplog.clear()
-    with caplog.at_level(std_logging.INFO):
+    with caplog.at_level(logging.INFO):
         assert training.train_and_evaluate(config, workdir)["step"] == 2
     assert "state file does not read" in caplog.text
     assert re.search(r"Resumed from \S*ckpt-1: step 1", caplog.text)
