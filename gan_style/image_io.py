@@ -325,7 +325,8 @@ def _orientation_and_exif(img: Image.Image) -> tuple[int, bytes | None]:
     return orientation, (bytes(raw) if raw else None)
 
 
-_XMP_KEY = "XML:com.adobe.xmp"  # the PNG text chunk that holds XMP
+#: The PNG text chunk that holds XMP (read here, written by image_writer).
+XMP_PNG_KEY = "XML:com.adobe.xmp"
 # tiff:Orientation as an attribute (tiff:Orientation="6") or an element.
 _XMP_ORIENTATION = re.compile(
     rb'\s*tiff:Orientation\s*=\s*("[^"]*"|\'[^\']*\')|<tiff:Orientation>[^<]*</tiff:Orientation>')
@@ -343,14 +344,14 @@ def _other_metadata(img: Image.Image, oriented: bool) -> tuple[tuple[float, floa
         dpi = (float(dpi[0]), float(dpi[1])) if dpi and float(dpi[0]) > 0 and float(dpi[1]) > 0 else None
     except (TypeError, ValueError, IndexError):
         dpi = None
-    xmp = img.info.get("xmp") or img.info.get(_XMP_KEY)
+    xmp = img.info.get("xmp") or img.info.get(XMP_PNG_KEY)
     if isinstance(xmp, str):
         xmp = xmp.encode("utf-8")
     if xmp and oriented:
         xmp = _XMP_ORIENTATION.sub(b"", bytes(xmp))
     text = None
     if img.format == "PNG":
-        text = {k: v for k, v in getattr(img, "text", {}).items() if k != _XMP_KEY and isinstance(v, str)} or None
+        text = {k: v for k, v in getattr(img, "text", {}).items() if k != XMP_PNG_KEY and isinstance(v, str)} or None
     return dpi, (bytes(xmp) if xmp else None), text
 
 

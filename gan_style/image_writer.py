@@ -17,6 +17,8 @@ import pathlib
 import numpy as np
 from PIL import Image, PngImagePlugin
 
+from gan_style import image_io
+
 #: ``--format`` choices.
 OUTPUT_FORMATS = ("same", "jpg", "png", "webp")
 
@@ -129,7 +131,6 @@ def can_carry_alpha(fmt: str) -> bool:
 
 #: Pillow writes XMP in one JPEG APP1 segment: 65,533 bytes less its 29-byte namespace.
 _JPEG_MAX_XMP = 65504
-_XMP_KEY = "XML:com.adobe.xmp"
 
 
 #: Resolutions every format stores: JPEG's density is 16 bits, PNG's and BMP's
@@ -189,7 +190,7 @@ def _save_options(fmt, quality, icc_profile, exif, dpi=None, xmp=None, text=None
         for key, value in (text or {}).items():
             chunks.add_itxt(key, value)
         if xmp:
-            chunks.add_itxt(_XMP_KEY, xmp.decode("utf-8", "replace"))
+            chunks.add_itxt(image_io.XMP_PNG_KEY, xmp.decode("utf-8", "replace"))
         options["pnginfo"] = chunks
     if fmt in ("JPEG", "WEBP"):
         options["quality"] = int(quality)
