@@ -508,17 +508,21 @@ class ConvertFn(beam.DoFn):
         flat = convert.is_flat(x)
         tiled = not flat and tiling.needs_tiling(x.shape[0], x.shape[1], self.tile)
         try:
-            if flat:
-                out = convert.untranslated(self._translator, x, out=x if x.flags.writeable else None)
+            if flat:  # tone only: an image with alpha is toned in its own colours
+                out = convert.untranslated(self._translator, image.rgb, out=x if x.flags.writeable else None)
                 image.notes.append(convert.FLAT_NOTE)
             elif tiled:
                 if self._tiled is None:
                     self._tiled = convert.tiled_translator(self._translator, self.tile, self.overlap,
                                                            self.stats_size, self.batch_size)
                 # In place when the decode buffer is ours (see read_image's rgbx_over).
-                out = self._tiled.generate(x, out=x if x.flags.writeable else None)
-            else:
+                out = self._tiled.generate(x, out=x if x.flags.writeable else None,
+                                           transparent=convert.transparent_parts(image))
+            elif image.alpha is None:
                 out = self._translate(tf.constant(x[None])).numpy()[0]
+            else:  # the translator composites it itself, to blend against its own colours
+                out = self._translate(tf.constant(image.rgb[None]),
+                                      alpha=tf.constant(image.alpha[None, ..., None])).numpy()[0]
         except Exception as e:  # noqa: BLE001
             what = "tiled translation" if tiled else "translation"
             return self._record(item, "failed", f"{what} failed: {type(e).__name__}: {e}",

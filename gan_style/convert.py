@@ -726,15 +726,30 @@ def untranslated(translator: Translator, rgb: np.ndarray, out: np.ndarray | None
 
 
 def translate_function(translator: Translator) -> Any:
-    """The translator as one ``tf.function`` over uint8 ``[B, H, W, 3]``.
+    """The translator as ``translate(images, alpha=None)``, a ``tf.function``
+    over uint8 ``[B, H, W, 3]`` (and ``[B, H, W, 1]`` alpha, see
+    :meth:`Translator.call`).
 
     Unknown batch and spatial sizes: one trace for every batch and image
-    size, so a catalog never retraces per image.
+    size, so a catalog never retraces per image; images with alpha have a
+    trace of their own, so opaque ones pay nothing for it.
     """
-    return tf.function(
-        lambda images: translator(images, training=False),
-        input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8)],
+    images_spec = tf.TensorSpec([None, None, None, 3], tf.uint8)
+    opaque = tf.function(lambda images: translator(images, training=False), input_signature=[images_spec])
+    transparent = tf.function(
+        lambda images, alpha: translator(images, alpha=alpha, training=False),
+        input_signature=[images_spec, tf.TensorSpec([None, None, None, 1], tf.uint8)],
     )
+
+    def translate(images, alpha=None):
+        return opaque(images) if alpha is None else transparent(images, alpha)
+
+    return translate
+
+
+def transparent_parts(image: image_io.DecodedImage) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(colours, alpha)`` of an image with alpha (see :meth:`tiling.TiledTranslator.generate`), else None."""
+    return None if image.alpha is None else (image.rgb, image.alpha)
 
 
 def tiled_translator(translator: Translator, tile: int, overlap: int, stats_size: int,
@@ -857,7 +872,13 @@ class _Converter:
     def translate_group(self, group: list[_Decoded]) -> None:
         start = time.perf_counter()
         try:
-            outputs = self._translate(tf.constant(np.stack([d.model_input for d in group]))).numpy()
+            if all(d.image.alpha is None for d in group):
+                outputs = self._translate(tf.constant(np.stack([d.model_input for d in group]))).numpy()
+            else:  # the translator composites them itself, to blend against their own colours
+                opaque = np.full(group[0].model_input.shape[:2], 255, np.uint8)
+                alpha = np.stack([opaque if d.image.alpha is None else d.image.alpha for d in group])
+                outputs = self._translate(tf.constant(np.stack([d.image.rgb for d in group])),
+                                          alpha=tf.constant(alpha[..., None])).numpy()
         except Exception as e:  # noqa: BLE001
             if len(group) > 1:  # find the one that fails; the others still convert
                 for item in group:
@@ -874,8 +895,9 @@ class _Converter:
     def pass_flat(self, item: _Decoded) -> None:
         start = time.perf_counter()
         try:
-            source = item.model_input
-            out = untranslated(self.translator, source, out=source if source.flags.writeable else None)
+            # Tone only: an image with alpha is toned in its own colours.
+            source, colours = item.model_input, item.image.rgb
+            out = untranslated(self.translator, colours, out=source if source.flags.writeable else None)
         except Exception as e:  # noqa: BLE001
             self.record(item.source, FAILED, f"tone failed: {type(e).__name__}: {e}",
                         item.seconds + time.perf_counter() - start)
@@ -893,7 +915,8 @@ class _Converter:
             source = item.model_input
             # Nothing needs the source pixels after this: translate in place
             # when the buffer is ours to write (see read_image's rgbx_over).
-            out = self._tiled.generate(source, out=source if source.flags.writeable else None)
+            out = self._tiled.generate(source, out=source if source.flags.writeable else None,
+                                       transparent=transparent_parts(item.image))
         except Exception as e:  # noqa: BLE001
             self.record(item.source, FAILED, f"tiled translation failed: {type(e).__name__}: {e}",
                         item.seconds + time.perf_counter() - start)

@@ -635,10 +635,16 @@ def composite(
     return out
 
 
-def srgb_on_white(decoded: DecodedImage) -> np.ndarray:
+def visible_srgb(decoded: DecodedImage) -> np.ndarray:
     """What a colour comparison sees of ``decoded``: its colours in sRGB
-    (:func:`to_srgb`), alpha composited on white. uint8 [H, W, 3]."""
-    return composite(to_srgb(decoded.rgb, decoded.icc_profile, decoded.notes), decoded.alpha, (255, 255, 255))
+    (:func:`to_srgb`), uint8 ``[N, 3]``, of the pixels at least half opaque
+    (all of an opaque image's, row by row; a cut-out's background is left out)."""
+    return visible_pixels(to_srgb(decoded.rgb, decoded.icc_profile, decoded.notes), decoded.alpha)
+
+
+def visible_pixels(rgb: np.ndarray, alpha: np.ndarray | None) -> np.ndarray:
+    """The ``[N, 3]`` colours of ``rgb`` where ``alpha`` is at least 128 (all where None)."""
+    return rgb.reshape(-1, 3) if alpha is None else rgb[alpha >= 128]
 
 
 @functools.lru_cache(maxsize=8)

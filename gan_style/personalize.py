@@ -92,19 +92,22 @@ def _image_items(images) -> list:
 
 
 def _read_image(item, what: str, index: int) -> np.ndarray:
-    """One image as a uint8 or float32 [H, W, 3] array, values in [0, 1] if float."""
+    """One image's pixels as a uint8 or float32 [..., 3] array, values in [0, 1] if float."""
     if isinstance(item, (str, os.PathLike)):
         from gan_style import image_io
 
         # The toolkit's one decoder, as the studio and the converter use:
-        # 16-bit scaled (not clipped), alpha composited on white, EXIF upright;
-        # colours through the file's ICC profile into sRGB, so an Adobe RGB
-        # reference compares with sRGB sources by what it shows.
+        # 16-bit scaled (not clipped), EXIF upright; colours through the
+        # file's ICC profile into sRGB, so an Adobe RGB reference compares
+        # with sRGB sources by what it shows; a cut-out's transparent
+        # background left out (it is no colour of the picture).
         try:
-            decoded = image_io.read_image(item)
+            pixels = image_io.visible_srgb(image_io.read_image(item))
         except image_io.ImageError as error:
             raise ValueError(f"{what}: cannot read image {os.fspath(item)!r}: {error.reason}") from None
-        return image_io.srgb_on_white(decoded)
+        if not len(pixels):
+            raise ValueError(f"{what}: {os.fspath(item)!r} has no pixel at least half opaque")
+        return pixels
     image = np.asarray(item)
     if image.ndim != 3 or image.shape[-1] != 3:
         raise ValueError(f"{what}[{index}]: expected an RGB image [H, W, 3], got shape {image.shape}")
@@ -113,8 +116,8 @@ def _read_image(item, what: str, index: int) -> np.ndarray:
     if image.dtype == np.uint8:
         return image
     if np.issubdtype(image.dtype, np.floating):
-        if image.min() < -1e-3 or image.max() > 1 + 1e-3:
-            raise ValueError(f"{what}[{index}]: float images must be in [0, 1]")
+        if not (image.min() >= -1e-3 and image.max() <= 1 + 1e-3):  # NaN fails this too
+            raise ValueError(f"{what}[{index}]: float images must be in [0, 1] (no NaN)")
         return image.astype(np.float32, copy=False)
     raise ValueError(f"{what}[{index}]: expected uint8 or float images, got {image.dtype}")
 
@@ -130,6 +133,8 @@ def _sample_pixels(images, what: str, max_pixels: int, seed: int) -> np.ndarray:
     items = _image_items(images)
     if not items:
         raise ValueError(f"{what}: no images given")
+    if isinstance(max_pixels, bool) or not isinstance(max_pixels, (int, np.integer)) or max_pixels < 1:
+        raise ValueError(f"max_pixels must be an integer >= 1, got {max_pixels!r}")
     share = max(1, max_pixels // len(items))
     rng = np.random.default_rng(seed)
     chunks = []

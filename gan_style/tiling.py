@@ -455,7 +455,8 @@ class TiledTranslator:
         x = to_float(small[np.ix_(rows, cols)])[None]
         return self.runner.statistics(tf.constant(x))
 
-    def generate(self, image: np.ndarray, finish: Callable | None = None, out: np.ndarray | None = None):
+    def generate(self, image: np.ndarray, finish: Callable | None = None, out: np.ndarray | None = None,
+                 transparent: tuple[np.ndarray, np.ndarray] | None = None):
         """Translates one uint8 ``[H, W, 3]`` image tile by tile.
 
         Args:
@@ -467,12 +468,23 @@ class TiledTranslator:
             may be ``image`` itself: then the image is translated in place
             (no second full-size buffer), finished rows held back in strips
             until no tile still to be generated reads them.
+          transparent: for a transparent source, ``(colours, alpha)``: its
+            own colours (uint8 ``[H, W, 3]``) and alpha (uint8 ``[H, W]``),
+            when ``image`` is it composited on white (what the generator
+            sees). ``finish`` then gets regions of the colours, and the
+            default one un-composites the translation under the alpha, as
+            ``Translator(x, alpha=a)`` does.
 
         Returns:
           ``out``, the translated uint8 image of the same size.
         """
-        if finish is None:
-            finish = self._finish
+        own_finish = finish is None
+        finish = finish or self._finish
+        if transparent is not None:
+            colours, alpha = transparent
+            if colours.shape[:2] != image.shape[:2] or alpha.shape[:2] != image.shape[:2]:
+                raise ValueError(f"transparent colours {colours.shape} and alpha {alpha.shape} "
+                                 f"do not fit the image {image.shape}")
         image = image[..., :3]  # a view: an RGBX buffer's fourth channel is never read or written
         height, width = image.shape[:2]
         out = np.empty(image.shape[:2] + (3,), np.uint8) if out is None else out
@@ -488,8 +500,19 @@ class TiledTranslator:
                                  "to translate in place, or a separate array")
             held = _HeldRows(out, rows)
         sink = out if held is None else held
-        blender = _Blender(rows, cols, width, lambda y0, y1, x0, x1, g: self._write(
-            image, sink, finish, y0, y1, x0, x1, g))
+
+        def write(y0, y1, x0, x1, generated):
+            if y1 <= y0 or x1 <= x0:
+                return
+            region = np.s_[y0:y1, x0:x1]
+            if transparent is None:
+                sink[region] = finish(image[region], generated)
+            elif own_finish:
+                sink[region] = self._finish(colours[region], generated, alpha[region])
+            else:
+                sink[region] = finish(colours[region], generated)
+
+        blender = _Blender(rows, cols, width, write)
         for first in range(0, len(positions), self.batch_size):
             batch = positions[first : first + self.batch_size]
             tiles = np.stack([to_float(image[np.ix_(rows[r].indices, cols[c].indices)]) for r, c in batch])
@@ -502,14 +525,10 @@ class TiledTranslator:
                 held.flush(next_band=positions[following][0] if following < len(positions) else len(rows))
         return out
 
-    def _finish(self, source, generated):
-        result = self.translator.finish(source[None], generated[None])
+    def _finish(self, source, generated, alpha=None):
+        alpha = None if alpha is None else alpha[None, ..., None]
+        result = self.translator.finish(source[None], generated[None], alpha=alpha)
         return np.asarray(result)[0]
-
-    @staticmethod
-    def _write(image, out, finish, y0, y1, x0, x1, generated):
-        if y1 > y0 and x1 > x0:
-            out[y0:y1, x0:x1] = finish(image[y0:y1, x0:x1, :3], generated)
 
 
 class _HeldRows:

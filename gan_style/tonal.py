@@ -23,6 +23,7 @@ import json
 import math
 import os
 import pathlib
+import uuid
 from collections.abc import Mapping
 from typing import Any
 
@@ -397,11 +398,24 @@ class Profile:
         return json.dumps(self.to_dict(), indent=2) + "\n"
 
     def save(self, path: str | os.PathLike) -> None:
-        """Writes the JSON form (via a temporary file, so never half-written)."""
+        """Writes the JSON form (via a temporary file of its own, so never
+        half-written, and nothing left behind when writing fails).
+
+        Raises:
+          OSError: naming ``path`` (a folder there, no such folder, no permission).
+        """
         path = pathlib.Path(path)
-        temporary = path.with_name(path.name + ".tmp")
-        temporary.write_text(self.to_json(), encoding="utf-8")
-        os.replace(temporary, path)
+        # A name of its own (two saves to one path don't share a temporary);
+        # not mkstemp, whose file would keep mode 0600 rather than the umask's.
+        temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
+        try:
+            with open(temporary, "x", encoding="utf-8") as f:
+                f.write(self.to_json())
+            os.replace(temporary, path)
+        except OSError as error:
+            temporary.unlink(missing_ok=True)
+            raise OSError(error.errno, f"cannot save the tone profile to {str(path)!r}: "
+                                       f"{error.strerror or error}") from None
 
 
 def load_profile(path: str | os.PathLike) -> Profile:
@@ -420,11 +434,17 @@ def load_profile(path: str | os.PathLike) -> Profile:
         raise ValueError(f"tone profile {str(path)!r} is a folder, not a JSON file") from None
     except UnicodeDecodeError as error:
         raise ValueError(f"{path}: not a UTF-8 JSON profile ({error})") from None
+    return Profile.from_dict(parse_json(text, str(path)), source=str(path))
+
+
+def parse_json(text: str, source: str) -> Any:
+    """``json.loads(text)``, or a ValueError naming ``source``."""
     try:
-        data = json.loads(text)
+        return json.loads(text)
     except json.JSONDecodeError as error:
-        raise ValueError(f"{path}: not valid JSON: {error}") from None
-    return Profile.from_dict(data, source=str(path))
+        raise ValueError(f"{source}: not valid JSON: {error}") from None
+    except RecursionError:  # '[[[[...' thousands deep
+        raise ValueError(f"{source}: not valid JSON: nested too deeply") from None
 
 
 #: Named looks. Each is a Profile with strength 1.

@@ -89,26 +89,50 @@ def _check_rgb_generator(generator: keras.Model) -> None:
         )
 
 
-def jpeg_orientation(encoded: tf.Tensor) -> tf.Tensor:
-    """The EXIF orientation (1-8) of an encoded JPEG, in graph ops; 1 when
-    there is none or the bytes are not a JPEG with a readable EXIF block.
+def _substr(encoded: tf.Tensor, pos, length) -> tf.Tensor:
+    """Up to ``length`` bytes from ``pos``: empty past the end, where tf.strings.substr fails."""
+    return tf.strings.substr(encoded, tf.clip_by_value(pos, 0, tf.strings.length(encoded)), length)
+
+
+def _find(encoded: tf.Tensor, marker: bytes) -> tf.Tensor:
+    """Byte offset of the first ``marker`` in ``encoded``, or -1."""
+    pieces = tf.strings.split(encoded, sep=marker, maxsplit=1)
+    return tf.where(tf.size(pieces) > 1, tf.strings.length(pieces[0]), -1)
+
+
+def exif_orientation(encoded: tf.Tensor) -> tf.Tensor:
+    """The EXIF orientation (1-8) of an encoded JPEG, PNG or WebP, in graph
+    ops; 1 when there is none or no readable EXIF block.
 
     ``tf.io.decode_image`` ignores it, while cameras and phones store
-    portrait shots sideways with orientation 6 or 8; infer.py (PIL) applies
-    it, and so does the SavedModel's ``translate_bytes``.
+    portrait shots sideways with orientation 6 or 8, and editors carry it
+    into PNG (an ``eXIf`` chunk) and WebP (an ``EXIF`` chunk); infer.py (PIL)
+    applies it, and so does the SavedModel's ``translate_bytes``.
     """
-    data = tf.io.decode_raw(tf.strings.substr(encoded, 0, 65536), tf.uint8)  # APP1 comes first
-    data = tf.concat([tf.cast(data, tf.int32), tf.zeros([16], tf.int32)], 0)  # never empty
-    n = tf.shape(data)[0]
+    head = tf.strings.substr(encoded, 0, 12) + b"\0" * 12
+    is_jpeg = tf.equal(tf.strings.substr(head, 0, 2), b"\xff\xd8")
+    is_png = tf.equal(tf.strings.substr(head, 0, 8), b"\x89PNG\r\n\x1a\n")
+    is_webp = tf.equal(tf.strings.substr(head, 0, 4), b"RIFF") & tf.equal(tf.strings.substr(head, 8, 4), b"WEBP")
+    # Where the TIFF block starts: a JPEG's APP1 ("Exif\0\0" + TIFF) comes
+    # first; a PNG chunk's data follows its type; a WebP chunk's follows its
+    # type and size, sometimes with JPEG's "Exif\0\0" in front.
+    in_jpeg = _find(tf.strings.substr(encoded, 0, 65536), b"Exif\0\0")
+    in_png = _find(encoded, b"eXIf")
+    in_webp = _find(encoded, b"EXIF")
+    webp_tiff = in_webp + 8 + tf.where(tf.equal(_substr(encoded, in_webp + 8, 6), b"Exif\0\0"), 6, 0)
+    tiff = tf.where(is_jpeg & (in_jpeg >= 0), in_jpeg + 6,
+                    tf.where(is_png & (in_png >= 0), in_png + 4,
+                             tf.where(is_webp & (in_webp >= 0), webp_tiff, -1)))
+    block = _substr(encoded, tiff, 65536)  # EXIF blocks are at most 64 KiB
+    data = tf.io.decode_raw(block + b"\0" * 16, tf.uint8)  # never empty
+    data = tf.cast(data, tf.int32)
+    n = tf.shape(data)[0] - 16
 
     def at(index):
-        return tf.gather(data, tf.clip_by_value(index, 0, n - 1))
+        return tf.gather(data, tf.clip_by_value(index, 0, n + 15))
 
-    header = tf.constant([0x45, 0x78, 0x69, 0x66, 0, 0])  # "Exif\0\0"
-    starts = tf.range(n - 6)
-    found = tf.reduce_all(tf.stack([at(starts + k) == header[k] for k in range(6)]), axis=0)
-    tiff = tf.cast(tf.argmax(tf.cast(found, tf.int32)), tf.int32) + 6
-    little = tf.logical_and(at(tiff) == 0x49, at(tiff + 1) == 0x49)
+    little = tf.logical_and(at(0) == 0x49, at(1) == 0x49)
+    byte_order = tf.logical_or(little, tf.logical_and(at(0) == 0x4D, at(1) == 0x4D))
 
     def read(offset, size):  # an unsigned integer of the TIFF block's byte order
         parts = [at(offset + k) for k in range(size)]
@@ -116,15 +140,14 @@ def jpeg_orientation(encoded: tf.Tensor) -> tf.Tensor:
         big_endian = sum(part * 256**k for k, part in enumerate(reversed(parts)))
         return tf.where(little, little_endian, big_endian)
 
-    ifd = tiff + read(tiff + 4, 4)
+    ifd = read(4, 4)
     count = read(ifd, 2)
     entries = ifd + 2 + 12 * tf.range(64)  # IFD0 of a camera JPEG has a dozen tags
     tags = read(entries, 2)
     values = read(entries + 8, 2)
     usable = (tf.range(64) < count) & (entries + 10 < n) & (tags == 0x0112) & (values >= 1) & (values <= 8)
     orientation = tf.reduce_max(tf.where(usable, values, 0))
-    is_jpeg = (at(0) == 0xFF) & (at(1) == 0xD8) & tf.reduce_any(found)
-    return tf.where(is_jpeg & (orientation > 0), orientation, 1)
+    return tf.where((tiff >= 0) & byte_order & (orientation > 0), orientation, 1)
 
 
 def apply_orientation(image: tf.Tensor, orientation: tf.Tensor) -> tf.Tensor:
@@ -183,6 +206,75 @@ def decode_rgba(encoded: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     return tf.cond(tf.io.is_jpeg(encoded), jpeg, lambda: tf.cond(may_have_alpha, png_or_webp, other))
 
 
+def _check_static(dtype, shape) -> None:
+    """Rejects a dtype or a static shape the Translator cannot take."""
+    dtype = keras.backend.standardize_dtype(dtype)
+    if dtype != "uint8":
+        raise ValueError(
+            f"Translator takes uint8 images [batch, H, W, 3]; got dtype {dtype}. In a Keras model, "
+            'give it a uint8 input: keras.Input(shape=(None, None, 3), dtype="uint8"); convert float '
+            "images in [0, 1] first with tf.image.convert_image_dtype(x, tf.uint8)"
+        )
+    shape = tuple(shape)
+    if len(shape) != 4 or shape[-1] not in (None, 3):
+        raise ValueError(f"Translator takes uint8 images [batch, H, W, 3]; got shape {shape}")
+    if 0 in shape[1:3]:
+        raise ValueError(f"Translator takes images of at least 1x1 pixels; got shape {shape}")
+
+
+def _check_tone_shape(shape) -> int:
+    """The column count (6 or 7) of a ``tone_params`` shape, or a ValueError."""
+    shape = tuple(shape)
+    if len(shape) != 2 or shape[-1] not in (6, 7):
+        raise ValueError(
+            f"tone_params must be [batch, 7] (columns {', '.join(tonal.PROFILE_VECTOR_NAMES)}) "
+            f"or [batch, 6]; got {shape}"
+        )
+    return shape[-1]
+
+
+def composite_on_white(images, alpha):
+    """uint8 ``images`` composited on white under uint8 ``alpha``, with
+    :func:`gan_style.image_io.composite`'s exact integer formula."""
+    rgb, a = tf.cast(images, tf.int32), tf.cast(alpha, tf.int32)
+    return tf.cast((rgb * a + 255 * (255 - a) + 127) // 255, tf.uint8)
+
+
+def uncomposite(colours, alpha):
+    """The colours that, composited on white under ``alpha``, give ``colours``.
+
+    ``colours`` float in [0, 1]; ``alpha`` uint8. ``1 - (1 - c) / a``, clipped
+    to [0, 1] (a colour darker than the alpha can reach on white has no exact
+    answer); opaque pixels pass unchanged, fully transparent ones (no colour
+    shows) too.
+    """
+    a = tf.cast(alpha, tf.float32) / 255.0
+    partial = (a > 0.0) & (a < 1.0)
+    straight = tf.clip_by_value(1.0 - (1.0 - colours) / tf.where(partial, a, 1.0), 0.0, 1.0)
+    return tf.where(partial, straight, colours)
+
+
+def _check_alpha(alpha, images):
+    """``alpha`` as a uint8 tensor ``[B, H, W, 1]`` that fits ``images``, or a ValueError."""
+    alpha = tf.convert_to_tensor(alpha)
+    if alpha.dtype != tf.uint8:
+        raise ValueError(f"alpha must be uint8 [batch, H, W, 1]; got dtype {alpha.dtype.name}")
+    if alpha.shape.rank == 3:
+        alpha = alpha[..., None]
+    if alpha.shape.rank != 4 or alpha.shape[-1] not in (None, 1):
+        raise ValueError(f"alpha must be uint8 [batch, H, W, 1]; got shape {alpha.shape}")
+    if not alpha.shape[:3].is_compatible_with(images.shape[:3]):
+        raise ValueError(f"alpha {alpha.shape} does not fit images {images.shape}")
+    return alpha
+
+
+def _unless_empty(images, translate):
+    """``translate()``, or an empty batch for an empty one: the generator's
+    reflection padding fails on an empty batch, and a serving client cannot
+    drop one itself."""
+    return tf.cond(tf.shape(images)[0] > 0, translate, lambda: tf.zeros_like(images))
+
+
 @keras.saving.register_keras_serializable("gan_style")
 class Translator(keras.Model):
     """A generator plus style strength and tone, for uint8 images of any size.
@@ -192,7 +284,9 @@ class Translator(keras.Model):
     ``[batch, 7]`` tensor of per-image profiles (columns
     :data:`gan_style.tonal.PROFILE_VECTOR_NAMES`: six tonal parameters then
     strength) or ``[batch, 6]`` (tonal only; strength from the translator);
-    a single row applies to every image.
+    a single row applies to every image. A transparent image's alpha goes in
+    as ``translator(images, alpha=a)`` (uint8 ``[batch, H, W, 1]``): see
+    :meth:`call`.
     Returns uint8 of the input's shape.
 
     Attributes:
@@ -265,12 +359,19 @@ class Translator(keras.Model):
         y = y[:, top : top + height, left : left + width, :]
         return tf.cast(y, tf.float32)
 
-    def finish(self, images, generated, tone_params=None, strength: float | None = None):
+    def finish(self, images, generated, tone_params=None, strength: float | None = None, alpha=None):
         """Strength blend, tone and uint8 conversion of a generator output.
 
         Args:
-          images: the uint8 source ``[B, H, W, 3]`` (or a tile of it).
-          generated: the generator's output for it, float in [-1, 1], same size.
+          images: the uint8 source ``[B, H, W, 3]`` (or a tile of it); with
+            ``alpha``, its own (straight, not composited) colours.
+          generated: the generator's output for it, float in [-1, 1], same
+            size; with ``alpha``, its output for the source composited on white.
+          alpha: optional uint8 ``[B, H, W, 1]`` transparency of the source.
+            The translation is then un-composited from white under it (see
+            :func:`uncomposite`) before the blend, so that the output, given
+            the same alpha, shows the translation where the source showed
+            the source, and is the source's own colours at strength 0.
           tone_params: optional per-image ``[B, 7]`` (tone + strength) or
             ``[B, 6]`` (tone only) float tensor; see the class docstring.
           strength: overrides the default strength (ignored when
@@ -281,22 +382,28 @@ class Translator(keras.Model):
         """
         source = tf.cast(images, tf.float32) / 255.0
         translated = (tf.cast(generated, tf.float32) + 1.0) * 0.5
+        if alpha is not None:
+            translated = uncomposite(translated, alpha)
         params = None
         s = tf.constant(self.strength if strength is None else float(strength), tf.float32)
         if tone_params is not None:
             tone_params = tf.cast(tone_params, tf.float32)
-            columns = tone_params.shape[-1]
-            if len(tone_params.shape) != 2 or columns not in (6, 7):
-                raise ValueError(
-                    "tone_params must be [batch, 7] (columns "
-                    f"{', '.join(tonal.PROFILE_VECTOR_NAMES)}) or [batch, 6]; got "
-                    f"{tone_params.shape}"
-                )
+            columns = _check_tone_shape(tone_params.shape)
             rows, batch = tone_params.shape[0], images.shape[0]
-            if rows is not None and batch is not None and rows not in (1, batch):
-                raise ValueError(
-                    f"tone_params has {rows} rows for {batch} images: one per image, or one for all"
+            if rows is not None and batch is not None:
+                if rows not in (1, batch):
+                    raise ValueError(
+                        f"tone_params has {rows} rows for {batch} images: one per image, or one for all"
+                    )
+            else:  # a serving signature: checked at run time, not left to a broadcast error
+                rows, batch = tf.shape(tone_params)[0], tf.shape(images)[0]
+                check = tf.debugging.Assert(
+                    (rows == 1) | (rows == batch),
+                    ["tone_params needs one row per image, or one for all; rows:", rows, "images:", batch],
                 )
+                if check is not None:
+                    with tf.control_dependencies([check]):
+                        tone_params = tf.identity(tone_params)
             params = tone_params[:, :6]
             if columns == 7:
                 given = tf.cast(tone_params[:, 6], tf.float32)
@@ -307,7 +414,23 @@ class Translator(keras.Model):
         toned = self.tonal(blended, params)
         return tf.cast(tf.round(tf.cast(toned, tf.float32) * 255.0), tf.uint8)
 
-    def call(self, images, tone_params=None):
+    def call(self, images, tone_params=None, alpha=None):
+        """Translates uint8 ``images`` ``[B, H, W, 3]``.
+
+        Args:
+          images: uint8 ``[B, H, W, 3]``; with ``alpha``, straight (not
+            premultiplied) colours.
+          tone_params: optional per-image tone (see the class docstring).
+          alpha: optional uint8 ``[B, H, W, 1]`` transparency. The generator
+            sees the images composited on white, as infer.py feeds it (and
+            as training reads transparent images); the output's colours go
+            with the same alpha, which you put back yourself: semi-transparent
+            edges and shadows keep their own colour instead of being
+            lightened by white twice.
+
+        Returns:
+          uint8 ``[B, H, W, 3]``.
+        """
         images = self._check_images(images)
         # An empty batch of known size stays empty. Inside a graph whose batch
         # size is unknown it still reaches the generator and fails there (a
@@ -315,7 +438,10 @@ class Translator(keras.Model):
         # fusions): drop empty batches first, e.g. ds.filter(lambda x: tf.shape(x)[0] > 0).
         if images.shape[0] == 0:
             return tf.zeros_like(images)
-        return self.finish(images, self.generate(images), tone_params)
+        if alpha is None:
+            return self.finish(images, self.generate(images), tone_params)
+        alpha = _check_alpha(alpha, images)
+        return self.finish(images, self.generate(composite_on_white(images, alpha)), tone_params, alpha=alpha)
 
     def _check_images(self, images):
         if isinstance(images, tf.RaggedTensor):
@@ -330,30 +456,34 @@ class Translator(keras.Model):
                 "Translator takes a uint8 batch [batch, H, W, 3] of one size; this input makes no "
                 f"such tensor ({str(e).splitlines()[0]}); images of different sizes go one call each"
             ) from None
-        if images.dtype != tf.uint8:
-            raise ValueError(
-                f"Translator takes uint8 images [batch, H, W, 3]; got dtype {images.dtype.name} "
-                "(for float images in [0, 1] use tf.image.convert_image_dtype(x, tf.uint8))"
-            )
-        if images.shape.rank != 4 or images.shape[-1] not in (None, 3):
-            raise ValueError(
-                f"Translator takes uint8 images [batch, H, W, 3]; got shape {images.shape}"
-            )
-        if 0 in images.shape[1:3]:
-            raise ValueError(f"Translator takes images of at least 1x1 pixels; got shape {images.shape}")
+        _check_static(images.dtype, images.shape)
+        checks = []
         if images.shape[-1] is None:
             # Unknown until run time (tf.io.decode_image without channels=3 in
             # a tf.data map): checked then, not left to the first convolution.
-            check = tf.debugging.assert_equal(
+            checks.append(tf.debugging.assert_equal(
                 tf.shape(images)[-1], 3,
                 message="Translator takes uint8 images [batch, H, W, 3]; decode with channels=3, e.g. "
                 "tf.io.decode_image(data, channels=3, expand_animations=False)",
-            )
-            with tf.control_dependencies([check] if check is not None else []):
+            ))
+        if None in images.shape[1:3]:
+            # An empty axis would fail deep in the padding with "Integer division by zero".
+            checks.append(tf.debugging.assert_greater(
+                tf.reduce_min(tf.shape(images)[1:3]), 0,
+                message="Translator takes images of at least 1x1 pixels; got an image with no rows or columns",
+            ))
+        checks = [check for check in checks if check is not None]  # eager asserts return None
+        if checks:
+            with tf.control_dependencies(checks):
                 images = tf.ensure_shape(images, [None, None, None, 3])
         return images
 
-    def compute_output_spec(self, images, tone_params=None):
+    def compute_output_spec(self, images, tone_params=None, alpha=None):
+        # What a Keras model built around the translator sees: wrong inputs
+        # fail when the model is built, not at its first call.
+        _check_static(images.dtype, images.shape)
+        if tone_params is not None:
+            _check_tone_shape(tone_params.shape)
         return keras.KerasTensor(images.shape, dtype="uint8")
 
     def build(self, input_shape=None):
@@ -368,7 +498,9 @@ class Translator(keras.Model):
         return tonal.Profile(**self.tonal.get_params(), strength=self.strength)
 
     def set_tone(self, tone: Any = None, strength: float | None = None) -> None:
-        """Replaces the default tone (and strength, if given).
+        """Replaces the default tone and strength: ``strength`` when given,
+        else the tone's own (a profile's ``strength``, 1.0 for a preset), as
+        ``infer.py --tone`` does.
 
         The tone lives in a weight, so graphs traced earlier see the change;
         the strength is a Python float, so a ``tf.function`` of your own traced
@@ -430,7 +562,7 @@ class Translator(keras.Model):
         # export()'s serving_default (Keras would trace a float signature, and
         # with none at all the SavedModel loads with nothing to call).
         return tf.function(
-            lambda images: {"images": self(images)},
+            lambda images: {"images": _unless_empty(images, lambda: self(images))},
             input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")],
         )
 
@@ -453,10 +585,10 @@ class Translator(keras.Model):
           JPEG/PNG/GIF/BMP/WebP -> ``{"png_bytes": string [B]}``, decoded as
           infer.py decodes: a JPEG with libjpeg's accurate integer IDCT
           (TF's default fast one is up to 4 levels off, which the generator
-          turned into up to 84) and its EXIF orientation applied, so portrait
-          phone shots come out upright; a transparent PNG/WebP composited on
-          white for the model and its alpha put back on the output (an RGBA
-          PNG). Not carried: ICC profiles (the output PNG is untagged), a
+          turned into up to 84); the EXIF orientation of a JPEG, PNG or WebP
+          applied, so portrait phone shots come out upright; a transparent
+          PNG/WebP translated as ``self(rgb, alpha=a)`` and its alpha put back
+          on the output (an RGBA PNG). Not carried: ICC profiles (the output PNG is untagged), a
           BMP's or GIF's transparency and a grey or RGB PNG's transparent
           colour key (tRNS; palette PNGs keep theirs). The ``_bytes``
           suffixes make TF Serving's REST API take and return ``{"b64": ...}``.
@@ -483,33 +615,26 @@ class Translator(keras.Model):
 
         def translate_one(encoded):
             rgba, has_alpha = decode_rgba(encoded)
-            rgba = apply_orientation(rgba, jpeg_orientation(encoded))
+            rgba = apply_orientation(rgba, exif_orientation(encoded))
             rgba.set_shape([None, None, 4])
-            rgb, alpha = tf.cast(rgba[..., :3], tf.int32), tf.cast(rgba[..., 3:], tf.int32)
-            # image_io.composite's exact integer formula: what infer.py feeds the model.
-            composited = tf.cast((rgb * alpha + 255 * (255 - alpha) + 127) // 255, tf.uint8)
-            translated = self(composited[None])[0]
+            # An opaque image's alpha is all 255: composite and uncomposite leave it as it is.
+            translated = self(rgba[None, ..., :3], alpha=rgba[None, ..., 3:])[0]
             return tf.cond(
                 has_alpha,
                 lambda: tf.io.encode_png(tf.concat([translated, rgba[..., 3:]], -1)),
                 lambda: tf.io.encode_png(translated),
             )
 
-        def unless_empty(images, translate):
-            # The generator's reflection padding fails on an empty batch, and
-            # a serving client cannot drop one itself.
-            return tf.cond(tf.shape(images)[0] > 0, translate, lambda: tf.zeros_like(images))
-
         archive = keras.export.ExportArchive()
         archive.track(self)
         archive.add_endpoint(
             SIGNATURE_IMAGES,
-            lambda images: {"images": unless_empty(images, lambda: self(images))},
+            lambda images: {"images": _unless_empty(images, lambda: self(images))},
             input_signature=[images_spec],
         )
         archive.add_endpoint(
             SIGNATURE_IMAGES_WITH_TONE,
-            lambda images, tone: {"images": unless_empty(images, lambda: self(images, tone_params=tone))},
+            lambda images, tone: {"images": _unless_empty(images, lambda: self(images, tone_params=tone))},
             input_signature=[images_spec, tone_spec],
         )
         archive.add_endpoint(
@@ -546,7 +671,8 @@ def load_translator(
 
     A bare generator ``.keras`` (as training exports it) is wrapped in a new
     Translator. ``tone``/``strength``/``context``, when given, replace the
-    saved ones.
+    saved ones; a ``tone`` brings its own strength (1.0 for a preset) unless
+    ``strength`` is given too.
 
     Raises:
       FileNotFoundError: no such file.

@@ -116,9 +116,9 @@ def test_every_format_converts_at_its_own_size(translator, tmp_path):
         out = np.asarray(image)
     assert out.shape == (30, 41, 4)
     np.testing.assert_array_equal(out[:, :, 3], rgba[:, :, 3])
-    # The colour is the translation of the image composited on white (within
+    # The colour is the translation of the image with its alpha (within
     # the Translator's graph-vs-eager level of rounding).
-    expected = translator(image_io.load_rgb(src / "cutout.png")[None]).numpy()[0]
+    expected = _translation(translator, src / "cutout.png")
     assert np.abs(out[:, :, :3].astype(int) - expected).max() <= 1
 
 
@@ -272,6 +272,42 @@ def test_formats_alpha_and_metadata(translator, tmp_path):
         np.testing.assert_array_equal(np.asarray(image)[:, :, 3], rgba[:, :, 3])
 
 
+def test_semi_transparent_pixels_keep_their_own_colours(tmp_path):
+    # A cut-out's anti-aliased edge and soft shadow: at strength 0 the output
+    # is the source, colour and alpha, on every path (batched with an opaque
+    # image of its size, tiled, flat); at strength 1 it is what
+    # Translator(rgb, alpha=a) gives, not the translation of white-lightened colours.
+    src = tmp_path / "in"
+    cutout = noise(24, 40, 4, seed=3)
+    cutout[..., 3] = np.linspace(0, 255, 40).round().astype(np.uint8)[None, :]
+    save(src / "cutout.png", cutout)
+    save(src / "photo.png", noise(24, 40, seed=4))  # same size: one batch with the cut-out
+    big = noise(70, 90, 4, seed=5)
+    big[..., 3] = np.linspace(30, 255, 90).round().astype(np.uint8)[None, :]
+    save(src / "big.png", big)  # tiled at tile=64
+    swatch = np.zeros((20, 20, 4), np.uint8)
+    swatch[..., :3] = (200, 40, 90)
+    swatch[..., 3] = 128
+    save(src / "swatch.png", swatch)  # one flat colour: tone only
+    generator = build_generator("resnet_6blocks", base_filters=4, seed=7)
+    for strength in (0.0, 1.0):
+        out = tmp_path / f"out{strength:g}"
+        translator = Translator(generator, strength=strength)
+        summary = run(translator, src, out, tile=64, overlap=32, batch_size=2)
+        assert summary.converted == 4
+        rows = by_rel(records(out))
+        assert rows["big.png"]["tiled"] and "one flat colour" in rows["swatch.png"]["reason"]
+        for name, source in (("cutout.png", cutout), ("big.png", big), ("swatch.png", swatch)):
+            with Image.open(out / name) as written:
+                result = np.asarray(written)
+            np.testing.assert_array_equal(result[..., 3], source[..., 3])
+            if strength == 0.0:
+                np.testing.assert_array_equal(result, source, err_msg=name)
+        expected = translator(cutout[None, ..., :3], alpha=cutout[None, ..., 3:]).numpy()[0]
+        with Image.open(out / "cutout.png") as written:
+            np.testing.assert_array_equal(np.asarray(written)[..., :3], expected)
+
+
 XMP = (b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
        b'<rdf:Description xmlns:dc="http://purl.org/dc/elements/1.1/" xmlns:tiff="http://ns.adobe.com/tiff/1.0/"'
        b' tiff:Orientation="6"><dc:rights>(c) Example Shop</dc:rights></rdf:Description></rdf:RDF></x:xmpmeta>')
@@ -410,9 +446,9 @@ def test_big_jpeg_is_translated_in_place_and_written_as_a_separate_output_would_
     calls = []
     generate = tiling.TiledTranslator.generate
 
-    def spy(self, image, finish=None, out=None):
+    def spy(self, image, finish=None, out=None, transparent=None):
         calls.append((image.strides, out is image))
-        return generate(self, image, finish, out)
+        return generate(self, image, finish, out, transparent)
 
     monkeypatch.setattr(tiling.TiledTranslator, "generate", spy)
     run(translator, tmp_path / "in", tmp_path / "out", tile=64, overlap=32, quality=92, batch_size=2)
@@ -629,8 +665,7 @@ def test_no_two_sources_ever_share_an_output(translator, tmp_path):
     outputs = _outputs(out)
     assert len(set(outputs.values())) == len(outputs) == len(images) + 2
     for rel, path in outputs.items():  # each file is its own source's translation
-        model_input = convert.model_input(image_io.read_image(src / rel))  # alpha on white
-        expected = translator(model_input[None]).numpy()[0]
+        expected = _translation(translator, src / rel)
         with Image.open(path) as written:
             np.testing.assert_array_equal(np.asarray(written.convert("RGB")), expected)
 
@@ -642,8 +677,14 @@ def test_no_two_sources_ever_share_an_output(translator, tmp_path):
         rel: pathlib.Path(p).name for rel, p in outputs.items()}
 
 
+def _translation(translator, source_path):
+    image = image_io.read_image(source_path)
+    alpha = None if image.alpha is None else image.alpha[None, ..., None]
+    return translator(image.rgb[None], alpha=alpha).numpy()[0]
+
+
 def _is_translation_of(translator, output_path, source_path):
-    expected = translator(convert.model_input(image_io.read_image(source_path))[None]).numpy()[0]
+    expected = _translation(translator, source_path)
     with Image.open(output_path) as written:
         return np.array_equal(np.asarray(written.convert("RGB")), expected)
 

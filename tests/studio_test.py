@@ -239,6 +239,12 @@ def test_converted_download_is_the_preview_with_alpha_kept(client):
     assert pixels.shape == (36, 44, 4)
     np.testing.assert_array_equal(pixels, preview)
     np.testing.assert_array_equal(pixels[..., 3], alpha)
+    # Strength 0, neutral: the source itself, its semi-transparent band too
+    # (not lightened by the white the model saw it on), and so is the source view.
+    source = np.dstack([rgb, alpha])
+    untouched = client.get(f"/api/images/{image_id}/converted.png?" + query(strength=0.0))
+    np.testing.assert_array_equal(decode_png(untouched.data), source)
+    np.testing.assert_array_equal(decode_png(client.get(f"/api/images/{image_id}/source.png").data), source)
 
 
 def test_pngs_carry_the_source_icc_profile_as_infer_py_writes_it(client, adobe_rgb_icc):
@@ -340,6 +346,7 @@ def test_profile_upload_returns_the_validated_profile(client):
         (b'{"brightness": 0.1', "not valid JSON"),
         (b"[1, 2]", "must be a JSON object"),
         (b"\xff\xfe\x00", "not a UTF-8 JSON profile"),
+        (b"[" * 100_000 + b"]" * 100_000, "not valid JSON: nested too deeply"),  # was a 500
     ],
 )
 def test_bad_profile_uploads_name_the_problem(client, content, expected):
@@ -486,6 +493,14 @@ def test_fit_with_bad_references(client):
         response.status_code == 400
         and "'strength' = 3.0 is out of range" in response.get_json()["error"]
     )
+    invisible = png_bytes(product_image(20, 20), np.zeros((20, 20), np.uint8))
+    response = client.post(
+        "/api/fit",
+        data={"references": [(io.BytesIO(invisible), "ghost.png")]},
+        content_type="multipart/form-data",
+    )
+    assert response.status_code == 400
+    assert "reference ghost.png has no pixel at least half opaque" in response.get_json()["error"]
 
 
 # -- responsiveness -----------------------------------------------------------------
@@ -568,8 +583,8 @@ def test_renders_of_many_sizes_share_few_compiled_shapes(translator):
 
     studio = Studio(translator)
     shapes, compiled = [], studio._finish_xla
-    studio._finish_xla = lambda images, generated, params: shapes.append(tuple(images.shape)) or compiled(
-        images, generated, params)
+    studio._finish_xla = lambda images, generated, params, alpha: shapes.append(tuple(images.shape)) or compiled(
+        images, generated, params, alpha)
     profile = tonal.PRESETS["warm"].replace(strength=0.7)
     rng = np.random.default_rng(3)
     for height, width in ((50, 61), (47, 70), (64, 52), (33, 99), (70, 40)):
@@ -633,7 +648,8 @@ def test_preview_matches_the_catalog_converter_with_alpha_and_tiles(model_path, 
     alpha[:, 10:16] = 100
     (catalog / "cutout.png").write_bytes(png_bytes(cutout, alpha))
     big = product_image(100, 136, seed=9)  # over the tile size below: tiled
-    (catalog / "big.png").write_bytes(png_bytes(big))
+    big_alpha = np.linspace(40, 255, 136).round().astype(np.uint8)[None, :].repeat(100, axis=0)
+    (catalog / "big.png").write_bytes(png_bytes(big, big_alpha))
     profile = tonal.Profile(name="p", brightness=0.05, contrast=1.2, temperature=0.3, strength=0.7)
     profile_path = tmp_path / "p.json"
     profile.save(profile_path)
@@ -653,9 +669,8 @@ def test_preview_matches_the_catalog_converter_with_alpha_and_tiles(model_path, 
         converted = np.asarray(Image.open(tmp_path / "out" / name))
         assert preview.shape == converted.shape, name
         assert_within_one_level(preview[..., :3], converted[..., :3])
-        if name == "cutout.png":
-            np.testing.assert_array_equal(preview[..., 3], alpha)
-            np.testing.assert_array_equal(converted[..., 3], alpha)
+        np.testing.assert_array_equal(preview[..., 3], {"cutout.png": alpha, "big.png": big_alpha}[name])
+        np.testing.assert_array_equal(converted[..., 3], preview[..., 3])
     # Tiling matters here: the untiled generator gives a visibly different image.
     untiled = create_app(load_translator(model_path), tile=0).test_client()
     image_id = upload(untiled, (catalog / "big.png").read_bytes()).get_json()["id"]
@@ -663,4 +678,4 @@ def test_preview_matches_the_catalog_converter_with_alpha_and_tiles(model_path, 
         untiled.get(f"/api/images/{image_id}/preview.png?" + query(**profile.to_dict())).data
     )
     tiled_out = np.asarray(Image.open(tmp_path / "out" / "big.png"))[..., :3]
-    assert np.abs(plain.astype(int) - tiled_out).max() > 1
+    assert np.abs(plain[..., :3].astype(int) - tiled_out).max() > 1

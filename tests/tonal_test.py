@@ -382,6 +382,22 @@ def test_profile_bad_files(tmp_path):
     bom = tmp_path / "windows.json"
     bom.write_bytes(b"\xef\xbb\xbf" + json.dumps({"contrast": 1.2}).encode())
     assert gan_style.load_profile(bom).contrast == 1.2
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000)  # a RecursionError inside json
+    with pytest.raises(ValueError, match="deep.json: not valid JSON: nested too deeply"):
+        gan_style.load_profile(deep)
+
+
+def test_profile_save_leaves_nothing_behind_when_it_fails(tmp_path):
+    (tmp_path / "taken").mkdir()
+    with pytest.raises(OSError, match="cannot save the tone profile to .*taken"):
+        tonal.PRESETS["warm"].save(tmp_path / "taken")
+    with pytest.raises(OSError, match="cannot save the tone profile to .*no_such_folder"):
+        tonal.PRESETS["warm"].save(tmp_path / "no_such_folder" / "p.json")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["taken"]  # no temporary file left
+    tonal.PRESETS["warm"].save(tmp_path / "warm.json")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["taken", "warm.json"]
+    assert gan_style.load_profile(tmp_path / "warm.json") == tonal.PRESETS["warm"]
 
 
 # -- fit_profile ---------------------------------------------------------------
@@ -490,11 +506,19 @@ def test_fit_profile_bad_input(tmp_path):
     bad.write_text("hello")
     with pytest.raises(ValueError, match="not_an_image.jpg"):
         fit_profile([bad])
+    nan = np.full((8, 8, 3), 0.5, np.float32)
+    nan[2, 3, 1] = np.nan  # passed every range check and moved the fitted values
+    with pytest.raises(ValueError, match=r"reference_images\[0\]: float images must be in \[0, 1\] \(no NaN\)"):
+        fit_profile([nan])
+    for bad_count in (0, -5, 2.5):
+        with pytest.raises(ValueError, match="max_pixels must be an integer >= 1"):
+            fit_profile(random_images(), max_pixels=bad_count)
 
 
 def test_fit_profile_reads_files_as_the_converter_does(tmp_path):
-    # 16-bit scaled rather than clipped to white, alpha composited on white:
-    # a path gives the same profile as the pixels the studio and infer.py see.
+    # 16-bit scaled rather than clipped to white; a cut-out's transparent
+    # background left out (it fitted as white, brightening the tone): a path
+    # gives the same profile as the visible pixels the studio and infer.py see.
     from PIL import Image
 
     from gan_style import image_io
@@ -505,12 +529,19 @@ def test_fit_profile_reads_files_as_the_converter_does(tmp_path):
     cutout = np.concatenate([iid_images(4, n=1)[0], np.zeros((48, 48, 1), np.uint8)], axis=-1)
     cutout[:24, :, 3] = 255  # the bottom half transparent over black
     Image.fromarray(cutout).save(tmp_path / "cutout.png")
-    for name in ("grey16.png", "cutout.png"):
+    for name, visible in (("grey16.png", 48 * 48), ("cutout.png", 24 * 48)):
         decoded = image_io.read_image(tmp_path / name)
-        pixels = image_io.composite(decoded.rgb, decoded.alpha, (255, 255, 255))
+        pixels = decoded.rgb if decoded.alpha is None else decoded.rgb[decoded.alpha >= 128]
+        assert pixels.size == visible * 3
         from_path = fit_profile([tmp_path / name], sources)
-        from_pixels = fit_profile([pixels], sources)
+        from_pixels = fit_profile([pixels.reshape(1, -1, 3)], sources)
         assert from_path.to_vector() == from_pixels.to_vector(), name
+    on_white = image_io.composite(decoded.rgb, decoded.alpha, (255, 255, 255))
+    assert fit_profile([on_white], sources).brightness > from_path.brightness + 0.05
+    cutout[..., 3] = 0
+    Image.fromarray(cutout).save(tmp_path / "invisible.png")
+    with pytest.raises(ValueError, match="invisible.png' has no pixel at least half opaque"):
+        fit_profile([tmp_path / "invisible.png"], sources)
 
 
 def to_adobe_rgb(rgb, icc):

@@ -8,8 +8,8 @@ milliseconds for a 512 px image on a laptop CPU.
 
 What the studio shows is what ``infer.py --tone=<downloaded profile>`` writes:
 the studio decodes with the same decoder (:mod:`gan_style.image_io`), feeds
-the model the same input (alpha composited on white, the alpha channel kept
-for the output), generates the same way (``Translator.generate``, or for an
+the model the same input (alpha composited on white; the output blended with
+the source's own colours and the alpha channel kept), generates the same way (``Translator.generate``, or for an
 image with a side over ``tile`` the same shared-statistics tiles as
 :class:`gan_style.tiling.TiledTranslator`), and finishes with the same
 ``Translator.finish``. The one difference is documented on the page: an image
@@ -75,10 +75,11 @@ class StudioImage:
     Attributes:
       id: the key the web page uses for it.
       name: the file name it was uploaded or picked as.
-      rgb: uint8 [H, W, 3], the working copy (reduced to ``preview_size``).
+      rgb: uint8 [H, W, 3], the working copy (reduced to ``preview_size``):
+        the source's own colours (not composited).
       alpha: uint8 [H, W] or None, kept as the catalog converter keeps it.
-      generated: float32 [1, H, W, 3] in [-1, 1]: the generator's output,
-        computed once.
+      generated: float32 [1, H, W, 3] in [-1, 1]: the generator's output
+        (for the image composited on white), computed once.
       original_size: (width, height) of the decoded file.
       notes: what decoding and reducing did (shown on the page).
       generate_seconds: how long the generator pass took.
@@ -118,6 +119,24 @@ class StudioImage:
             "notes": list(self.notes),
             "generate_seconds": round(self.generate_seconds, 3),
         }
+
+
+def _visible_reduced(rgb: np.ndarray, alpha: np.ndarray | None) -> np.ndarray:
+    """``rgb`` reduced to ``REFERENCE_SIZE``, as the ``[1, N, 3]`` sRGB colours
+    a fit reads of it: its pixels at least half opaque, as fit_profile reads
+    files (the layout does not matter to it: the tone is pointwise)."""
+    size = reduced_size(rgb.shape[1], rgb.shape[0], REFERENCE_SIZE)
+    if size != rgb.shape[1::-1]:
+        rgb = _reduce(rgb, "RGB", size)
+        alpha = None if alpha is None else _reduce(alpha, "L", size)
+    return image_io.visible_pixels(rgb, alpha)[None]
+
+
+def _alpha_batch(image: StudioImage) -> tf.Tensor:
+    """``image``'s alpha as uint8 ``[1, H, W, 1]``, all 255 for an opaque image."""
+    if image.alpha is None:
+        return tf.fill([1, image.height, image.width, 1], tf.constant(255, tf.uint8))
+    return tf.constant(image.alpha[None, ..., None])
 
 
 def _fit_function():
@@ -187,16 +206,14 @@ def profile_from_query(query: dict[str, str], source: str = "request") -> tonal.
 
 def profile_from_json_bytes(data: bytes, name: str) -> tonal.Profile:
     """Parses an uploaded profile file the way :func:`gan_style.load_profile` does."""
-    import json
-
     try:
         text = data.decode("utf-8-sig")  # as load_profile: a BOM is fine
     except UnicodeDecodeError:
         raise StudioError(f"{name}: not a UTF-8 JSON profile") from None
     try:
-        parsed = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise StudioError(f"{name}: not valid JSON: {error}") from None
+        parsed = tonal.parse_json(text, name)
+    except ValueError as error:
+        raise StudioError(str(error)) from None
     return profile_from_values(parsed, source=name)
 
 
@@ -296,6 +313,7 @@ class Studio:
             tf.TensorSpec([None, None, None, 3], tf.uint8),
             tf.TensorSpec([None, None, None, 3], tf.float32),
             tf.TensorSpec([None, len(tonal.PROFILE_VECTOR_NAMES)], tf.float32),
+            tf.TensorSpec([None, None, None, 1], tf.uint8),  # alpha, 255 for an opaque image
         ]
         self._finish_graph = tf.function(self._finish_eager, input_signature=signature)
         # The generator as a graph, as infer.py runs it: in bfloat16, eager and
@@ -307,19 +325,19 @@ class Studio:
         )
         self.use_xla = True
 
-    def _finish_eager(self, images, generated, tone_params):
-        return self.translator.finish(images, generated, tone_params=tone_params)
+    def _finish_eager(self, images, generated, tone_params, alpha):
+        return self.translator.finish(images, generated, tone_params=tone_params, alpha=alpha)
 
-    def _finish(self, images, generated, tone_params):
+    def _finish(self, images, generated, tone_params, alpha):
         if self.use_xla:
             try:
-                return self._finish_bucketed(images, generated, tone_params)
+                return self._finish_bucketed(images, generated, tone_params, alpha)
             except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError) as error:
                 _log.warning("XLA cannot compile the preview (%s); using the plain graph", error)
                 self.use_xla = False
-        return self._finish_graph(images, generated, tone_params)
+        return self._finish_graph(images, generated, tone_params, alpha)
 
-    def _finish_bucketed(self, images, generated, tone_params):
+    def _finish_bucketed(self, images, generated, tone_params, alpha):
         """The XLA finish on the pixels laid out as one row, padded to a bucket.
 
         XLA compiles a program per input shape and keeps it (about 1.4 MB
@@ -334,9 +352,9 @@ class Studio:
         padding = [[0, 0], [0, 0], [0, pixel_bucket(pixels) - pixels], [0, 0]]
 
         def as_row(x):
-            return tf.pad(tf.reshape(x, (batch, 1, pixels, 3)), padding)
+            return tf.pad(tf.reshape(x, (batch, 1, pixels, x.shape[-1])), padding)
 
-        out = self._finish_xla(as_row(images), as_row(generated), tone_params)
+        out = self._finish_xla(as_row(images), as_row(generated), tone_params, as_row(tf.convert_to_tensor(alpha)))
         return tf.reshape(out[:, :, :pixels], (batch, height, width, 3))
 
     # -- images ------------------------------------------------------------
@@ -365,10 +383,8 @@ class Studio:
             decoded = image_io.read_image_bytes(data, name=name, max_pixels=self.max_pixels)
         except image_io.ImageError as error:
             raise StudioError(f"{name}: {error.reason}") from None
-        # The catalog converter feeds the model the image composited on white
-        # and puts the alpha back on the output; so does the studio.
-        rgb = image_io.composite(decoded.rgb, decoded.alpha, (255, 255, 255))
-        return self.add_array(rgb, decoded.alpha, name=name, notes=decoded.notes, icc_profile=decoded.icc_profile)
+        return self.add_array(decoded.rgb, decoded.alpha, name=name, notes=decoded.notes,
+                              icc_profile=decoded.icc_profile)
 
     def add_array(
         self,
@@ -378,8 +394,10 @@ class Studio:
         notes: Sequence[str] = (),
         icc_profile: bytes | None = None,
     ) -> StudioImage:
-        """Adds a decoded uint8 [H, W, 3] image (what the model sees), optional
-        alpha, and the ICC profile that describes its values (None: sRGB)."""
+        """Adds a decoded uint8 [H, W, 3] image (its own colours, not
+        composited), optional alpha, and the ICC profile that describes its
+        values (None: sRGB). As the catalog converter does, the model sees it
+        composited on white, and the alpha goes back on the output."""
         import time
 
         rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
@@ -398,7 +416,7 @@ class Studio:
             )
         with self._generate_lock:
             start = time.perf_counter()
-            generated = self._generate(rgb)
+            generated = self._generate(rgb, alpha)
             seconds = time.perf_counter() - start
         image = StudioImage(
             id=f"img{next(self._ids)}",
@@ -412,18 +430,20 @@ class Studio:
             icc_profile=icc_profile,
         )
         # Compile the preview for this size now, not on the first slider move.
-        self._finish(tf.constant(rgb[None]), generated, tf.constant([neutral_vector()]))
+        self._finish(tf.constant(rgb[None]), generated, tf.constant([neutral_vector()]), _alpha_batch(image))
         with self._lock:
             self._images[image.id] = image
             while len(self._images) > self.max_images:
                 self._images.popitem(last=False)
         return image
 
-    def _generate(self, rgb: np.ndarray) -> tf.Tensor:
-        """The generator's float32 [1, H, W, 3] output, tiled as infer.py tiles."""
+    def _generate(self, rgb: np.ndarray, alpha: np.ndarray | None) -> tf.Tensor:
+        """The generator's float32 [1, H, W, 3] output for the image composited
+        on white, tiled as infer.py tiles."""
         height, width = rgb.shape[:2]
+        model_input = image_io.composite(rgb, alpha, (255, 255, 255))
         if not tiling.needs_tiling(height, width, self.tile):
-            return self._generate_graph(tf.constant(rgb[None]))
+            return self._generate_graph(tf.constant(model_input[None]))
         if self._tiled is None:
             self._tiled = tiling.TiledTranslator(
                 self.translator, tile=self.tile, overlap=self.overlap, stats_size=self.stats_size
@@ -434,7 +454,7 @@ class Studio:
         # output itself, which render() then finishes in one pointwise pass,
         # the same values the converter finishes region by region.
         generated = np.empty((height, width, 3), np.float32)
-        self._tiled.generate(rgb, finish=lambda source, region: region, out=generated)
+        self._tiled.generate(model_input, finish=lambda source, region: region, out=generated)
         return tf.constant(generated[None])
 
     def get(self, image_id: str) -> StudioImage:
@@ -456,7 +476,7 @@ class Studio:
         """The translated, toned image as uint8 [H, W, 3] (no generator pass)."""
         image = self.get(image_id)
         params = tf.constant([profile.to_vector()], tf.float32)
-        out = self._finish(tf.constant(image.rgb[None]), image.generated, params)
+        out = self._finish(tf.constant(image.rgb[None]), image.generated, params, _alpha_batch(image))
         return out[0].numpy()
 
     def blended(self, image_id: str, strength: float) -> np.ndarray:
@@ -496,14 +516,15 @@ class Studio:
                 decoded = image_io.read_image_bytes(data, name=name, max_pixels=self.max_pixels)
             except image_io.ImageError as error:
                 raise StudioError(f"reference {name}: {error.reason}") from None
-            rgb = image_io.srgb_on_white(decoded)  # as fit_profile reads files; the source too
-            size = reduced_size(rgb.shape[1], rgb.shape[0], REFERENCE_SIZE)
-            images.append(_reduce(rgb, "RGB", size) if size != rgb.shape[1::-1] else rgb)
+            pixels = _visible_reduced(image_io.to_srgb(decoded.rgb, decoded.icc_profile), decoded.alpha)
+            if not pixels.size:
+                raise StudioError(f"reference {name} has no pixel at least half opaque")
+            images.append(pixels)
         sources = None
         if image_id is not None:
-            source = image_io.to_srgb(self.blended(image_id, strength), self.get(image_id).icc_profile)
-            size = reduced_size(source.shape[1], source.shape[0], REFERENCE_SIZE)
-            sources = [_reduce(source, "RGB", size) if size != source.shape[1::-1] else source]
+            image = self.get(image_id)
+            blend = image_io.to_srgb(self.blended(image_id, strength), image.icc_profile)
+            sources = [_visible_reduced(blend, image.alpha)]
         try:
             fitted = fit_profile(images, source_images=sources)
         except ValueError as error:
