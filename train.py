@@ -6,8 +6,11 @@ for every key and gan_style/training.py for what the run writes.
 """
 
 import difflib
+import os
 import pathlib
+import re
 import sys
+import traceback
 
 from absl import app, flags, logging
 from ml_collections import config_flags
@@ -61,7 +64,29 @@ def parse_flags(argv: list[str]) -> list[str]:
               file=sys.stderr)
         sys.exit(1)
     except Exception as error:  # noqa: BLE001 - whatever loading --config raised
-        _fail(_unknown_override(argv) or f"--config: {str(error).strip()}")
+        _fail(_unknown_override(argv) or _config_file_error(error))
+
+
+def _config_file_error(error: Exception) -> str:
+    """One line for an error raised while loading the config file: the file,
+    line and statement where it happened, and ml_collections' message
+    without the dump of every field it appends (and not a KeyError's repr)."""
+    cause = error
+    while cause.args and isinstance(cause.args[0], BaseException):  # AttributeError(KeyError(...))
+        cause = cause.args[0]
+    text = cause.args[0] if isinstance(cause, KeyError) and cause.args else str(cause)
+    text = re.sub(r'\s*Other fields present: "\{.*\}"', "", str(text), flags=re.S)
+    text = " ".join(text.split())
+    if isinstance(cause, (KeyError, AttributeError)) and " " not in text:  # only the key's last part
+        text = f"no such config key {text}"
+    where = "--config"
+    libraries = tuple(os.path.dirname(os.path.dirname(m.__file__)) + os.sep for m in (flags, config_flags))
+    for frame in reversed(traceback.extract_tb(error.__traceback__)):
+        path = os.path.abspath(frame.filename)
+        if not path.startswith(libraries) and path != os.path.abspath(__file__) and "importlib" not in path:
+            where = f"--config={frame.filename}, line {frame.lineno}" + (f" ({frame.line})" if frame.line else "")
+            break
+    return f"{where}: {text}"
 
 
 def main(argv):

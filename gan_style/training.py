@@ -1020,14 +1020,19 @@ def resume_checkpoint(checkpoint_dir: pathlib.Path) -> str | None:
     )
 
 
-def _check_epoch_size(counters, steps_per_epoch: int, latest: str) -> None:
+def _check_epoch_size(counters, recorded: int, steps_per_epoch: int, latest: str) -> None:
     """Refuses a resume whose epoch has another number of steps than before:
-    the learning-rate schedule counts epochs in steps, the loop in epochs."""
+    the learning-rate schedule counts epochs in steps, the loop in epochs.
+
+    ``recorded`` is the epoch size the checkpoint was saved with; 0 for a
+    checkpoint from before it was saved, whose size is then worked out from
+    its counters (possible only past the first epoch).
+    """
     step, epoch, into = (int(v.numpy()) for v in (counters.step, counters.epoch, counters.step_in_epoch))
-    if epoch and step != epoch * steps_per_epoch + into:
-        before = (step - into) // epoch
+    before = recorded or ((step - into) // epoch if epoch else steps_per_epoch)
+    if before != steps_per_epoch:
         raise ConfigError(
-            f"the training set changed size since {latest}: it trained {epoch} epoch(s) of {before} "
+            f"the training set changed size since {latest}: it trained with epochs of {before} "
             f"steps, and now an epoch is {steps_per_epoch} steps (the larger training domain's images over "
             "train.batch_size). The learning-rate schedule would no longer match the epochs. Restore the "
             f"training data, or set data.max_images so the larger domain has {before} x train.batch_size "
@@ -1266,9 +1271,14 @@ def _train(config, workdir, strategy, chief, extra_callbacks, feature_fn, steps_
         model.build(image_shape)
         model.compile(*make_optimizers(config, steps_per_epoch))
         counters = _Counters()
+        # The epoch size the checkpoint was trained with: a resume on a training
+        # set of another size is refused even in the first epoch, where the
+        # counters cannot tell (restored apart: older checkpoints lack it).
+        epoch_size = tf.Variable(steps_per_epoch, trainable=False, dtype=tf.int64, name="epoch_size",
+                                 aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
 
     items = model.checkpoint_items()
-    checkpoint = tf.train.Checkpoint(**items, counters=counters)
+    checkpoint = tf.train.Checkpoint(**items, counters=counters, epoch_size=epoch_size)
     own_dir = checkpoint_dir if chief else workdir / f"tmp_{_worker_id(strategy)}" / "checkpoints"
     if chief and checkpoint_dir.is_dir():
         _set_aside_unreadable_state(checkpoint_dir)
@@ -1301,7 +1311,12 @@ def _train(config, workdir, strategy, chief, extra_callbacks, feature_fn, steps_
             int(counters.step.numpy()), int(counters.epoch.numpy()),
             int(counters.step_in_epoch.numpy()),
         )
-        _check_epoch_size(counters, steps_per_epoch, latest)
+        recorded = 0
+        if any(name.startswith("epoch_size/") for name, _ in tf.train.list_variables(latest)):
+            tf.train.Checkpoint(epoch_size=epoch_size).restore(latest).expect_partial()
+            recorded = int(epoch_size.numpy())
+        _check_epoch_size(counters, recorded, steps_per_epoch, latest)
+        epoch_size.assign(steps_per_epoch)
 
     if chief:
         workdir.mkdir(parents=True, exist_ok=True)

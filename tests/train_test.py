@@ -224,7 +224,13 @@ def test_train_py_names_bad_keys_files_and_data_in_one_line(tmp_path):
         for i in range(2):
             Image.fromarray(np.full((40, 40, 3), 60 * i, np.uint8)).save(tmp_path / "tiny" / split / f"{i}.png")
     smoke = ["--config=configs/smoke.py"]
+    typo_file = tmp_path / "typo_config.py"  # a wrong key inside a config file of one's own
+    typo_file.write_text("from configs import smoke\n\ndef get_config():\n    c = smoke.get_config()\n"
+                         "    c.train.epoch = 3\n    return c\n")
     runs = {
+        "typo_in_file": ([f"--config={typo_file}", f"--workdir={tmp_path / 'r0'}"],
+                         f'--config={typo_file}, line 5 (c.train.epoch = 3): Key "epoch" does not exist and '
+                         'cannot be added since the config is locked. Did you mean "epochs" instead of "epoch"?'),
         "typo": (smoke + [f"--workdir={tmp_path / 'r1'}", "--config.optim.lerning_rate=1e-3"],
                  "--config.optim.lerning_rate: no such config key (see configs/default.py); "
                  "did you mean --config.optim.learning_rate?"),

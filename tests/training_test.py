@@ -713,11 +713,43 @@ def test_a_resume_with_another_epoch_size_is_refused(one_step_run, tmp_path):
     config.data.root = str(_tiny_folders(tmp_path / "more", count=4, size=32))
     config.train.max_steps = 2
     with pytest.raises(training.ConfigError, match=r"the training set changed size since \S*ckpt-1: it trained "
-                                                   r"1 epoch\(s\) of 1 steps, and now an epoch is 2 steps.*"
+                                                   r"with epochs of 1 steps, and now an epoch is 2 steps.*"
                                                    r"data.max_images so the larger domain has 1 x train.batch_size"):
         training.train_and_evaluate(config, workdir)
     config.data.max_images = 2  # capped to the old count: resumes
     assert training.train_and_evaluate(config, workdir)["step"] == 2
+
+
+def test_a_resume_with_another_epoch_size_is_refused_in_the_first_epoch_too(tmp_path):
+    # Stopped one step into a 4-step epoch: the counters alone cannot tell
+    # the epoch's size, so a smaller training set was accepted, and then the
+    # run refused every later resume, even with its own config.
+    config = _tiny_run_config(tmp_path, count=8, size=32)
+    config.checkpoint.every_steps = 1
+    workdir = tmp_path / "run"
+    training.train_and_evaluate(config, workdir)
+    config.data.max_images = 4
+    config.train.max_steps = 2
+    with pytest.raises(training.ConfigError, match=r"it trained with epochs of 4 steps, and now an epoch is 2 steps"):
+        training.train_and_evaluate(config, workdir)
+    config.data.max_images = 0
+    assert training.train_and_evaluate(config, workdir)["step"] == 2
+    config.train.max_steps = 3
+    assert training.train_and_evaluate(config, workdir)["step"] == 3
+
+
+def test_epoch_size_of_a_checkpoint_that_does_not_record_it():
+    # Checkpoints from before the epoch size was saved: worked out from the
+    # counters past the first epoch, taken on trust within it.
+    counters = training._Counters()
+    counters.step.assign(9), counters.epoch.assign(2), counters.step_in_epoch.assign(1)
+    training._check_epoch_size(counters, 0, 4, "ckpt-9")
+    with pytest.raises(training.ConfigError, match="epochs of 4 steps, and now an epoch is 3 steps"):
+        training._check_epoch_size(counters, 0, 3, "ckpt-9")
+    counters.step.assign(3), counters.epoch.assign(0), counters.step_in_epoch.assign(3)
+    training._check_epoch_size(counters, 0, 2, "ckpt-3")
+    with pytest.raises(training.ConfigError, match="epochs of 5 steps, and now an epoch is 2 steps"):
+        training._check_epoch_size(counters, 5, 2, "ckpt-3")
 
 
 def test_a_batch_of_images_of_different_sizes_names_the_keys(tmp_path):
