@@ -484,6 +484,11 @@ class Translator(keras.Model):
         _check_static(images.dtype, images.shape)
         if tone_params is not None:
             _check_tone_shape(tone_params.shape)
+        if alpha is not None and keras.backend.standardize_dtype(alpha.dtype) != "uint8":
+            raise ValueError(
+                f"alpha must be uint8 [batch, H, W, 1]; got dtype {alpha.dtype}. In a Keras model: "
+                'keras.Input(shape=(None, None, 1), dtype="uint8")'
+            )
         return keras.KerasTensor(images.shape, dtype="uint8")
 
     def build(self, input_shape=None):

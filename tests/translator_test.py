@@ -293,6 +293,13 @@ def test_keras_model_around_it_refuses_wrong_inputs_when_built(translator):
     inputs = keras.Input((None, None, 3), dtype="uint8")
     with pytest.raises(ValueError, match="tone_params must be"):
         translator(inputs, tone_params=keras.Input((5,)))
+    with pytest.raises(ValueError, match=r'alpha must be uint8 .*keras\.Input\(shape=\(None, None, 1\), dtype="uint8"\)'):
+        translator(inputs, alpha=keras.Input((None, None, 1)))
+    # A cut-out's alpha as a second input: the model works on uint8 data as the translator does.
+    alpha_in = keras.Input((None, None, 1), dtype="uint8")
+    cutouts = keras.Model([inputs, alpha_in], translator(inputs, alpha=alpha_in))
+    x, a = images(17, (1, 12, 16, 3)), images(18, (1, 12, 16, 1))
+    assert_within_one_level(cutouts([x, a]), translator(x, alpha=a))
 
 
 def test_graph_inputs_of_unknown_size_are_checked_at_run_time(translator):
