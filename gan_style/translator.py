@@ -91,13 +91,51 @@ def _check_rgb_generator(generator: keras.Model) -> None:
 
 def _substr(encoded: tf.Tensor, pos, length) -> tf.Tensor:
     """Up to ``length`` bytes from ``pos``: empty past the end, where tf.strings.substr fails."""
-    return tf.strings.substr(encoded, tf.clip_by_value(pos, 0, tf.strings.length(encoded)), length)
+    end = tf.cast(tf.strings.length(encoded), tf.int64)
+    return tf.strings.substr(encoded, tf.cast(tf.clip_by_value(tf.cast(pos, tf.int64), 0, end), tf.int32), length)
 
 
-def _find(encoded: tf.Tensor, marker: bytes) -> tf.Tensor:
-    """Byte offset of the first ``marker`` in ``encoded``, or -1."""
-    pieces = tf.strings.split(encoded, sep=marker, maxsplit=1)
-    return tf.where(tf.size(pieces) > 1, tf.strings.length(pieces[0]), -1)
+def _uint(encoded: tf.Tensor, pos, size: int, big_endian: bool) -> tf.Tensor:
+    """The unsigned ``size``-byte integer at ``pos`` (int64; missing bytes read as 0)."""
+    raw = tf.io.decode_raw(_substr(encoded, pos, size) + b"\0" * size, tf.uint8)[:size]
+    order = range(size - 1, -1, -1) if big_endian else range(size)
+    return tf.reduce_sum(tf.cast(raw, tf.int64) * tf.constant([256**k for k in order], tf.int64))
+
+
+def _exif_offset(encoded: tf.Tensor, container: str) -> tf.Tensor:
+    """Where the EXIF block's TIFF header starts in a JPEG, PNG or WebP, or -1.
+
+    Walks the container's own segments or chunks, as PIL reads them (text
+    that merely mentions "eXIf" in a comment is not a chunk): a JPEG's APP1
+    segment that starts "Exif\0\0", a PNG's eXIf chunk, a WebP's EXIF chunk
+    (sometimes with JPEG's "Exif\0\0" in front).
+    """
+    length = tf.cast(tf.strings.length(encoded), tf.int64)
+    missing = tf.constant(-1, tf.int64)
+
+    def step(pos):  # -> (the TIFF offset if this is the EXIF block else -1, next position)
+        if container == "jpeg":  # FF xx, big-endian size counting itself; no segments past the scan
+            marker, data = _substr(encoded, pos, 2), pos + 4
+            exif = tf.equal(marker, b"\xff\xe1") & tf.equal(_substr(encoded, data, 6), b"Exif\0\0")
+            found = tf.where(exif, data + 6, missing)
+            ends = tf.not_equal(_substr(encoded, pos, 1), b"\xff") | tf.equal(marker, b"\xff\xda")
+            return found, tf.where(ends, length, pos + 2 + _uint(encoded, pos + 2, 2, True))
+        if container == "png":  # big-endian size, type, data, CRC
+            size, kind, data = _uint(encoded, pos, 4, True), _substr(encoded, pos + 4, 4), pos + 8
+            ends = tf.equal(kind, b"IEND")
+            return tf.where(tf.equal(kind, b"eXIf"), data, missing), tf.where(ends, length, data + size + 4)
+        kind, size, data = _substr(encoded, pos, 4), _uint(encoded, pos + 4, 4, False), pos + 8  # WebP (RIFF)
+        prefixed = tf.equal(_substr(encoded, data, 6), b"Exif\0\0")
+        skip = tf.where(prefixed, tf.constant(6, tf.int64), 0)
+        return tf.where(tf.equal(kind, b"EXIF"), data + skip, missing), data + size + size % 2
+
+    start = {"jpeg": 2, "png": 8, "webp": 12}[container]
+    _, found = tf.while_loop(
+        lambda pos, found: (found < 0) & (pos + 8 <= length),
+        lambda pos, found: step(pos)[::-1],
+        (tf.constant(start, tf.int64), missing),
+    )
+    return found
 
 
 def exif_orientation(encoded: tf.Tensor) -> tf.Tensor:
@@ -113,16 +151,10 @@ def exif_orientation(encoded: tf.Tensor) -> tf.Tensor:
     is_jpeg = tf.equal(tf.strings.substr(head, 0, 2), b"\xff\xd8")
     is_png = tf.equal(tf.strings.substr(head, 0, 8), b"\x89PNG\r\n\x1a\n")
     is_webp = tf.equal(tf.strings.substr(head, 0, 4), b"RIFF") & tf.equal(tf.strings.substr(head, 8, 4), b"WEBP")
-    # Where the TIFF block starts: a JPEG's APP1 ("Exif\0\0" + TIFF) comes
-    # first; a PNG chunk's data follows its type; a WebP chunk's follows its
-    # type and size, sometimes with JPEG's "Exif\0\0" in front.
-    in_jpeg = _find(tf.strings.substr(encoded, 0, 65536), b"Exif\0\0")
-    in_png = _find(encoded, b"eXIf")
-    in_webp = _find(encoded, b"EXIF")
-    webp_tiff = in_webp + 8 + tf.where(tf.equal(_substr(encoded, in_webp + 8, 6), b"Exif\0\0"), 6, 0)
-    tiff = tf.where(is_jpeg & (in_jpeg >= 0), in_jpeg + 6,
-                    tf.where(is_png & (in_png >= 0), in_png + 4,
-                             tf.where(is_webp & (in_webp >= 0), webp_tiff, -1)))
+    none = tf.constant(-1, tf.int64)
+    tiff = tf.cond(is_jpeg, lambda: _exif_offset(encoded, "jpeg"), lambda: tf.cond(
+        is_png, lambda: _exif_offset(encoded, "png"), lambda: tf.cond(
+            is_webp, lambda: _exif_offset(encoded, "webp"), lambda: none)))
     block = _substr(encoded, tiff, 65536)  # EXIF blocks are at most 64 KiB
     data = tf.io.decode_raw(block + b"\0" * 16, tf.uint8)  # never empty
     data = tf.cast(data, tf.int32)

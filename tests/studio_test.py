@@ -26,7 +26,7 @@ pytest.importorskip("flask", reason="the studio's optional extra (Flask) is not 
 from catalog_fixtures import save_tiny_translator
 
 import gan_style
-from gan_style import tonal
+from gan_style import image_io, tonal
 from gan_style.studio import __main__ as studio_main
 from gan_style.studio import create_app, host_warning, make_server, server
 from gan_style.studio.app import STATIC_DIR
@@ -270,6 +270,22 @@ def test_large_images_are_reduced_for_the_studio(translator):
     assert any("reduced from 64x48 to 32x24" in note for note in body["notes"])
     preview = decode_png(client.get(f"/api/images/{body['id']}/preview.png").data)
     assert preview.shape == (24, 32, 3)
+
+
+def test_a_reduced_cut_out_keeps_clean_edges(translator):
+    # A light grey square on a transparent background that hides black: reduced
+    # as colours and alpha apart, the black bled into the edge (down to 209 on white).
+    client = create_app(translator, preview_size=64).test_client()
+    rgb = np.zeros((200, 200, 3), np.uint8)
+    alpha = np.zeros((200, 200), np.uint8)
+    rgb[50:150, 50:150], alpha[50:150, 50:150] = 230, 255
+    image_id = upload(client, png_bytes(rgb, alpha)).get_json()["id"]
+    for path in ("source.png", "converted.png?strength=0"):
+        pixels = decode_png(client.get(f"/api/images/{image_id}/{path}").data)
+        assert pixels.shape == (64, 64, 4)
+        assert ((pixels[..., 3] > 0) & (pixels[..., 3] < 255)).any()  # a soft edge, as reduced
+        on_white = image_io.composite(pixels[..., :3], pixels[..., 3])
+        assert on_white.min() >= 229, path
 
 
 def test_pick_an_image_from_the_folder(client):

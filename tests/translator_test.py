@@ -1,6 +1,7 @@
 """Tests of gan_style.translator: any-size uint8 translation, saving, export, reuse."""
 
 import io
+import zlib
 
 import keras
 import numpy as np
@@ -553,6 +554,18 @@ def test_exif_orientation_in_graph_ops_matches_pil():
                     stored = np.asarray(image.convert("RGB"))
                 assert int(exif_orientation(tf.constant(data))) == orientation, (format, orientation, big_endian)
                 assert np.array_equal(apply_orientation(tf.constant(stored), orientation).numpy(), upright)
+    # Text that only mentions the marker comes first: the block is found by
+    # walking the segments or chunks, as PIL does, not by searching the bytes.
+    fake = _exif(3, big_endian=True)  # "Exif\0\0MM..." with orientation 3
+    jpeg = _encoded_with_orientation(pixels, 6, "JPEG")
+    comment = b"\xff\xfe" + (len(fake) + 2).to_bytes(2, "big") + fake
+    png = _encoded_with_orientation(pixels, 6, "PNG")
+    text = b"Comment\0see the eXIf chunk: " + fake
+    chunk = len(text).to_bytes(4, "big") + b"tEXt" + text + zlib.crc32(b"tEXt" + text).to_bytes(4, "big")
+    for data in (jpeg[:2] + comment + jpeg[2:], png[:33] + chunk + png[33:]):
+        with Image.open(io.BytesIO(data)) as image:
+            assert image.getexif().get(0x0112) == 6
+        assert int(exif_orientation(tf.constant(data))) == 6, data[:40]
     no_exif = []
     for format in ("PNG", "JPEG", "WEBP", "BMP", "GIF"):
         buffer = io.BytesIO()

@@ -127,8 +127,7 @@ def _visible_reduced(rgb: np.ndarray, alpha: np.ndarray | None) -> np.ndarray:
     files (the layout does not matter to it: the tone is pointwise)."""
     size = reduced_size(rgb.shape[1], rgb.shape[0], REFERENCE_SIZE)
     if size != rgb.shape[1::-1]:
-        rgb = _reduce(rgb, "RGB", size)
-        alpha = None if alpha is None else _reduce(alpha, "L", size)
+        rgb, alpha = _reduce(rgb, alpha, size)
     return image_io.visible_pixels(rgb, alpha)[None]
 
 
@@ -231,8 +230,14 @@ def encode_png(
     return buffer.getvalue()
 
 
-def _reduce(array: np.ndarray, mode: str, size: tuple[int, int]) -> np.ndarray:
-    return np.asarray(Image.fromarray(array, mode).resize(size, Image.Resampling.LANCZOS))
+def _reduce(rgb: np.ndarray, alpha: np.ndarray | None, size: tuple[int, int]):
+    """``(rgb, alpha)`` resized to ``size`` (Lanczos). A cut-out is resized as
+    one RGBA image, which PIL weights by alpha: resized apart, the colour
+    hidden under transparent pixels (often black) bled into the edges."""
+    if alpha is None:
+        return np.asarray(Image.fromarray(rgb, "RGB").resize(size, Image.Resampling.LANCZOS)), None
+    rgba = np.asarray(Image.fromarray(np.dstack([rgb, alpha]), "RGBA").resize(size, Image.Resampling.LANCZOS))
+    return np.ascontiguousarray(rgba[..., :3]), np.ascontiguousarray(rgba[..., 3])
 
 
 def pixel_bucket(pixels: int) -> int:
@@ -407,9 +412,7 @@ class Studio:
         height, width = rgb.shape[:2]
         size = reduced_size(width, height, self.preview_size)
         if size != (width, height):
-            rgb = _reduce(rgb, "RGB", size)
-            if alpha is not None:
-                alpha = _reduce(alpha, "L", size)
+            rgb, alpha = _reduce(rgb, alpha, size)
             notes.append(
                 f"reduced from {width}x{height} to {size[0]}x{size[1]} for the studio "
                 f"(infer.py converts the full image)"
