@@ -107,8 +107,7 @@ def main(argv):
         print(str(stopped), file=sys.stderr, flush=True)
         sys.exit(128 + stopped.signum)
     except (training.ConfigError, FloatingPointError) as error:
-        logging.error("%s", error)
-        _fail(str(error))
+        _fail(str(error))  # once: absl's log would print it to stderr a second time
     except (ValueError, OSError, tf.errors.OpError) as error:
         # Bad data (an empty or undecodable folder, a download that failed
         # offline) or an unusable --workdir: the message names it; the

@@ -1293,7 +1293,8 @@ def _train(config, workdir, strategy, chief, extra_callbacks, feature_fn, steps_
             # still fits; the masks then start afresh.
             seeds = items.pop("dropout_seeds", None)
             restorer = tf.train.Checkpoint(**items, counters=counters)
-            restorer.restore(latest).assert_existing_objects_matched()
+            # epoch_size is restored below: expect_partial keeps TF from warning it was left out.
+            restorer.restore(latest).assert_existing_objects_matched().expect_partial()
             checkpoint.save_counter.assign(restorer.save_counter)  # the saving object's own count
             if seeds is not None:
                 if any(name.startswith("dropout_seeds/") for name, _ in tf.train.list_variables(latest)):
