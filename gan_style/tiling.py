@@ -478,14 +478,11 @@ class TiledTranslator:
         Returns:
           ``out``, the translated uint8 image of the same size.
         """
-        own_finish = finish is None
-        finish = finish or self._finish
-        if transparent is not None:
-            colours, alpha = transparent
-            if colours.shape[:2] != image.shape[:2] or alpha.shape[:2] != image.shape[:2]:
-                raise ValueError(f"transparent colours {colours.shape} and alpha {alpha.shape} "
-                                 f"do not fit the image {image.shape}")
         image = image[..., :3]  # a view: an RGBX buffer's fourth channel is never read or written
+        colours, alpha = transparent if transparent is not None else (image, None)
+        if colours.shape[:2] != image.shape[:2] or (alpha is not None and alpha.shape[:2] != image.shape[:2]):
+            raise ValueError(f"transparent colours {colours.shape} and alpha {alpha.shape} "
+                             f"do not fit the image {image.shape}")
         height, width = image.shape[:2]
         out = np.empty(image.shape[:2] + (3,), np.uint8) if out is None else out
         stats = self.statistics(image)
@@ -505,10 +502,8 @@ class TiledTranslator:
             if y1 <= y0 or x1 <= x0:
                 return
             region = np.s_[y0:y1, x0:x1]
-            if transparent is None:
-                sink[region] = finish(image[region], generated)
-            elif own_finish:
-                sink[region] = self._finish(colours[region], generated, alpha[region])
+            if finish is None:
+                sink[region] = self._finish(colours[region], generated, None if alpha is None else alpha[region])
             else:
                 sink[region] = finish(colours[region], generated)
 
