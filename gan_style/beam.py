@@ -487,7 +487,6 @@ class ConvertFn(beam.DoFn):
 
     def _convert(self, item: dict, start: float) -> dict:
         import numpy as np
-        import tensorflow as tf
 
         from gan_style import convert, image_io, image_writer, tiling
 
@@ -518,11 +517,8 @@ class ConvertFn(beam.DoFn):
                 # In place when the decode buffer is ours (see read_image's rgbx_over).
                 out = self._tiled.generate(x, out=x if x.flags.writeable else None,
                                            transparent=convert.transparent_parts(image))
-            elif image.alpha is None:
-                out = self._translate(tf.constant(x[None])).numpy()[0]
-            else:  # the translator composites it itself, to blend against its own colours
-                out = self._translate(tf.constant(image.rgb[None]),
-                                      alpha=tf.constant(image.alpha[None, ..., None])).numpy()[0]
+            else:
+                out = convert.translate_decoded(self._translate, [image], [x])[0]
         except Exception as e:  # noqa: BLE001
             what = "tiled translation" if tiled else "translation"
             return self._record(item, "failed", f"{what} failed: {type(e).__name__}: {e}",

@@ -747,6 +747,19 @@ def translate_function(translator: Translator) -> Any:
     return translate
 
 
+def translate_decoded(translate, images: list[image_io.DecodedImage], model_inputs: list[np.ndarray]) -> np.ndarray:
+    """Decoded images of one size through ``translate`` (:func:`translate_function`)
+    in one call: ``model_inputs`` (:func:`model_input`) when all are opaque;
+    else their own colours and alpha (255 for the opaque ones), which the
+    translator composites itself, to blend against their own colours."""
+    if all(image.alpha is None for image in images):
+        return translate(tf.constant(np.stack(model_inputs))).numpy()
+    opaque = np.full(images[0].rgb.shape[:2], 255, np.uint8)
+    alpha = np.stack([opaque if image.alpha is None else image.alpha for image in images])
+    return translate(tf.constant(np.stack([image.rgb for image in images])),
+                     alpha=tf.constant(alpha[..., None])).numpy()
+
+
 def transparent_parts(image: image_io.DecodedImage) -> tuple[np.ndarray, np.ndarray] | None:
     """``(colours, alpha)`` of an image with alpha (see :meth:`tiling.TiledTranslator.generate`), else None."""
     return None if image.alpha is None else (image.rgb, image.alpha)
@@ -872,13 +885,7 @@ class _Converter:
     def translate_group(self, group: list[_Decoded]) -> None:
         start = time.perf_counter()
         try:
-            if all(d.image.alpha is None for d in group):
-                outputs = self._translate(tf.constant(np.stack([d.model_input for d in group]))).numpy()
-            else:  # the translator composites them itself, to blend against their own colours
-                opaque = np.full(group[0].model_input.shape[:2], 255, np.uint8)
-                alpha = np.stack([opaque if d.image.alpha is None else d.image.alpha for d in group])
-                outputs = self._translate(tf.constant(np.stack([d.image.rgb for d in group])),
-                                          alpha=tf.constant(alpha[..., None])).numpy()
+            outputs = translate_decoded(self._translate, [d.image for d in group], [d.model_input for d in group])
         except Exception as e:  # noqa: BLE001
             if len(group) > 1:  # find the one that fails; the others still convert
                 for item in group:
