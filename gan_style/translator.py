@@ -138,6 +138,14 @@ def _exif_offset(encoded: tf.Tensor, container: str) -> tf.Tensor:
     return found
 
 
+def _png_or_webp(encoded: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """Whether ``encoded`` is a PNG, and whether a WebP, by their signatures."""
+    head = tf.strings.substr(encoded, 0, 12) + b"\0" * 12  # never shorter than 12 bytes
+    is_png = tf.equal(tf.strings.substr(head, 0, 8), b"\x89PNG\r\n\x1a\n")
+    is_webp = tf.equal(tf.strings.substr(head, 0, 4), b"RIFF") & tf.equal(tf.strings.substr(head, 8, 4), b"WEBP")
+    return is_png, is_webp
+
+
 def exif_orientation(encoded: tf.Tensor) -> tf.Tensor:
     """The EXIF orientation (1-8) of an encoded JPEG, PNG or WebP, in graph
     ops; 1 when there is none or no readable EXIF block.
@@ -147,10 +155,8 @@ def exif_orientation(encoded: tf.Tensor) -> tf.Tensor:
     into PNG (an ``eXIf`` chunk) and WebP (an ``EXIF`` chunk); infer.py (PIL)
     applies it, and so does the SavedModel's ``translate_bytes``.
     """
-    head = tf.strings.substr(encoded, 0, 12) + b"\0" * 12
-    is_jpeg = tf.equal(tf.strings.substr(head, 0, 2), b"\xff\xd8")
-    is_png = tf.equal(tf.strings.substr(head, 0, 8), b"\x89PNG\r\n\x1a\n")
-    is_webp = tf.equal(tf.strings.substr(head, 0, 4), b"RIFF") & tf.equal(tf.strings.substr(head, 8, 4), b"WEBP")
+    is_jpeg = tf.equal(tf.strings.substr(encoded, 0, 2), b"\xff\xd8")
+    is_png, is_webp = _png_or_webp(encoded)
     none = tf.constant(-1, tf.int64)
     tiff = tf.cond(is_jpeg, lambda: _exif_offset(encoded, "jpeg"), lambda: tf.cond(
         is_png, lambda: _exif_offset(encoded, "png"), lambda: tf.cond(
@@ -208,12 +214,7 @@ def decode_rgba(encoded: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     (tRNS) is not read by TF. Where there is none the alpha is 255 and
     ``has_alpha`` False. Orientation is not applied.
     """
-    head = tf.strings.substr(encoded, 0, 12) + b"\0" * 12  # never shorter than 12 bytes
-    may_have_alpha = tf.logical_or(
-        tf.equal(tf.strings.substr(head, 0, 8), b"\x89PNG\r\n\x1a\n"),
-        tf.logical_and(tf.equal(tf.strings.substr(head, 0, 4), b"RIFF"),
-                       tf.equal(tf.strings.substr(head, 8, 4), b"WEBP")),
-    )
+    may_have_alpha = tf.logical_or(*_png_or_webp(encoded))
 
     def opaque(rgb):
         return tf.concat([rgb, tf.fill(tf.shape(rgb[..., :1]), tf.constant(255, tf.uint8))], -1), tf.constant(False)
@@ -286,11 +287,19 @@ def uncomposite(colours, alpha):
     return tf.where(partial, straight, colours)
 
 
+def _check_alpha_dtype(dtype) -> None:
+    dtype = keras.backend.standardize_dtype(dtype)
+    if dtype != "uint8":
+        raise ValueError(
+            f"alpha must be uint8 [batch, H, W, 1]; got dtype {dtype}. In a Keras model: "
+            'keras.Input(shape=(None, None, 1), dtype="uint8")'
+        )
+
+
 def _check_alpha(alpha, images):
     """``alpha`` as a uint8 tensor ``[B, H, W, 1]`` that fits ``images``, or a ValueError."""
     alpha = tf.convert_to_tensor(alpha)
-    if alpha.dtype != tf.uint8:
-        raise ValueError(f"alpha must be uint8 [batch, H, W, 1]; got dtype {alpha.dtype.name}")
+    _check_alpha_dtype(alpha.dtype)
     if alpha.shape.rank == 3:
         alpha = alpha[..., None]
     if alpha.shape.rank != 4 or alpha.shape[-1] not in (None, 1):
@@ -516,11 +525,8 @@ class Translator(keras.Model):
         _check_static(images.dtype, images.shape)
         if tone_params is not None:
             _check_tone_shape(tone_params.shape)
-        if alpha is not None and keras.backend.standardize_dtype(alpha.dtype) != "uint8":
-            raise ValueError(
-                f"alpha must be uint8 [batch, H, W, 1]; got dtype {alpha.dtype}. In a Keras model: "
-                'keras.Input(shape=(None, None, 1), dtype="uint8")'
-            )
+        if alpha is not None:
+            _check_alpha_dtype(alpha.dtype)
         return keras.KerasTensor(images.shape, dtype="uint8")
 
     def build(self, input_shape=None):
