@@ -1288,19 +1288,24 @@ def _train(config, workdir, strategy, chief, extra_callbacks, feature_fn, steps_
     # Every worker restores the chief's latest checkpoint.
     if latest:
         try:
-            # Dropout's seed states are restored apart: a checkpoint written
-            # without them (dropout switched on at resume, or an older run)
-            # still fits; the masks then start afresh.
+            # Dropout's seed states and the epoch size are restored apart: a
+            # checkpoint written without them (dropout switched on at resume,
+            # or an older run) still fits; the masks then start afresh.
             seeds = items.pop("dropout_seeds", None)
             restorer = tf.train.Checkpoint(**items, counters=counters)
-            # epoch_size is restored below: expect_partial keeps TF from warning it was left out.
+            # expect_partial: TF would warn that those were left out.
             restorer.restore(latest).assert_existing_objects_matched().expect_partial()
             checkpoint.save_counter.assign(restorer.save_counter)  # the saving object's own count
-            if seeds is not None:
-                if any(name.startswith("dropout_seeds/") for name, _ in tf.train.list_variables(latest)):
-                    tf.train.Checkpoint(dropout_seeds=seeds).restore(latest).expect_partial()
-                else:
-                    logging.warning("%s holds no dropout seed states: dropout masks start afresh", latest)
+            saved = {name.split("/", 1)[0] for name, _ in tf.train.list_variables(latest)}
+
+            def restore_if_saved(name, value) -> bool:
+                if name in saved:
+                    tf.train.Checkpoint(**{name: value}).restore(latest).expect_partial()
+                return name in saved
+
+            if seeds is not None and not restore_if_saved("dropout_seeds", seeds):
+                logging.warning("%s holds no dropout seed states: dropout masks start afresh", latest)
+            recorded = int(epoch_size.numpy()) if restore_if_saved("epoch_size", epoch_size) else 0
         except (ValueError, AssertionError, tf.errors.OpError) as e:
             first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise ConfigError(
@@ -1312,10 +1317,6 @@ def _train(config, workdir, strategy, chief, extra_callbacks, feature_fn, steps_
             int(counters.step.numpy()), int(counters.epoch.numpy()),
             int(counters.step_in_epoch.numpy()),
         )
-        recorded = 0
-        if any(name.startswith("epoch_size/") for name, _ in tf.train.list_variables(latest)):
-            tf.train.Checkpoint(epoch_size=epoch_size).restore(latest).expect_partial()
-            recorded = int(epoch_size.numpy())
         _check_epoch_size(counters, recorded, steps_per_epoch, latest)
         epoch_size.assign(steps_per_epoch)
 
