@@ -54,13 +54,6 @@ flags.DEFINE_string("json", "", "Write the results here as JSON.")
 FLAGS = flags.FLAGS
 
 
-def _model(size):
-    model = CycleGAN("resnet_9blocks", "basic", pool_size=50)
-    model.build((size, size, 3))
-    model.compile()
-    return model
-
-
 def plain_step(model):
     """The baseline: one tf.function, no pools, no distribution, no loss scaling."""
     adversarial = losses.get_adversarial_loss("lsgan")

@@ -285,8 +285,3 @@ def write_image(
             os.unlink(temp)
         raise
     return path.stat().st_size
-
-
-def is_temp_file(name: str) -> bool:
-    """A leftover temporary file of :func:`write_image` (from a killed run)."""
-    return name.startswith(".") and name.endswith(TEMP_SUFFIX)

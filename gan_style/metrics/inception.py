@@ -257,15 +257,6 @@ def build_inception(name: str = "tf_fid_inception_v3") -> keras.Model:
     return keras.Model(images, features, name=name)
 
 
-def conv_bn_layer_names(model: keras.Model) -> list[str]:
-    """Prefixes of every conv+BN unit (``Mixed_5b_branch1x1``...), in graph order."""
-    return [
-        layer.name[: -len("_conv")]
-        for layer in model.layers
-        if isinstance(layer, keras.layers.Conv2D)
-    ]
-
-
 def load_inception(weights_path: str | os.PathLike | None = None) -> keras.Model:
     """The pretrained TF-FID InceptionV3 feature extractor.
 
