@@ -55,6 +55,8 @@ setup(
         # infer.py --runner=beam. Beam 2.77 pins pillow<13, protobuf<7 and
         # pyarrow<26, so this extra moves those back a major version.
         "beam": ["apache-beam>=2.77,<3"],
+        # Translator.export("model.onnx"); ONNX Runtime runs the file.
+        "onnx": ["tf2onnx>=1.17", "onnx>=1.16"],
         "test": [
             "pytest>=8",
             "pytest-timeout>=2.3",
@@ -62,6 +64,9 @@ setup(
             "scikit-image>=0.24",
             "flask>=3.0,<4",
             "selenium>=4.20",
+            "tf2onnx>=1.17",
+            "onnx>=1.16",
+            "onnxruntime>=1.20",
         ],
     },
 )

@@ -10,7 +10,7 @@ restricted) into an ordinary ``keras.Model`` for the people who reuse it:
       -> finish(): strength blend with the source, TonalAdjustment, uint8
 
 It saves to ``.keras`` (loaded back by :func:`load_translator` in safe mode)
-and exports a SavedModel for TF Serving (:meth:`Translator.export`).
+and exports a SavedModel for TF Serving or an ONNX model (:meth:`Translator.export`).
 The tiled catalog converter and the tone studio call :meth:`generate` and
 :meth:`finish` separately; :meth:`call` is exactly ``finish(generate(x))``.
 """
@@ -55,11 +55,14 @@ def _mirror_indices(n, target):
     """
     before = (target - n) // 2
     after = target - n - before
-    i = tf.range(target) - before
     period = tf.maximum(2 * n - 2, 1)
-    j = tf.math.floormod(i, period)
+    # i runs from -before; shifted by whole periods to start at 0 or more, so
+    # the remainders below never see a negative operand: ONNX's converter
+    # turns FloorMod into a truncating remainder, which differs there.
+    i = tf.range(target) - before
+    j = tf.math.floormod(i + period * (before // period + 1), period)
     reflect = tf.where(j >= n, period - j, j)
-    k = tf.math.floormod(i, 2 * n)
+    k = tf.math.floormod(i + 2 * n * (before // (2 * n) + 1), 2 * n)
     symmetric = tf.where(k >= n, 2 * n - 1 - k, k)
     use_reflect = tf.logical_and(before <= n - 1, after <= n - 1)
     return tf.where(use_reflect, reflect, symmetric), before
@@ -614,8 +617,10 @@ class Translator(keras.Model):
 
         Args:
           filepath: ``*.keras`` writes a Keras archive (load it with
-            :func:`load_translator`); anything else is a SavedModel directory.
-          format: ``"keras"`` or ``"tf_saved_model"``; inferred from the path.
+            :func:`load_translator`), ``*.onnx`` an ONNX model; anything else
+            is a SavedModel directory.
+          format: ``"keras"``, ``"onnx"`` or ``"tf_saved_model"``; inferred
+            from the path.
 
         The SavedModel's signatures (all batch and image sizes):
 
@@ -637,10 +642,17 @@ class Translator(keras.Model):
           suffixes make TF Serving's REST API take and return ``{"b64": ...}``.
 
         An empty batch returns an empty batch from every endpoint.
+
+        The ONNX model (for ONNX Runtime and the tools that read ONNX; needs
+        ``pip install gan-style[onnx]``) is the first signature: input
+        ``images`` uint8 ``[B, H, W, 3]`` of any size, output ``translated``
+        uint8, in the translator's own tone and strength (:meth:`set_tone`
+        before exporting to change them). A cut-out goes in composited on
+        white, as ``self(images)`` takes it.
         """
         filepath = os.fspath(filepath)
         if format is None:
-            format = "keras" if filepath.endswith(".keras") else "tf_saved_model"
+            format = {".keras": "keras", ".onnx": "onnx"}.get(os.path.splitext(filepath)[1], "tf_saved_model")
         if not self.built:
             # Every weight exists already (the generator comes built); saying
             # so spares an export before the first call Keras' warning that
@@ -650,8 +662,10 @@ class Translator(keras.Model):
         if format == "keras":
             self.save(filepath)
             return filepath
+        if format == "onnx":
+            return self._export_onnx(filepath)
         if format != "tf_saved_model":
-            raise ValueError(f"unknown export format {format!r}; use 'keras' or 'tf_saved_model'")
+            raise ValueError(f"unknown export format {format!r}; use 'keras', 'onnx' or 'tf_saved_model'")
         images_spec = tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")
         tone_spec = tf.TensorSpec([None, len(tonal.PROFILE_VECTOR_NAMES)], tf.float32, name="tone")
         bytes_spec = tf.TensorSpec([None], tf.string, name="image_bytes")
@@ -690,6 +704,27 @@ class Translator(keras.Model):
             input_signature=[bytes_spec],
         )
         archive.write_out(filepath, verbose=verbose)
+        return filepath
+
+    def _export_onnx(self, filepath: str) -> str:
+        try:
+            import tf2onnx
+        except ImportError:
+            raise ImportError(
+                f"exporting {filepath} as ONNX needs tf2onnx: pip install 'gan-style[onnx]'"
+            ) from None
+        spec = tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")
+        # ONNX cannot name an output as its input: the output is "translated".
+        function = tf.function(lambda images: {"translated": self(images)}, input_signature=[spec])
+        # Written beside the target and renamed: a failed export leaves no
+        # truncated model, and an earlier one stays as it was.
+        temporary = f"{filepath}.{os.getpid()}.partial"
+        try:
+            tf2onnx.convert.from_function(function, input_signature=[spec], output_path=temporary)
+            os.replace(temporary, filepath)
+        finally:
+            if os.path.exists(temporary):
+                os.unlink(temporary)
         return filepath
 
 

@@ -1,6 +1,7 @@
 """Tests of gan_style.translator: any-size uint8 translation, saving, export, reuse."""
 
 import io
+import pathlib
 import zlib
 
 import keras
@@ -70,7 +71,7 @@ def blur_generator():
 # -- padding ---------------------------------------------------------------
 
 
-@pytest.mark.parametrize("n, target", [(5, 8), (8, 8), (7, 12), (255, 256), (6, 11)])
+@pytest.mark.parametrize("n, target", [(5, 8), (8, 8), (7, 12), (255, 256), (6, 11), (40, 110)])
 def test_mirror_indices_are_reflect_padding(n, target):
     indices, before = _mirror_indices(tf.constant(n), tf.constant(target))
     before = int(before)
@@ -78,7 +79,7 @@ def test_mirror_indices_are_reflect_padding(n, target):
     np.testing.assert_array_equal(indices.numpy(), expected)
 
 
-@pytest.mark.parametrize("n, target", [(1, 8), (2, 8), (3, 8), (3, 20)])
+@pytest.mark.parametrize("n, target", [(1, 8), (2, 8), (3, 8), (3, 20), (5, 72), (2, 101)])
 def test_mirror_indices_tiny_axes_repeat_symmetric_padding(n, target):
     indices, before = _mirror_indices(tf.constant(n), tf.constant(target))
     before, after = int(before), target - n - int(before)
@@ -462,6 +463,49 @@ def test_saved_model_signatures(translator, saved_model):
         images=tf.constant(x), tone=tf.constant(tone)
     )
     assert_within_one_level(out["images"], translator(x, tone_params=tone))
+
+
+def test_onnx_export_runs_in_onnx_runtime_as_the_translator(tmp_path):
+    import onnxruntime
+
+    # Context pads far past the image (symmetric padding of a 3-pixel side
+    # too): the mirror indices start well below zero.
+    model = Translator(tiny_generator(), tone="warm", strength=0.8, context=6)
+    path = tmp_path / "translator.onnx"
+    assert model.export(path) == str(path)
+    assert [p.name for p in tmp_path.iterdir()] == ["translator.onnx"]
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    (given,), (answer,) = session.get_inputs(), session.get_outputs()
+    assert (given.name, given.type, answer.name, answer.type) == (
+        "images", "tensor(uint8)", "translated", "tensor(uint8)")
+    for shape in [(1, 37, 50, 3), (2, 3, 5, 3), (1, 16, 16, 3)]:
+        x = images(11, shape)
+        (out,) = session.run(None, {"images": x})
+        assert out.dtype == np.uint8 and out.shape == shape
+        assert_within_one_level(out, model(x), max_fraction=0.01)
+
+
+def test_onnx_export_that_fails_leaves_the_file_before_it(tmp_path, monkeypatch):
+    import sys
+
+    import tf2onnx
+
+    path = tmp_path / "translator.onnx"
+    path.write_bytes(b"an earlier export")
+
+    def cut_short(function, input_signature, output_path):
+        pathlib.Path(output_path).write_bytes(b"half a model")
+        raise RuntimeError("converter stopped")
+
+    monkeypatch.setattr(tf2onnx.convert, "from_function", cut_short)
+    model = Translator(tiny_generator())
+    with pytest.raises(RuntimeError, match="converter stopped"):
+        model.export(path)
+    assert [p.name for p in tmp_path.iterdir()] == ["translator.onnx"]
+    assert path.read_bytes() == b"an earlier export"
+    monkeypatch.setitem(sys.modules, "tf2onnx", None)  # not installed
+    with pytest.raises(ImportError, match=r"translator.onnx as ONNX needs tf2onnx: pip install 'gan-style\[onnx\]'"):
+        model.export(path)
 
 
 def _encoded(image, fmt, **options):
