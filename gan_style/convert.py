@@ -30,6 +30,7 @@ only one ahead, so a folder of 60-megapixel photos holds two of them, not ten.
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import datetime
 import fnmatch
@@ -51,7 +52,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from gan_style import image_io, image_writer, tiling
+from gan_style import image_io, image_writer, run_lock, tiling
 from gan_style._bundled import bundled_path
 from gan_style.precision import resolve_precision
 from gan_style.translator import Translator, check_context, load_translator
@@ -129,6 +130,9 @@ class Source:
     # hold (a BMP or a misnamed JPEG with alpha, under --format=same): a PNG.
     alpha_output: pathlib.Path | None = None
     stat: os.stat_result | None = None
+    # Its output of an earlier run, under a name that another source now
+    # shares (so neither has it): removed once the new output is written.
+    moved_from: pathlib.Path | None = None
 
 
 # -- finding the sources ------------------------------------------------------
@@ -149,6 +153,13 @@ def _glob_root(pattern: str) -> pathlib.Path:
     return pathlib.Path(*fixed) if fixed else pathlib.Path(".")
 
 
+def _exists(path: pathlib.Path) -> bool:
+    try:
+        return path.exists()
+    except OSError:  # a name too long to be one, say (a long comment line)
+        return False
+
+
 def _list_file_entries(list_path: pathlib.Path) -> list[Source]:
     root = list_path.parent
     entries, seen = [], set()
@@ -159,11 +170,13 @@ def _list_file_entries(list_path: pathlib.Path) -> list[Source]:
             f"--input {list_path}: not a UTF-8 text list of paths (and not an image by its extension)"
         ) from None
     for number, line in enumerate(lines, 1):
-        if not line.strip() or line.lstrip().startswith("#"):
+        if not line.strip():
             continue
+        if line.lstrip().startswith("#") and not _exists(root / line) and not _exists(root / line.strip()):
+            continue  # a comment; a file named "#x.jpg" is a path
         # Names are taken as written (" lead space.jpg" is a name); stray
         # spaces around a name that only exists without them are dropped.
-        if line != line.strip() and not (root / line).exists() and (root / line.strip()).exists():
+        if line != line.strip() and not _exists(root / line) and _exists(root / line.strip()):
             line = line.strip()
         pure = pathlib.PurePath(line)
         if pure.is_absolute() or line.startswith(("/", "\\")):
@@ -235,10 +248,18 @@ def collect_sources(source: str | os.PathLike, output: str | os.PathLike) -> tup
     if os.path.isdir(text):
         root = pathlib.Path(text)
         links: list[pathlib.Path] = []
-        entries = [Source(p, p.relative_to(root).as_posix())
-                   for p in image_io.list_images(root, exclude=[output], linked_folders=links, others=others,
-                                                 skip_folder=earlier_output)]
+        unlisted: list[tuple[pathlib.Path, OSError]] = []
+        try:
+            listed = image_io.list_images(root, exclude=[output], linked_folders=links, others=others,
+                                          skip_folder=earlier_output, unlisted=unlisted)
+        except PermissionError as e:
+            raise ValueError(f"--input {text!r}: {e.strerror}") from None
+        entries = [Source(p, p.relative_to(root).as_posix()) for p in listed]
         entries += _linked_folder_entries(links, root)
+        # Each folder that cannot be listed gets a failed line: its images are not lost in silence.
+        entries += [Source(folder, folder.relative_to(root).as_posix() + "/",
+                           f"cannot list this folder ({error.strerror}): its images are not converted")
+                    for folder, error in unlisted]
     elif glob.has_magic(text) and not os.path.exists(text):
         root = _glob_root(text)
         pattern = pathlib.PurePath(text).relative_to(root)
@@ -348,7 +369,7 @@ def shard_of(rel: str, num_shards: int) -> int:
     return int.from_bytes(hashlib.sha1(rel.encode("utf-8", "surrogateescape")).digest()[:8], "big") % num_shards
 
 
-def _plan_outputs(entries: list[Source], output: pathlib.Path, fmt: str) -> None:
+def _plan_outputs(entries: list[Source], output: pathlib.Path, fmt: str) -> set[str]:
     """Output paths for every source, mirroring its relative path, all distinct.
 
     Plan over the whole catalog (before sharding), so every machine and shard
@@ -360,9 +381,14 @@ def _plan_outputs(entries: list[Source], output: pathlib.Path, fmt: str) -> None
       ``a_png.png``), then ``_2``, ``_3``... if even that is taken;
     * under ``--format=same``, a source whose format has no alpha (JPEG, BMP)
       also gets a distinct PNG name (``alpha_output``), used only if it turns
-      out to have transparency, so its alpha is kept.
+      out to have transparency, so its alpha is kept;
+    * a name that a new extension or a tag takes past 255 bytes, which no
+      file system takes, keeps the start of its stem and ends in a hash of
+      the source's path (``~3f2a...``).
 
     Names are compared case-insensitively (macOS and Windows file systems).
+    Returns the names (relative, case-folded) that more than one source
+    wanted, which none of them got.
     """
     entries = [e for e in entries if not e.refused]  # never read, never written
 
@@ -378,30 +404,49 @@ def _plan_outputs(entries: list[Source], output: pathlib.Path, fmt: str) -> None
     taken = {key(p) for p in wanted.values() if counts[key(p)] == 1}
 
     def claim(rel: pathlib.PurePosixPath, suffix: str) -> pathlib.PurePosixPath:
-        tagged = rel.with_name(f"{rel.stem}_{rel.suffix.lstrip('.').lower()}{suffix}")
-        target, n = tagged, 2
+        stem = f"{rel.stem}_{rel.suffix.lstrip('.').lower()}"
+        target, n = _fitting(rel, stem, suffix), 2
         while key(target) in taken:
-            target = tagged.with_name(f"{tagged.stem}_{n}{suffix}")
+            target = _fitting(rel, stem, suffix, keep=f"_{n}")
             n += 1
         taken.add(key(target))
         return target
 
     targets = {}
     for entry in entries:
+        rel = pathlib.PurePosixPath(entry.rel)
         target = wanted[entry.rel]
         if counts[key(target)] > 1:
-            target = claim(pathlib.PurePosixPath(entry.rel), target.suffix)
+            target = claim(rel, target.suffix)
+        elif (fitted := _fitting(rel, target.stem, target.suffix)) != target:  # too long: unique by its hash
+            target = claim(rel, target.suffix) if key(fitted) in taken else fitted
+            taken.add(key(target))
         targets[entry.rel] = target
     for entry in entries:
         entry.output = output.joinpath(*targets[entry.rel].parts)
         rel = pathlib.PurePosixPath(entry.rel)
         if fmt == "same" and not image_writer.can_carry_alpha(planned[entry.rel]):
             png = rel.with_suffix(".png")
-            if key(png) in taken:
+            if key(png) in taken or _fitting(rel, rel.stem, ".png") != png:
                 png = claim(rel, ".png")
             else:
                 taken.add(key(png))
             entry.alpha_output = output.joinpath(*png.parts)
+    return {name for name, count in counts.items() if count > 1}
+
+
+def _fitting(source: pathlib.PurePosixPath, stem: str, suffix: str, keep: str = "") -> pathlib.PurePosixPath:
+    """``source`` renamed ``stem + keep + suffix``; if that passes
+    :data:`image_writer.NAME_MAX` bytes, the start of ``stem`` + ``~`` + 12
+    hex digits of a hash of ``source`` + ``keep + suffix``: still one
+    source's own name."""
+    name = stem + keep + suffix
+    if len(os.fsencode(name)) <= image_writer.NAME_MAX:
+        return source.with_name(name)
+    end = f"~{hashlib.sha1(os.fsencode(str(source))).hexdigest()[:12]}{keep}{suffix}"
+    while len(os.fsencode(stem + end)) > image_writer.NAME_MAX:
+        stem = stem[:-1]  # by characters: a cut never splits a multi-byte one
+    return source.with_name(stem + end)
 
 
 # -- the manifest -------------------------------------------------------------
@@ -963,6 +1008,13 @@ class _Converter:
                         seconds + time.perf_counter() - start)
             return
         source.output = target
+        if source.moved_from is not None:
+            old = _output_rel(source.moved_from, self.output_dir)
+            try:
+                source.moved_from.unlink()
+                notes.append(f"its earlier output {old} was removed: another source now wants that name too")
+            except OSError as e:
+                notes.append(f"its earlier output {old} could not be removed ({e.strerror or e})")
         self.record(source, CONVERTED, "; ".join(notes), seconds + time.perf_counter() - start,
                     output_size=size, width=image.width, height=image.height, tiled=tiled,
                     format=fmt, settings=accepted_settings(self.settings, source.rel)[0])
@@ -1080,6 +1132,24 @@ def outputs_of_killed_beam_runs(plans: Iterable[Iterable[str | bytes]]) -> set[s
     return outputs
 
 
+def _moved_output(record: dict | None, output_root: pathlib.Path, contested: set[str],
+                  planned: set[str]) -> pathlib.Path | None:
+    """The output an earlier run wrote for this source under a name that
+    several sources want now and none gets (``a.png`` for ``a.jpg`` under
+    ``--format=png``, before an ``a.png`` joined the catalog), if it is still
+    the file recorded. Left there, it would hold this source's translation
+    under the other source's name."""
+    rel = (record or {}).get("output_rel")
+    if (not rel or record.get("status") not in (CONVERTED, SKIPPED) or rel.casefold() not in contested
+            or rel.casefold() in planned):
+        return None
+    path = output_root / rel
+    try:
+        return path if path.stat().st_size == record.get("output_size") else None
+    except OSError:
+        return None
+
+
 def _skip_reason(source: Source, record: dict | None, settings: tuple[str, ...],
                  output_root: str | os.PathLike | None = None, owners: dict[str, str] | None = None,
                  unrecorded: set[str] | None = None) -> str | None:
@@ -1194,57 +1264,75 @@ def convert_catalog(
     tiling.check_tiling(translator, tile, overlap, stats_size)
     output = pathlib.Path(output)
     _, entries = collect_sources(source, output)
-    _plan_outputs(entries, output, format)  # over every shard's entries: the same names everywhere
+    contested = _plan_outputs(entries, output, format)  # over every shard's entries: the same names everywhere
+    planned = {rel.casefold() for e in entries for rel in (_output_rel(e.output, output),
+                                                            _output_rel(e.alpha_output, output)) if rel}
     entries = [e for e in entries if shard_of(e.rel, num_shards) == shard_index]
     settings = run_settings(translator, format=format, quality=int(quality), tile=int(tile or 0),
                                      overlap=int(overlap), stats_size=int(stats_size), precision=precision)
-    try:
-        output.mkdir(parents=True, exist_ok=True)
-        previous = {} if overwrite else Manifest.read(output)
-        owners = output_owners(previous)
-        unrecorded = set() if overwrite else outputs_of_killed_beam_runs(
-            path.read_bytes().splitlines() for path in sorted(output.glob(BEAM_PLANS)))
-        manifest_path = output / manifest_name(num_shards, shard_index)
-        Manifest.compact(manifest_path)
-        manifest = Manifest(manifest_path)
-    except OSError as e:
-        raise ValueError(f"--output {os.fspath(output)!r}: cannot write there ({e.strerror or e})") from None
     temp_tag = shard_tag(num_shards, shard_index)
-    _remove_stale_temp_files(output, temp_tag)
-    bar = _Progress(len(entries), progress)
-    converter = _Converter(
-        translator, manifest, bar, fmt=format, quality=quality, batch_size=batch_size,
-        tile=int(tile or 0), overlap=overlap, stats_size=stats_size, max_pixels=max_pixels,
-        settings=settings, temp_tag=temp_tag, workers=workers or os.cpu_count() or 2,
-        output_dir=output,
-    )
-    try:
-        todo = []
-        for entry in entries:
-            if entry.refused:
-                converter.record(entry, FAILED, entry.refused)
-                continue
-            try:
-                entry.stat = os.stat(entry.path)
-            except OSError:
-                entry.stat = None  # read_image reports why
-            accepted = accepted_settings(settings, entry.rel)
-            reason = None if overwrite else _skip_reason(entry, previous.get(entry.rel), accepted, output, owners, unrecorded)
-            if reason is not None:
-                record = previous.get(entry.rel)
-                if record is None:  # an existing output we take as ours from now on
-                    record = {"output_size": entry.output.stat().st_size, "settings": accepted[0]}
-                recorded = recorded_output(record, output)
-                if recorded:
-                    entry.output = pathlib.Path(recorded)
-                keep = {k: record[k] for k in ("output_size", "width", "height", "tiled", "format", "settings") if k in record}
-                converter.record(entry, SKIPPED, reason, **keep)
-                continue
-            todo.append(entry)
-        converter.run(todo)
-    finally:
-        converter.pool.shutdown(wait=True, cancel_futures=True)
-        manifest.close()
-        bar.close()
-    converter.summary.seconds = time.monotonic() - start
-    return converter.summary
+
+    def busy(holder: str) -> ValueError:
+        shard = f" (shard {shard_index} of {num_shards})" if num_shards > 1 else ""
+        return ValueError(f"--output {os.fspath(output)!r} is in use by another conversion{shard} ({holder}); "
+                          "wait for it to end, or convert into another folder")
+
+    with contextlib.ExitStack() as stack:
+        try:
+            output.mkdir(parents=True, exist_ok=True)
+            # One run per output folder and shard: a second would delete the
+            # first one's temporary files and rewrite its manifest under it.
+            stack.enter_context(run_lock.held(output / f".conversion{temp_tag}.lock", busy))
+            previous = {} if overwrite else Manifest.read(output)
+            owners = output_owners(previous)
+            unrecorded = set() if overwrite else outputs_of_killed_beam_runs(
+                path.read_bytes().splitlines() for path in sorted(output.glob(BEAM_PLANS)))
+            manifest_path = output / manifest_name(num_shards, shard_index)
+            Manifest.compact(manifest_path)
+            manifest = Manifest(manifest_path)
+        except OSError as e:
+            raise ValueError(f"--output {os.fspath(output)!r}: cannot write there ({e.strerror or e})") from None
+        _remove_stale_temp_files(output, temp_tag)
+        bar = _Progress(len(entries), progress)
+        converter = _Converter(
+            translator, manifest, bar, fmt=format, quality=quality, batch_size=batch_size,
+            tile=int(tile or 0), overlap=overlap, stats_size=stats_size, max_pixels=max_pixels,
+            settings=settings, temp_tag=temp_tag, workers=workers or os.cpu_count() or 2,
+            output_dir=output,
+        )
+        try:
+            todo = []
+            for entry in entries:
+                if entry.refused:
+                    converter.record(entry, FAILED, entry.refused)
+                    continue
+                try:
+                    entry.stat = os.stat(entry.path)
+                except OSError:
+                    entry.stat = None  # read_image reports why
+                accepted = accepted_settings(settings, entry.rel)
+                try:
+                    reason = None if overwrite else _skip_reason(entry, previous.get(entry.rel), accepted, output,
+                                                                 owners, unrecorded)
+                    record = previous.get(entry.rel)
+                    if reason is not None and record is None:  # an existing output we take as ours from now on
+                        record = {"output_size": entry.output.stat().st_size, "settings": accepted[0]}
+                except OSError as e:  # its output folder cannot be looked into, say: this source fails, not the run
+                    converter.record(entry, FAILED, f"cannot look at its output {entry.output}: {e.strerror or e}")
+                    continue
+                if reason is not None:
+                    recorded = recorded_output(record, output)
+                    if recorded:
+                        entry.output = pathlib.Path(recorded)
+                    keep = {k: record[k] for k in ("output_size", "width", "height", "tiled", "format", "settings") if k in record}
+                    converter.record(entry, SKIPPED, reason, **keep)
+                    continue
+                entry.moved_from = _moved_output(record, output, contested, planned)
+                todo.append(entry)
+            converter.run(todo)
+        finally:
+            converter.pool.shutdown(wait=True, cancel_futures=True)
+            manifest.close()
+            bar.close()
+        converter.summary.seconds = time.monotonic() - start
+        return converter.summary

@@ -39,6 +39,7 @@ from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 import simplejpeg
+from absl import logging
 from PIL import Image, ImageFile, UnidentifiedImageError
 
 try:
@@ -722,6 +723,7 @@ def list_images(
     linked_folders: list[pathlib.Path] | None = None,
     others: list[pathlib.Path] | None = None,
     skip_folder: Callable[[str, list[str]], bool] | None = None,
+    unlisted: list[tuple[pathlib.Path, OSError]] | None = None,
 ) -> list[pathlib.Path]:
     """Image files under ``root``, sorted, matched by extension.
 
@@ -742,6 +744,9 @@ def list_images(
         to it; hidden files are not.
       skip_folder: ``(folder, its file names) -> bool``, asked of every
         sub-folder (not ``root``): True leaves it and everything under it out.
+      unlisted: when given, the sub-folders that could not be listed (no
+        permission, say) are appended to it with their error; otherwise each
+        is named in a warning. Their images are never passed over in silence.
 
     Returns:
       Paths (``root`` joined with the relative path), sorted by their
@@ -750,6 +755,7 @@ def list_images(
     Raises:
       FileNotFoundError: ``root`` does not exist.
       NotADirectoryError: ``root`` is not a folder.
+      PermissionError: ``root`` cannot be listed.
     """
     root = pathlib.Path(root)
     if not root.exists():
@@ -759,7 +765,17 @@ def list_images(
     excluded = _as_dir_set(exclude)
     found: list[tuple[str, pathlib.Path]] = []
     top = os.fspath(root)
-    for dirpath, dirnames, filenames in os.walk(top):
+
+    def cannot_list(error: OSError) -> None:
+        if error.filename is None or error.filename == top:  # os.walk names the root as given
+            raise PermissionError(error.errno, f"{root}: cannot list the folder ({error.strerror})") from None
+        if unlisted is not None:
+            unlisted.append((pathlib.Path(error.filename), error))
+        else:
+            logging.warning("%s: cannot list the folder (%s); its images are left out", error.filename,
+                            error.strerror)
+
+    for dirpath, dirnames, filenames in os.walk(top, onerror=cannot_list):
         if os.path.realpath(dirpath) in excluded or (
                 skip_folder is not None and dirpath != top and skip_folder(dirpath, filenames)):
             dirnames[:] = []  # first: nothing under a skipped folder is listed or reported

@@ -42,7 +42,7 @@ _SAME_EXTENSIONS = {
 }
 
 TEMP_SUFFIX = ".gan_style-tmp"
-_NAME_MAX = 255  # bytes in one file name (ext4, APFS, NTFS in UTF-16 units: never more)
+NAME_MAX = 255  # bytes in one file name (ext4, APFS, NTFS in UTF-16 units: never more)
 
 
 def temp_file_name(name: str, unique: str) -> str:
@@ -52,7 +52,7 @@ def temp_file_name(name: str, unique: str) -> str:
     UTF-8 product name (78 CJK characters are 234 bytes) is a legal file name
     that the additions would make too long to create.
     """
-    if len(os.fsencode(f".{name}.{unique}{TEMP_SUFFIX}")) > _NAME_MAX:
+    if len(os.fsencode(f".{name}.{unique}{TEMP_SUFFIX}")) > NAME_MAX:
         name = hashlib.sha1(os.fsencode(name)).hexdigest()[:16]
     return f".{name}.{unique}{TEMP_SUFFIX}"
 

@@ -50,7 +50,6 @@ import os
 import pathlib
 import shutil
 import signal
-import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -62,17 +61,12 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from gan_style import input_pipeline, networks
+from gan_style import input_pipeline, networks, run_lock
 from gan_style._bundled import bundled_path
 from gan_style.cyclegan import LOSS_NAMES, CycleGAN
 from gan_style.optimizers import ReferenceAdam
 from gan_style.precision import generator_with_precision, native_bfloat16
 from gan_style.schedules import LinearDecaySchedule
-
-try:
-    import fcntl
-except ImportError:  # Windows: no workdir lock
-    fcntl = None
 
 STRATEGIES = ("auto", "default", "mirrored", "multi_worker", "tpu")
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
@@ -1224,29 +1218,18 @@ def train_and_evaluate(
 def _workdir_lock(workdir: pathlib.Path, chief: bool):
     """Holds ``workdir/.lock`` while training: a second run started into the same
     workdir (same checkpoint numbers, same exports) stops at once instead of
-    racing the first. The OS drops the lock when the process dies, kill -9 too."""
-    if not chief or fcntl is None:  # other workers write elsewhere; no flock on Windows
+    racing the first."""
+    if not chief:  # other workers write elsewhere
         yield
         return
     workdir.mkdir(parents=True, exist_ok=True)
-    with open(workdir / ".lock", "a+") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "another process"
-            raise ConfigError(
-                f"--workdir {workdir} is in use by another training run ({holder}); "
-                "wait for it or use another workdir"
-            ) from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"pid {os.getpid()} on {socket.gethostname()}")
-        handle.flush()
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def busy(holder):
+        return ConfigError(f"--workdir {workdir} is in use by another training run ({holder}); "
+                           "wait for it or use another workdir")
+
+    with run_lock.held(workdir / ".lock", busy):
+        yield
 
 
 def _train(config, workdir, strategy, chief, extra_callbacks, feature_fn, steps_per_epoch, stop_signal):

@@ -545,7 +545,7 @@ def test_path_safety(translator, tmp_path):
     assert summary.converted == 2 and summary.failed == 4  # ./ok.png is ok.png again
     assert (tree_digest(tmp_path / "secret"), tree_digest(root)) == before_inputs
     written = {p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*") if p.is_file()}
-    assert written == {"ok.png", "sub/deep.png", "manifest.jsonl"}
+    assert written == {"ok.png", "sub/deep.png", "manifest.jsonl", ".conversion.lock"}
 
     # Walking a folder: the symlink is refused the same way; an output folder
     # inside the input is not walked on the next run.
@@ -785,7 +785,8 @@ def test_an_earlier_runs_output_folder_inside_the_input_is_not_input(translator,
         again = run(translator, catalog, catalog / "styled_v2")
     assert (again.converted, again.failed) == (3, 0)
     assert sorted(p.relative_to(catalog / "styled_v2").as_posix() for p in (catalog / "styled_v2").rglob("*.*")
-                  if "manifest" not in p.name) == ["a.jpg", "shelf/b.png", "shelf/styled/c.png"]
+                  if "manifest" not in p.name and p.name != ".conversion.lock") == ["a.jpg", "shelf/b.png",
+                                                                                     "shelf/styled/c.png"]
     warnings = [r.getMessage() for r in caplog.records if "earlier conversion" in r.getMessage()]
     assert len(warnings) == 1 and "1 folder(s) left out" in warnings[0] and "(styled)" in warnings[0]
     # A glob leaves both earlier outputs out too.
@@ -894,10 +895,13 @@ def test_list_file_names_are_taken_as_written(translator, tmp_path):
     save(tmp_path / "plain.jpg", noise(8, 8, seed=2))
     # A name with its own leading space; a stray trailing space after a name
     # that has none; an indented comment.
-    (tmp_path / "list.txt").write_text(" lead space.jpg\nplain.jpg  \n  # not a file\n")
+    # A line naming an existing file is a path even when it starts with "#";
+    # a comment too long to be a file name is still a comment.
+    save(tmp_path / "#hash.jpg", noise(8, 8, seed=3))
+    (tmp_path / "list.txt").write_text(" lead space.jpg\nplain.jpg  \n  # not a file\n#hash.jpg\n# " + "x" * 300 + "\n")
     summary = run(translator, tmp_path / "list.txt", tmp_path / "out")
-    assert (summary.converted, summary.failed) == (2, 0)
-    assert set(_outputs(tmp_path / "out")) == {" lead space.jpg", "plain.jpg"}
+    assert (summary.converted, summary.failed) == (3, 0)
+    assert set(_outputs(tmp_path / "out")) == {" lead space.jpg", "plain.jpg", "#hash.jpg"}
 
 
 def test_an_input_subfolder_holding_images_is_refused_as_output(translator, tmp_path):
@@ -987,6 +991,102 @@ def test_is_flat_measures_exactly_in_chunks(monkeypatch):
     monkeypatch.setattr(convert, "_FLAT_ROWS", 1 << 20)
     tone_only = convert.untranslated(Translator(build_generator("resnet_6blocks", base_filters=4, seed=7)), base)
     np.testing.assert_array_equal(tone_only, base)  # neutral tone, strength 0: the source itself
+
+
+def test_output_names_past_255_bytes_are_shortened_and_the_run_goes_on(translator, tmp_path):
+    # A 255-byte .tif name is 256 bytes as .webp; two 253-byte names that
+    # share a stem get tagged past the limit. One such name stopped the whole
+    # catalog with "File name too long", on every rerun.
+    src = tmp_path / "in"
+    names = ["R" * 251 + ".tif", "N" * 249 + ".jpg", "N" * 249 + ".png", "ok.jpg"]
+    for seed, name in enumerate(names):
+        save(src / name, noise(8, 8, seed=seed))
+    out = tmp_path / "out"
+    summary = run(translator, src, out, format="webp")
+    assert (summary.converted, summary.failed) == (4, 0), records(out)
+    outputs = {rel: pathlib.Path(path).name for rel, path in _outputs(out).items()}
+    assert outputs["ok.jpg"] == "ok.webp"
+    long_ones = [outputs[name] for name in names[:3]]
+    assert len(set(long_ones)) == 3
+    for name, written in zip(names, long_ones):
+        assert len(os.fsencode(written)) <= 255 and written.endswith(".webp") and "~" in written
+        assert written.startswith(name[:200]) and (out / written).is_file()
+    assert run(translator, src, out, format="webp").skipped == 4  # the same names again
+    # Multi-byte characters are cut whole.
+    cjk = "商" * 83 + "ab.tif"  # 255 bytes; 256 as .webp
+    save(tmp_path / "cjk" / cjk, noise(8, 8, seed=9))
+    assert run(translator, tmp_path / "cjk", tmp_path / "cjk_out", format="webp").converted == 1
+    (written,) = (tmp_path / "cjk_out").glob("*.webp")
+    assert written.name.startswith("商" * 79) and len(os.fsencode(written.name)) == 255
+
+
+def test_a_second_conversion_into_the_same_output_stops_at_once(translator, tmp_path):
+    import fcntl
+
+    save(tmp_path / "in" / "a.jpg", noise(8, 8, seed=1))
+    out = tmp_path / "out"
+    out.mkdir()
+    leftover = out / ".a.jpg.99999.gan_style-tmp"  # the first run's file in the making
+    leftover.write_bytes(b"half")
+    with open(out / ".conversion.lock", "a+") as other_run:
+        fcntl.flock(other_run, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        other_run.write("pid 12345 on elsewhere")
+        other_run.flush()
+        with pytest.raises(ValueError, match=r"--output .*out' is in use by another conversion "
+                                             r"\(pid 12345 on elsewhere\); wait for it to end"):
+            run(translator, tmp_path / "in", out)
+        assert leftover.exists() and not (out / "manifest.jsonl").exists()
+        # Shards hold their own locks: they run side by side.
+        for shard in range(2):
+            run(translator, tmp_path / "in", out, num_shards=2, shard_index=shard)
+    assert run(translator, tmp_path / "in", out).skipped == 1  # free again
+
+
+def test_a_folder_that_cannot_be_listed_gets_a_failed_line(translator, tmp_path, monkeypatch):
+    # Root lists any folder whatever its mode: the refusal is simulated.
+    save(tmp_path / "in" / "a.jpg", noise(8, 8, seed=1))
+    save(tmp_path / "in" / "locked" / "b.jpg", noise(8, 8, seed=2))
+    real_scandir = os.scandir
+
+    def scandir(path="."):
+        if os.path.basename(os.fspath(path)) in ("locked", "in"):
+            if os.path.basename(os.fspath(path)) == "locked" or refuse_root:
+                raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real_scandir(path)
+
+    refuse_root = False
+    monkeypatch.setattr(os, "scandir", scandir)
+    summary = run(translator, tmp_path / "in", tmp_path / "out")
+    assert (summary.converted, summary.failed) == (1, 1)
+    row = by_rel(records(tmp_path / "out"))["locked/"]
+    assert row["status"] == "failed"
+    assert row["reason"] == "cannot list this folder (Permission denied): its images are not converted"
+    refuse_root = True
+    with pytest.raises(ValueError, match=r"--input .*in': .*in: cannot list the folder \(Permission denied\)"):
+        run(translator, tmp_path / "in", tmp_path / "out")
+
+
+def test_an_output_a_new_source_takes_the_name_of_is_removed_when_renamed(translator, tmp_path):
+    # a.jpg -> a.png; then an a.png joins: both get tagged names, and the old
+    # a.png (a.jpg's translation) must not stay under the new source's name.
+    src, out = tmp_path / "in", tmp_path / "out"
+    save(src / "a.jpg", noise(8, 8, seed=1))
+    run(translator, src, out, format="png")
+    assert (out / "a.png").is_file()
+    save(src / "a.png", noise(8, 8, seed=2))
+    summary = run(translator, src, out, format="png")
+    assert summary.converted == 2
+    assert sorted(p.name for p in out.glob("*.png")) == ["a_jpg.png", "a_png.png"]
+    rows = by_rel(records(out))
+    assert "its earlier output a.png was removed: another source now wants that name too" in rows["a.jpg"]["reason"]
+    # Not removed: an earlier output that is not the recorded file any more.
+    src2, out2 = tmp_path / "in2", tmp_path / "out2"
+    save(src2 / "a.jpg", noise(8, 8, seed=1))
+    run(translator, src2, out2, format="png")
+    (out2 / "a.png").write_bytes(b"someone else's file")
+    save(src2 / "a.png", noise(8, 8, seed=2))
+    run(translator, src2, out2, format="png")
+    assert (out2 / "a.png").read_bytes() == b"someone else's file"
 
 
 def test_a_long_legal_file_name_converts(translator, tmp_path):
