@@ -485,6 +485,33 @@ def test_onnx_export_runs_in_onnx_runtime_as_the_translator(tmp_path):
         assert_within_one_level(out, model(x), max_fraction=0.01)
 
 
+def test_onnx_export_of_the_bundled_model_on_product_photos(tmp_path, shared_data):
+    import onnxruntime
+
+    # A product on white: the instance-norm means over a 500x500 map are
+    # where ONNX Runtime's one-pass float32 ReduceMean went 3 levels off.
+    from gan_style.convert import DEFAULT_MODEL_PATH
+
+    model = load_translator(DEFAULT_MODEL_PATH)
+    session = onnxruntime.InferenceSession(str(model.export(tmp_path / "bundled.onnx")),
+                                           providers=["CPUExecutionProvider"])
+    for name in ("000.379.80.jpg", "001.165.95.jpg"):
+        x = image_io.read_image(shared_data / "ikea" / "test" / name).rgb[None]
+        (out,) = session.run(None, {"images": x})
+        assert_within_one_level(out, model(x), max_fraction=0.05)  # 2.1% one level apart here
+
+
+def test_onnx_export_of_a_bfloat16_translator_runs_in_float32(tmp_path):
+    import onnxruntime
+
+    model = Translator(tiny_generator(), tone="vivid")
+    path = model.with_precision("bfloat16").export(tmp_path / "t.ONNX")  # the suffix in any case
+    session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+    x = images(12, (1, 24, 40, 3))
+    (out,) = session.run(None, {"images": x})
+    assert_within_one_level(out, model(x), max_fraction=0.01)
+
+
 def test_onnx_export_that_fails_leaves_the_file_before_it(tmp_path, monkeypatch):
     import sys
 
