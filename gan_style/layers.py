@@ -7,6 +7,7 @@ holding them save to ``.keras`` and load back with ``safe_mode=True``.
 from __future__ import annotations
 
 import keras
+import tensorflow as tf
 from keras import ops
 
 
@@ -35,6 +36,25 @@ class ReflectionPadding2D(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "padding": self.padding}
+
+
+@keras.saving.register_keras_serializable("gan_style")
+class BilinearUpSampling2D(keras.layers.Layer):
+    """Doubles height and width by bilinear interpolation: the values of
+    ``keras.layers.UpSampling2D(2, interpolation="bilinear")`` (half-pixel
+    centres, no antialiasing). Keras' own layer fails in any graph whose
+    image size is unknown (it takes the symbolic size for a Python bool),
+    which is every graph that converts images of any size."""
+
+    def call(self, inputs):
+        shape = ops.shape(inputs)
+        resized = tf.image.resize(inputs, [shape[1] * 2, shape[2] * 2], method="bilinear")
+        return ops.cast(resized, inputs.dtype)  # tf.image.resize answers float32
+
+    def compute_output_shape(self, input_shape):
+        batch, height, width, channels = input_shape
+        double = lambda n: None if n is None else 2 * n  # noqa: E731
+        return (batch, double(height), double(width), channels)
 
 
 def _size_error(network: str, height, width, multiple: int, minimum: int) -> str:

@@ -25,7 +25,7 @@ from typing import Callable
 
 import keras
 
-from gan_style.layers import InputCheck, ReflectionPadding2D
+from gan_style.layers import BilinearUpSampling2D, InputCheck, ReflectionPadding2D
 
 NORMS = ("instance", "batch", "none")
 INITS = ("normal", "xavier", "kaiming", "orthogonal")
@@ -139,7 +139,10 @@ def _upsample(b: _Builder, x, filters, kernel, upsample, interpolation, name, us
         return keras.layers.Cropping2D(((1, kernel - 3), (1, kernel - 3)), name=f"{name}_crop")(x)
     # Resize then a reflect-padded 3x3 conv: every output pixel gets the same
     # number of kernel taps, so no checkerboard pattern.
-    x = keras.layers.UpSampling2D(2, interpolation=interpolation, name=f"{name}_resize")(x)
+    if interpolation == "bilinear":
+        x = BilinearUpSampling2D(name=f"{name}_resize")(x)
+    else:
+        x = keras.layers.UpSampling2D(2, interpolation=interpolation, name=f"{name}_resize")(x)
     x = ReflectionPadding2D(1, name=f"{name}_pad")(x)
     return b.conv(filters, 3, name=name, use_bias=use_bias)(x)
 

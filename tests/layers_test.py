@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from gan_style.layers import InputCheck, ReflectionPadding2D
+from gan_style.layers import BilinearUpSampling2D, InputCheck, ReflectionPadding2D
 
 
 def test_reflection_padding_matches_numpy_reflect():
@@ -15,6 +15,18 @@ def test_reflection_padding_matches_numpy_reflect():
     assert ReflectionPadding2D(2).compute_output_shape((None, None, 5, 2)) == (None, None, 9, 2)
 
 
+def test_bilinear_upsampling_is_keras_bilinear_and_works_at_unknown_sizes():
+    x = np.random.default_rng(0).uniform(-1, 1, (2, 5, 7, 3)).astype(np.float32)
+    want = keras.layers.UpSampling2D(2, interpolation="bilinear")(x).numpy()
+    layer = BilinearUpSampling2D()
+    np.testing.assert_array_equal(layer(x).numpy(), want)
+    # Keras' own layer raises OperatorNotAllowedInGraphError here.
+    graph = tf.function(layer, input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)])
+    np.testing.assert_array_equal(graph(x).numpy(), want)
+    assert layer.compute_output_shape((None, None, 5, 3)) == (None, None, 10, 3)
+    assert BilinearUpSampling2D(dtype="mixed_bfloat16")(x).dtype == tf.bfloat16  # computes in its policy
+
+
 def test_reflection_padding_rejects_negative():
     with pytest.raises(ValueError, match="padding must be >= 0"):
         ReflectionPadding2D(-1)
@@ -22,7 +34,8 @@ def test_reflection_padding_rejects_negative():
 
 @pytest.mark.parametrize(
     "layer",
-    [ReflectionPadding2D(3, name="pad"), InputCheck("net", 3, multiple=4, minimum=8, name="check")],
+    [ReflectionPadding2D(3, name="pad"), InputCheck("net", 3, multiple=4, minimum=8, name="check"),
+     BilinearUpSampling2D(name="up")],
 )
 def test_layer_config_round_trip(layer):
     restored = keras.layers.deserialize(keras.layers.serialize(layer))

@@ -485,6 +485,21 @@ def test_onnx_export_runs_in_onnx_runtime_as_the_translator(tmp_path):
         assert_within_one_level(out, model(x), max_fraction=0.01)
 
 
+def test_a_bilinear_resize_conv_generator_converts_images_of_any_size(tmp_path):
+    # model.upsample=resize_conv with resize_interpolation=bilinear trained
+    # (fixed crop sizes), then failed in every graph of unknown image size:
+    # the SavedModel export, infer.py's conversion, ONNX.
+    generator = gan_style.build_generator("resnet_6blocks", base_filters=4, upsample="resize_conv",
+                                          resize_interpolation="bilinear")
+    model = Translator(generator)
+    x = images(13, (1, 19, 30, 3))
+    serve = tf.function(model, input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8)])
+    assert_within_one_level(serve(x), model(x))
+    model.export(tmp_path / "saved")
+    out = tf.saved_model.load(str(tmp_path / "saved")).signatures["serving_default"](images=tf.constant(x))
+    assert_within_one_level(out["images"], model(x))
+
+
 def test_onnx_export_of_the_bundled_model_on_product_photos(tmp_path, shared_data):
     import onnxruntime
 
