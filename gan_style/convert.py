@@ -1008,6 +1008,10 @@ class _Converter:
                         seconds + time.perf_counter() - start)
             return
         source.output = target
+        try:
+            written = target.stat().st_mtime_ns  # with the size: how a later run knows the file is still ours
+        except OSError:
+            written = None
         if source.moved_from is not None:
             old = _output_rel(source.moved_from, self.output_dir)
             try:
@@ -1016,7 +1020,7 @@ class _Converter:
             except OSError as e:
                 notes.append(f"its earlier output {old} could not be removed ({e.strerror or e})")
         self.record(source, CONVERTED, "; ".join(notes), seconds + time.perf_counter() - start,
-                    output_size=size, width=image.width, height=image.height, tiled=tiled,
+                    output_size=size, output_mtime_ns=written, width=image.width, height=image.height, tiled=tiled,
                     format=fmt, settings=accepted_settings(self.settings, source.rel)[0])
 
     def drain(self) -> None:
@@ -1145,9 +1149,13 @@ def _moved_output(record: dict | None, output_root: pathlib.Path, contested: set
         return None
     path = output_root / rel
     try:
-        return path if path.stat().st_size == record.get("output_size") else None
+        stat = path.stat()
     except OSError:
         return None
+    # Size and modification time as recorded: a file put there since (a
+    # BMP of the same size, say) is not ours to remove.
+    ours = (stat.st_size, stat.st_mtime_ns) == (record.get("output_size"), record.get("output_mtime_ns"))
+    return path if ours else None
 
 
 def _skip_reason(source: Source, record: dict | None, settings: tuple[str, ...],
@@ -1283,7 +1291,8 @@ def convert_catalog(
             # One run per output folder and shard: a second would delete the
             # first one's temporary files and rewrite its manifest under it.
             stack.enter_context(run_lock.held(output / f".conversion{temp_tag}.lock", busy))
-            previous = {} if overwrite else Manifest.read(output)
+            recorded_before = Manifest.read(output)
+            previous = {} if overwrite else recorded_before
             owners = output_owners(previous)
             unrecorded = set() if overwrite else outputs_of_killed_beam_runs(
                 path.read_bytes().splitlines() for path in sorted(output.glob(BEAM_PLANS)))
@@ -1324,10 +1333,11 @@ def convert_catalog(
                     recorded = recorded_output(record, output)
                     if recorded:
                         entry.output = pathlib.Path(recorded)
-                    keep = {k: record[k] for k in ("output_size", "width", "height", "tiled", "format", "settings") if k in record}
+                    keep = {k: record[k] for k in ("output_size", "output_mtime_ns", "width", "height", "tiled", "format",
+                                                   "settings") if k in record}
                     converter.record(entry, SKIPPED, reason, **keep)
                     continue
-                entry.moved_from = _moved_output(record, output, contested, planned)
+                entry.moved_from = _moved_output(recorded_before.get(entry.rel), output, contested, planned)
                 todo.append(entry)
             converter.run(todo)
         finally:

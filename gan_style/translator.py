@@ -17,6 +17,7 @@ The tiled catalog converter and the tone studio call :meth:`generate` and
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pathlib
 import zipfile
@@ -715,10 +716,8 @@ class Translator(keras.Model):
             raise ImportError(
                 f"exporting {filepath} as ONNX needs tf2onnx: pip install 'gan-style[onnx]'"
             ) from None
-        # float32 (ONNX Runtime runs no bfloat16 convolutions), with the
-        # instance norm statistics taken one axis at a time (see _StagedGroupNormalization).
-        exported = Translator(_with_staged_norms(generator_with_precision(self.generator, "float32")),
-                              tone=self.profile, context=self.context, name=self.name)
+        # float32: ONNX Runtime runs no bfloat16 convolutions.
+        exported = self.with_precision("float32")
         spec = tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")
         # ONNX cannot name an output as its input: the output is "translated".
         function = tf.function(lambda images: {"translated": exported(images)}, input_signature=[spec])
@@ -726,7 +725,8 @@ class Translator(keras.Model):
         # truncated model, and an earlier one stays as it was.
         temporary = f"{filepath}.{os.getpid()}.partial"
         try:
-            tf2onnx.convert.from_function(function, input_signature=[spec], output_path=temporary)
+            with _staged_norms(exported.generator):
+                tf2onnx.convert.from_function(function, input_signature=[spec], output_path=temporary)
             os.replace(temporary, filepath)
         finally:
             if os.path.exists(temporary):
@@ -769,20 +769,20 @@ class _StagedGroupNormalization(keras.layers.GroupNormalization):
         return tf.cast(y, self.compute_dtype)
 
 
-def _with_staged_norms(generator: keras.Model) -> keras.Model:
-    """A copy of ``generator`` whose GroupNormalization layers are
-    :class:`_StagedGroupNormalization` (same weights); the generator itself
-    when it has none."""
-    if not any(type(layer) is keras.layers.GroupNormalization for layer in leaf_layers(generator)):
-        return generator
-
-    def clone(layer):
-        kind = _StagedGroupNormalization if type(layer) is keras.layers.GroupNormalization else layer.__class__
-        return kind.from_config(layer.get_config())
-
-    copy = keras.models.clone_model(generator, clone_function=clone, recursive=True)
-    copy.set_weights(generator.get_weights())
-    return copy
+@contextlib.contextmanager
+def _staged_norms(generator: keras.Model):
+    """Within the block, ``generator``'s GroupNormalization layers compute as
+    :class:`_StagedGroupNormalization` (same weights, same config): a class
+    swap rather than a clone, which works for any model around the layers,
+    subclassed ones too."""
+    swapped = [layer for layer in leaf_layers(generator) if type(layer) is keras.layers.GroupNormalization]
+    try:
+        for layer in swapped:
+            layer.__class__ = _StagedGroupNormalization
+        yield
+    finally:
+        for layer in swapped:
+            layer.__class__ = keras.layers.GroupNormalization
 
 
 def _root_cause(error: BaseException) -> str:

@@ -1042,6 +1042,20 @@ def test_a_second_conversion_into_the_same_output_stops_at_once(translator, tmp_
     assert run(translator, tmp_path / "in", out).skipped == 1  # free again
 
 
+def test_a_file_system_without_locks_converts_unguarded(translator, tmp_path, monkeypatch, caplog):
+    import errno
+    import fcntl
+
+    def no_locks(handle, operation):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    save(tmp_path / "in" / "a.jpg", noise(8, 8, seed=1))
+    with caplog.at_level("WARNING"):
+        assert run(translator, tmp_path / "in", tmp_path / "out").converted == 1
+    assert "this file system takes no locks (No locks available)" in caplog.text
+
+
 def test_a_folder_that_cannot_be_listed_gets_a_failed_line(translator, tmp_path, monkeypatch):
     # Root lists any folder whatever its mode: the refusal is simulated.
     save(tmp_path / "in" / "a.jpg", noise(8, 8, seed=1))
@@ -1079,14 +1093,24 @@ def test_an_output_a_new_source_takes_the_name_of_is_removed_when_renamed(transl
     assert sorted(p.name for p in out.glob("*.png")) == ["a_jpg.png", "a_png.png"]
     rows = by_rel(records(out))
     assert "its earlier output a.png was removed: another source now wants that name too" in rows["a.jpg"]["reason"]
-    # Not removed: an earlier output that is not the recorded file any more.
+    # Not removed: an earlier output that is not the recorded file any more,
+    # even one of the same size (an uncompressed BMP's size is its shape's).
     src2, out2 = tmp_path / "in2", tmp_path / "out2"
-    save(src2 / "a.jpg", noise(8, 8, seed=1))
-    run(translator, src2, out2, format="png")
-    (out2 / "a.png").write_bytes(b"someone else's file")
-    save(src2 / "a.png", noise(8, 8, seed=2))
-    run(translator, src2, out2, format="png")
-    assert (out2 / "a.png").read_bytes() == b"someone else's file"
+    save(src2 / "a.bmp", noise(8, 8, seed=1))
+    run(translator, src2, out2)
+    mine = noise(8, 8, seed=5)
+    save(out2 / "a.bmp", mine)
+    save(src2 / "a.BMP", noise(8, 8, seed=2))
+    run(translator, src2, out2)
+    with Image.open(out2 / "a.bmp") as kept:
+        np.testing.assert_array_equal(np.asarray(kept), mine)
+    # --overwrite converts everything again and removes the moved output too.
+    src3, out3 = tmp_path / "in3", tmp_path / "out3"
+    save(src3 / "a.jpg", noise(8, 8, seed=1))
+    run(translator, src3, out3, format="png")
+    save(src3 / "a.png", noise(8, 8, seed=2))
+    run(translator, src3, out3, format="png", overwrite=True)
+    assert sorted(p.name for p in out3.glob("*.png")) == ["a_jpg.png", "a_png.png"]
 
 
 def test_a_long_legal_file_name_converts(translator, tmp_path):
