@@ -641,7 +641,7 @@ def run_pipeline(
       FileNotFoundError, ValueError: bad arguments (named), before the pipeline starts.
       PipelineFailed: the pipeline stopped on an error once started.
     """
-    from gan_style import convert, tiling, tonal
+    from gan_style import convert, run_lock, tiling, tonal
 
     start = time.monotonic()
     tile = tiling.DEFAULT_TILE if tile is None else tile
@@ -681,50 +681,56 @@ def run_pipeline(
                 item["stat"] = {"source_size": st.st_size, "source_mtime_ns": st.st_mtime_ns}
 
     temp_tag = convert.shard_tag(num_shards, shard_index)
-    if not _is_remote(output) and os.path.isdir(output):
-        _remove_stale_temp_files(output, temp_tag)
-    run_id = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
+    lock = contextlib.ExitStack()
     if not _is_remote(output):
         try:
             os.makedirs(output, exist_ok=True)
+            # A local output folder: one run per folder and shard, as infer.py's local runner.
+            lock.enter_context(run_lock.held(pathlib.Path(output) / f".conversion{temp_tag}.lock",
+                                             lambda holder: ValueError(
+                                                 f"--output {output!r} is in use by another conversion "
+                                                 f"({holder}); wait for it to end, or convert into another folder")))
         except OSError as e:
             raise ValueError(f"--output {output!r}: cannot write there ({e.strerror or e})") from None
-    plan_path = FileSystems.join(output, f".beam-plan-{run_id}.jsonl")
-    try:
-        with FileSystems.create(plan_path) as f:
-            # ASCII escapes: a name that is not UTF-8 (surrogates) round-trips.
-            f.write("".join(json.dumps(p) + "\n" for p in plan).encode("ascii"))
-    except OSError as e:  # a read-only mount, say
-        raise ValueError(f"--output {output!r}: cannot write there ({e.strerror or e})") from None
-
-    convert_fn = ConvertFn(model, tone=None if profile is None else dataclasses.asdict(profile), strength=strength, fmt=format, quality=quality,
-                           batch_size=batch_size, tile=tile, overlap=overlap, stats_size=stats_size,
-                           max_pixels=max_pixels, settings=settings, precision=precision, context=context,
-                           output_root=output if _is_remote(output) else os.path.realpath(output),
-                           temp_tag=temp_tag)
-    options = PipelineOptions(list(pipeline_args))
-    pipeline = beam.Pipeline(options=options)
-    build_pipeline(pipeline, plan_path, output, run_id, convert_fn)
-    try:
-        result = pipeline.run()
-        result.wait_until_finish()
-    except Exception as e:  # a worker's error (a full disk, say), re-raised by the runner
-        lines = [line.strip() for line in str(e).splitlines() if line.strip()]
-        cause = (lines[-1] if lines else type(e).__name__)[:400]
-        raise PipelineFailed(
-            f"the Beam pipeline failed: {cause}. The outputs it wrote are kept; this run recorded none "
-            "of them, so the next run converts them again"
-        ) from e
-    finally:  # the plan is this run's alone, finished or failed
+        _remove_stale_temp_files(output, temp_tag)
+    run_id = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
+    with lock:
+        plan_path = FileSystems.join(output, f".beam-plan-{run_id}.jsonl")
         try:
-            FileSystems.delete([plan_path])
-        except Exception as e:  # noqa: BLE001 - a leftover plan file is harmless
-            logging.getLogger(__name__).warning("could not remove the plan file %s: %s", plan_path, e)
-    summary = convert.ConversionSummary(manifest=FileSystems.join(output, f"manifest.beam-{run_id}-*.jsonl"))
-    counts = {}
-    for name in _COUNTERS:
-        query = result.metrics().query(beam.metrics.MetricsFilter().with_namespace(_NAMESPACE).with_name(name))
-        counts[name] = sum(c.committed or 0 for c in query["counters"]) if plan else 0
-        setattr(summary, name, counts[name])
-    summary.seconds = time.monotonic() - start
-    return summary
+            with FileSystems.create(plan_path) as f:
+                # ASCII escapes: a name that is not UTF-8 (surrogates) round-trips.
+                f.write("".join(json.dumps(p) + "\n" for p in plan).encode("ascii"))
+        except OSError as e:  # a read-only mount, say
+            raise ValueError(f"--output {output!r}: cannot write there ({e.strerror or e})") from None
+
+        convert_fn = ConvertFn(model, tone=None if profile is None else dataclasses.asdict(profile), strength=strength, fmt=format, quality=quality,
+                               batch_size=batch_size, tile=tile, overlap=overlap, stats_size=stats_size,
+                               max_pixels=max_pixels, settings=settings, precision=precision, context=context,
+                               output_root=output if _is_remote(output) else os.path.realpath(output),
+                               temp_tag=temp_tag)
+        options = PipelineOptions(list(pipeline_args))
+        pipeline = beam.Pipeline(options=options)
+        build_pipeline(pipeline, plan_path, output, run_id, convert_fn)
+        try:
+            result = pipeline.run()
+            result.wait_until_finish()
+        except Exception as e:  # a worker's error (a full disk, say), re-raised by the runner
+            lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+            cause = (lines[-1] if lines else type(e).__name__)[:400]
+            raise PipelineFailed(
+                f"the Beam pipeline failed: {cause}. The outputs it wrote are kept; this run recorded none "
+                "of them, so the next run converts them again"
+            ) from e
+        finally:  # the plan is this run's alone, finished or failed
+            try:
+                FileSystems.delete([plan_path])
+            except Exception as e:  # noqa: BLE001 - a leftover plan file is harmless
+                logging.getLogger(__name__).warning("could not remove the plan file %s: %s", plan_path, e)
+        summary = convert.ConversionSummary(manifest=FileSystems.join(output, f"manifest.beam-{run_id}-*.jsonl"))
+        counts = {}
+        for name in _COUNTERS:
+            query = result.metrics().query(beam.metrics.MetricsFilter().with_namespace(_NAMESPACE).with_name(name))
+            counts[name] = sum(c.committed or 0 for c in query["counters"]) if plan else 0
+            setattr(summary, name, counts[name])
+        summary.seconds = time.monotonic() - start
+        return summary

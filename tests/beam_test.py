@@ -298,6 +298,21 @@ def test_non_utf8_names_shard_temp_files_and_bad_output(model_path, tmp_path):
     with pytest.raises(ValueError, match="--output"):
         beam_conversion.run_pipeline(model_path, src, tmp_path / "a_file", pipeline_args=DIRECT)
 
+    # A local output folder in use by another conversion (infer.py's local
+    # runner, say): the launcher stops before it plans or cleans anything.
+    import fcntl
+
+    leftover = out / ".plain.png.123.gan_style-tmp"
+    leftover.write_bytes(b"half")
+    with open(out / ".conversion.lock", "a+") as other_run:
+        fcntl.flock(other_run, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        other_run.truncate(0)  # the launchers before left their own pid there
+        other_run.write("pid 12345 on elsewhere")
+        other_run.flush()
+        with pytest.raises(ValueError, match=r"is in use by another conversion \(pid 12345 on elsewhere\)"):
+            beam_conversion.run_pipeline(model_path, src, out, pipeline_args=DIRECT)
+    assert leftover.exists()
+
 
 def test_earlier_beam_manifests_lose_superseded_records(tmp_path):
     def write(name, records, tail=b""):
