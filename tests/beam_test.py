@@ -258,7 +258,7 @@ def test_infer_py_runner_beam_end_to_end(model_path, catalog, tmp_path):
     assert beam_run.returncode == convert.EXIT_SOME_FAILED, err[-3000:]
     assert "converted 3, skipped 0, failed 1" in out
     assert sorted(p.name for p in (tmp_path / "b").rglob("*") if "jsonl" not in p.name) == [
-        "cutout.webp", "swatch.webp", "wide.webp"]
+        ".conversion.lock", "cutout.webp", "swatch.webp", "wide.webp"]
     _, err = misuse.communicate(timeout=300)
     assert misuse.returncode == 1 and "--runner=beam" in err
 
