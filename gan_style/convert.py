@@ -270,7 +270,8 @@ def collect_sources(source: str | os.PathLike, output: str | os.PathLike) -> tup
         explicit_hidden = image_io.is_hidden(pattern)
         matches = sorted(p for p in root.glob(str(pattern))
                          if explicit_hidden or not image_io.is_hidden(p.relative_to(root)))
-        if not matches:
+        unlisted = _unlisted_under_glob(root, pattern, output_real, explicit_hidden)
+        if not matches and not unlisted:
             raise FileNotFoundError(f"--input {text!r}: the glob matches nothing")
         entries = []
         linked = _LinkedFolders(root)
@@ -301,13 +302,16 @@ def collect_sources(source: str | os.PathLike, output: str | os.PathLike) -> tup
                 entries.append(Source(p, p.relative_to(root).as_posix()))
             else:
                 others.append(p)
-        if not entries and not linked.found:
+        if not entries and not linked.found and not unlisted:
             raise FileNotFoundError(
                 f"--input {text!r}: the glob matches {len(matches)} path(s) but no image files "
                 f"({' '.join(sorted(image_io.IMAGE_EXTENSIONS))})"
             )
         entries.sort(key=lambda s: s.rel)
         entries += _linked_folder_entries(sorted(linked.found), root)
+        entries += [Source(folder, folder.relative_to(root).as_posix() + "/",
+                           f"cannot list this folder ({error.strerror}): its images are not converted")
+                    for folder, error in unlisted]
     elif os.path.isfile(text):
         p = pathlib.Path(text)
         root = p.parent
@@ -358,6 +362,31 @@ def collect_sources(source: str | os.PathLike, output: str | os.PathLike) -> tup
         elif _inside(real, output_real):
             entry.refused = "lies inside the output folder; refused as input"
     return root, entries
+
+
+def _unlisted_under_glob(root: pathlib.Path, pattern: pathlib.PurePath, output_real: str,
+                         hidden: bool) -> list[tuple[pathlib.Path, OSError]]:
+    """The folders under ``root`` that ``pattern`` could match files in but
+    that cannot be listed: pathlib's glob passes over them in silence."""
+    folders = pattern.parts[:-1]
+    deep = "**" in folders
+
+    def could_hold(rel: tuple[str, ...]) -> bool:
+        return deep or (len(rel) <= len(folders) and all(map(fnmatch.fnmatchcase, rel, folders)))
+
+    found: list[tuple[pathlib.Path, OSError]] = []
+
+    def cannot_list(error: OSError) -> None:
+        folder = pathlib.Path(error.filename)
+        if folder != root:  # an unlistable root matched nothing, and says so
+            found.append((folder, error))
+
+    for dirpath, dirnames, _ in os.walk(root, onerror=cannot_list):
+        rel = pathlib.Path(dirpath).relative_to(root).parts
+        dirnames[:] = [d for d in dirnames
+                       if (hidden or not d.startswith(".")) and could_hold((*rel, d))
+                       and not _inside(os.path.realpath(os.path.join(dirpath, d)), output_real)]
+    return sorted(found, key=lambda item: item[0])
 
 
 def shard_of(rel: str, num_shards: int) -> int:

@@ -1075,6 +1075,14 @@ def test_a_folder_that_cannot_be_listed_gets_a_failed_line(translator, tmp_path,
     row = by_rel(records(tmp_path / "out"))["locked/"]
     assert row["status"] == "failed"
     assert row["reason"] == "cannot list this folder (Permission denied): its images are not converted"
+    # A glob that could match files in it says so too (pathlib's glob passes it over in silence).
+    for pattern, failed in (("**/*.jpg", 1), ("*/*.jpg", 1), ("*.jpg", 0)):
+        summary = run(translator, str(tmp_path / "in" / pattern), tmp_path / "out_glob")
+        assert summary.failed == failed, pattern
+        if failed:
+            assert "locked/" in by_rel(records(tmp_path / "out_glob"))
+    with pytest.raises(FileNotFoundError, match="the glob matches nothing"):
+        run(translator, str(tmp_path / "in" / "other" / "*.jpg"), tmp_path / "out_glob")
     refuse_root = True
     with pytest.raises(ValueError, match=r"--input .*in': .*in: cannot list the folder \(Permission denied\)"):
         run(translator, tmp_path / "in", tmp_path / "out")
