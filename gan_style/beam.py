@@ -641,7 +641,7 @@ def run_pipeline(
       FileNotFoundError, ValueError: bad arguments (named), before the pipeline starts.
       PipelineFailed: the pipeline stopped on an error once started.
     """
-    from gan_style import convert, run_lock, tiling, tonal
+    from gan_style import convert, tiling, tonal
 
     start = time.monotonic()
     tile = tiling.DEFAULT_TILE if tile is None else tile
@@ -685,11 +685,7 @@ def run_pipeline(
     if not _is_remote(output):
         try:
             os.makedirs(output, exist_ok=True)
-            # A local output folder: one run per folder and shard, as infer.py's local runner.
-            lock.enter_context(run_lock.held(pathlib.Path(output) / f".conversion{temp_tag}.lock",
-                                             lambda holder: ValueError(
-                                                 f"--output {output!r} is in use by another conversion "
-                                                 f"({holder}); wait for it to end, or convert into another folder")))
+            lock.enter_context(convert.output_lock(output, num_shards, shard_index))
         except OSError as e:
             raise ValueError(f"--output {output!r}: cannot write there ({e.strerror or e})") from None
         _remove_stale_temp_files(output, temp_tag)

@@ -201,6 +201,13 @@ def _linked_folder_entries(links: Iterable[pathlib.Path], root: pathlib.Path) ->
                    "pass it as --input to convert it") for link in links]
 
 
+def _unlisted_folder_entries(unlisted: Iterable[tuple[pathlib.Path, OSError]], root: pathlib.Path) -> list[Source]:
+    # A folder that cannot be listed gets a failed line: its images are not lost in silence.
+    return [Source(folder, folder.relative_to(root).as_posix() + "/",
+                   f"cannot list this folder ({error.strerror}): its images are not converted")
+            for folder, error in unlisted]
+
+
 class _LinkedFolders:
     """Which glob matches lie below a symlinked folder under ``root``."""
 
@@ -256,10 +263,7 @@ def collect_sources(source: str | os.PathLike, output: str | os.PathLike) -> tup
             raise ValueError(f"--input {text!r}: {e.strerror}") from None
         entries = [Source(p, p.relative_to(root).as_posix()) for p in listed]
         entries += _linked_folder_entries(links, root)
-        # Each folder that cannot be listed gets a failed line: its images are not lost in silence.
-        entries += [Source(folder, folder.relative_to(root).as_posix() + "/",
-                           f"cannot list this folder ({error.strerror}): its images are not converted")
-                    for folder, error in unlisted]
+        entries += _unlisted_folder_entries(unlisted, root)
     elif glob.has_magic(text) and not os.path.exists(text):
         root = _glob_root(text)
         pattern = pathlib.PurePath(text).relative_to(root)
@@ -309,9 +313,7 @@ def collect_sources(source: str | os.PathLike, output: str | os.PathLike) -> tup
             )
         entries.sort(key=lambda s: s.rel)
         entries += _linked_folder_entries(sorted(linked.found), root)
-        entries += [Source(folder, folder.relative_to(root).as_posix() + "/",
-                           f"cannot list this folder ({error.strerror}): its images are not converted")
-                    for folder, error in unlisted]
+        entries += _unlisted_folder_entries(unlisted, root)
     elif os.path.isfile(text):
         p = pathlib.Path(text)
         root = p.parent
@@ -605,6 +607,20 @@ def record_time() -> str:
 def shard_tag(num_shards: int, shard_index: int) -> str:
     """In the temporary file names of one shard, so it cleans up only its own."""
     return "" if num_shards == 1 else f"-s{shard_index}of{num_shards}"
+
+
+def output_lock(output: str | os.PathLike, num_shards: int, shard_index: int):
+    """Holds ``output/.conversion<shard>.lock`` (:func:`gan_style.run_lock.held`):
+    one run per local output folder and shard, infer.py's or a Beam
+    launcher's. A second would delete the first one's temporary files and
+    rewrite its manifest under it; it stops at once, naming the first."""
+
+    def busy(holder: str) -> ValueError:
+        shard = f" (shard {shard_index} of {num_shards})" if num_shards > 1 else ""
+        return ValueError(f"--output {os.fspath(output)!r} is in use by another conversion{shard} ({holder}); "
+                          "wait for it to end, or convert into another folder")
+
+    return run_lock.held(pathlib.Path(output) / f".conversion{shard_tag(num_shards, shard_index)}.lock", busy)
 
 
 def manifest_name(num_shards: int, shard_index: int) -> str:
@@ -1027,7 +1043,7 @@ class _Converter:
         try:
             _check_output_path(target, self.output_root)
             target.parent.mkdir(parents=True, exist_ok=True)
-            size = image_writer.write_image(target, out, alpha, fmt=fmt, quality=self.quality,
+            written = image_writer.write_image(target, out, alpha, fmt=fmt, quality=self.quality,
                                             icc_profile=image.icc_profile, exif=image.exif,
                                             temp_tag=self.temp_tag, dpi=image.dpi, xmp=image.xmp,
                                             text=image.text)
@@ -1037,10 +1053,6 @@ class _Converter:
                         seconds + time.perf_counter() - start)
             return
         source.output = target
-        try:
-            written = target.stat().st_mtime_ns  # with the size: how a later run knows the file is still ours
-        except OSError:
-            written = None
         if source.moved_from is not None:
             old = _output_rel(source.moved_from, self.output_dir)
             try:
@@ -1049,7 +1061,9 @@ class _Converter:
             except OSError as e:
                 notes.append(f"its earlier output {old} could not be removed ({e.strerror or e})")
         self.record(source, CONVERTED, "; ".join(notes), seconds + time.perf_counter() - start,
-                    output_size=size, output_mtime_ns=written, width=image.width, height=image.height, tiled=tiled,
+                    # Size and mtime: how a later run knows the file is still the one written here.
+                    output_size=written.st_size, output_mtime_ns=written.st_mtime_ns, width=image.width,
+                    height=image.height, tiled=tiled,
                     format=fmt, settings=accepted_settings(self.settings, source.rel)[0])
 
     def drain(self) -> None:
@@ -1308,18 +1322,10 @@ def convert_catalog(
     settings = run_settings(translator, format=format, quality=int(quality), tile=int(tile or 0),
                                      overlap=int(overlap), stats_size=int(stats_size), precision=precision)
     temp_tag = shard_tag(num_shards, shard_index)
-
-    def busy(holder: str) -> ValueError:
-        shard = f" (shard {shard_index} of {num_shards})" if num_shards > 1 else ""
-        return ValueError(f"--output {os.fspath(output)!r} is in use by another conversion{shard} ({holder}); "
-                          "wait for it to end, or convert into another folder")
-
     with contextlib.ExitStack() as stack:
         try:
             output.mkdir(parents=True, exist_ok=True)
-            # One run per output folder and shard: a second would delete the
-            # first one's temporary files and rewrite its manifest under it.
-            stack.enter_context(run_lock.held(output / f".conversion{temp_tag}.lock", busy))
+            stack.enter_context(output_lock(output, num_shards, shard_index))
             recorded_before = Manifest.read(output)
             previous = {} if overwrite else recorded_before
             owners = output_owners(previous)

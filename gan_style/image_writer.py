@@ -245,7 +245,7 @@ def write_image(
     dpi: tuple[float, float] | None = None,
     xmp: bytes | None = None,
     text: dict[str, str] | None = None,
-) -> int:
+) -> os.stat_result:
     """Encodes and writes one image atomically.
 
     The encoded bytes go to a temporary file in the destination folder,
@@ -267,7 +267,8 @@ def write_image(
         concurrent writers never share one.
 
     Returns:
-      The size of the written file in bytes.
+      The written file's ``os.stat`` (its size and modification time go into
+      the manifest).
     """
     path = pathlib.Path(path)
     if fmt not in _CAPS:
@@ -284,4 +285,4 @@ def write_image(
         with contextlib.suppress(OSError):
             os.unlink(temp)
         raise
-    return path.stat().st_size
+    return path.stat()
