@@ -159,6 +159,12 @@ def plan_catalog(source: str, output: str, fmt: str = "same") -> list[dict]:
     Raises:
       FileNotFoundError, ValueError: as :func:`~gan_style.convert.collect_sources`.
     """
+    return _plan(source, output, fmt)[0]
+
+
+def _plan(source: str, output: str, fmt: str) -> tuple[list[dict], set[str]]:
+    """:func:`plan_catalog`'s plan, and the output names (relative,
+    case-folded) that several sources wanted and none got."""
     from gan_style import convert
 
     if _is_remote(source):
@@ -184,7 +190,7 @@ def plan_catalog(source: str, output: str, fmt: str = "same") -> list[dict]:
     # Plan relative targets against a dummy root, then join with the real one
     # (pathlib would collapse the "//" of gs://).
     dummy = pathlib.PurePosixPath("/")
-    convert._plan_outputs(entries, dummy, fmt)  # type: ignore[arg-type]
+    contested = convert._plan_outputs(entries, dummy, fmt)  # type: ignore[arg-type]
     def planned(path):
         if path is None:
             return None, None
@@ -197,7 +203,7 @@ def plan_catalog(source: str, output: str, fmt: str = "same") -> list[dict]:
         alpha_target, alpha_rel = planned(entry.alpha_output)
         plan.append({"source": str(entry.path), "rel": entry.rel, "output": target, "output_rel": target_rel,
                      "alpha_output": alpha_target, "alpha_output_rel": alpha_rel, "refused": entry.refused})
-    return plan
+    return plan, contested
 
 
 def _manifest_files(output: str, pattern: str = "manifest*.jsonl") -> list[str]:
@@ -292,7 +298,7 @@ def _skip(item: dict, record: dict | None, settings: dict[str, str], output: str
     """(reason, kept record fields) when ``item`` needs no conversion, else None."""
     from gan_style import convert
 
-    keep_keys = ("output_size", "width", "height", "tiled", "format", "settings")
+    keep_keys = ("output_size", "output_mtime_ns", "width", "height", "tiled", "format", "settings")
     accepted = convert.accepted_settings(settings, item["rel"])
 
     def kept(record: dict, out: str, out_rel: str | None) -> dict:
@@ -535,11 +541,15 @@ class ConvertFn(beam.DoFn):
                 convert._check_output_path(pathlib.Path(target), self.output_root)
             data = _encode(out, alpha, fmt, self.quality, image)
             _write_atomically(target, data, self.temp_tag)
+            # Its mtime tells a later run that the file is still the one recorded.
+            written = {} if _is_remote(target) else {"output_mtime_ns": os.stat(target).st_mtime_ns}
         except Exception as e:  # noqa: BLE001 - disk full, permissions: this file fails
             return self._record(item, "failed", f"could not write output: {type(e).__name__}: {e}",
                                 time.perf_counter() - start, **stat)
+        if item.get("moved_from"):
+            notes.append(convert.remove_moved_output(item["moved_from"], item["moved_from_rel"]))
         return self._record(item, "converted", "; ".join(notes), time.perf_counter() - start, **stat,
-                            output_size=len(data), width=image.width, height=image.height, tiled=tiled,
+                            output_size=len(data), **written, width=image.width, height=image.height, tiled=tiled,
                             format=fmt, settings=convert.accepted_settings(self.settings, item["rel"])[0])
 
 
@@ -665,21 +675,10 @@ def run_pipeline(
                                              precision=precision)
     del translator
 
-    plan = [p for p in plan_catalog(source, output, format) if convert.shard_of(p["rel"], num_shards) == shard_index]
-    previous = {} if overwrite else _previous_records(output)
-    owners = convert.output_owners(previous)
-    unrecorded = set() if overwrite else convert.outputs_of_killed_beam_runs(
-        _read_lines(path) for path in _plan_files(output))
-    for item in plan:
-        if item["refused"] or overwrite:
-            continue
-        skip = _skip(item, previous.get(item["rel"]), settings, output, owners, unrecorded)
-        if skip is not None:
-            item["skip"] = skip
-            if not _is_remote(item["source"]):
-                st = os.stat(item["source"])
-                item["stat"] = {"source_size": st.st_size, "source_mtime_ns": st.st_mtime_ns}
-
+    plan, contested = _plan(source, output, format)
+    # Over every shard's plan, as contested: names any shard will write.
+    planned = {rel.casefold() for p in plan for rel in (p["output_rel"], p["alpha_output_rel"]) if rel}
+    plan = [p for p in plan if convert.shard_of(p["rel"], num_shards) == shard_index]
     temp_tag = convert.shard_tag(num_shards, shard_index)
     lock = contextlib.ExitStack()
     if not _is_remote(output):
@@ -688,9 +687,30 @@ def run_pipeline(
             lock.enter_context(convert.output_lock(output, num_shards, shard_index))
         except OSError as e:
             raise ValueError(f"--output {output!r}: cannot write there ({e.strerror or e})") from None
-        _remove_stale_temp_files(output, temp_tag)
-    run_id = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
-    with lock:
+    with lock:  # from here on the output folder's records are this run's to read and prune
+        if not _is_remote(output):
+            _remove_stale_temp_files(output, temp_tag)
+        recorded_before = _previous_records(output)
+        previous = {} if overwrite else recorded_before
+        owners = convert.output_owners(previous)
+        unrecorded = set() if overwrite else convert.outputs_of_killed_beam_runs(
+            _read_lines(path) for path in _plan_files(output))
+        for item in plan:
+            if item["refused"]:
+                continue
+            skip = None if overwrite else _skip(item, previous.get(item["rel"]), settings, output, owners, unrecorded)
+            if skip is not None:
+                item["skip"] = skip
+                if not _is_remote(item["source"]):
+                    st = os.stat(item["source"])
+                    item["stat"] = {"source_size": st.st_size, "source_mtime_ns": st.st_mtime_ns}
+            elif not _is_remote(output):  # object stores keep no mtimes to tell our file from another
+                moved = convert._moved_output(recorded_before.get(item["rel"]), pathlib.Path(output),
+                                              contested, planned)
+                if moved is not None:
+                    item["moved_from"] = str(moved)
+                    item["moved_from_rel"] = recorded_before[item["rel"]]["output_rel"]
+        run_id = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
         plan_path = FileSystems.join(output, f".beam-plan-{run_id}.jsonl")
         try:
             with FileSystems.create(plan_path) as f:

@@ -1054,12 +1054,7 @@ class _Converter:
             return
         source.output = target
         if source.moved_from is not None:
-            old = _output_rel(source.moved_from, self.output_dir)
-            try:
-                source.moved_from.unlink()
-                notes.append(f"its earlier output {old} was removed: another source now wants that name too")
-            except OSError as e:
-                notes.append(f"its earlier output {old} could not be removed ({e.strerror or e})")
+            notes.append(remove_moved_output(source.moved_from, _output_rel(source.moved_from, self.output_dir)))
         self.record(source, CONVERTED, "; ".join(notes), seconds + time.perf_counter() - start,
                     # Size and mtime: how a later run knows the file is still the one written here.
                     output_size=written.st_size, output_mtime_ns=written.st_mtime_ns, width=image.width,
@@ -1199,6 +1194,16 @@ def _moved_output(record: dict | None, output_root: pathlib.Path, contested: set
     # BMP of the same size, say) is not ours to remove.
     ours = (stat.st_size, stat.st_mtime_ns) == (record.get("output_size"), record.get("output_mtime_ns"))
     return path if ours else None
+
+
+def remove_moved_output(path: str | os.PathLike, rel: str) -> str:
+    """Removes an output :func:`_moved_output` found, once its source's new
+    one is written; returns the note for the source's record."""
+    try:
+        os.unlink(path)
+    except OSError as e:
+        return f"its earlier output {rel} could not be removed ({e.strerror or e})"
+    return f"its earlier output {rel} was removed: another source now wants that name too"
 
 
 def _skip_reason(source: Source, record: dict | None, settings: tuple[str, ...],

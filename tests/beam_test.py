@@ -196,6 +196,37 @@ def test_context_reaches_the_workers(model_path, tmp_path):
     assert np.array_equal(np.asarray(Image.open(tmp_path / "out" / "a.png")), expected)
 
 
+def test_an_output_a_new_source_takes_the_name_of_is_removed(model_path, tmp_path):
+    # As infer.py's runner: a.jpg -> a.png, then an a.png joins; the old a.png
+    # (a.jpg's translation) must not stay under the new source's name, whether
+    # the earlier run was Beam's or infer.py's.
+    for first in ("beam", "local"):
+        src, out = tmp_path / first / "in", tmp_path / first / "out"
+        save(src / "a.jpg", noise(8, 8, seed=1))
+        if first == "beam":
+            beam_conversion.run_pipeline(model_path, str(src), str(out), format="png", pipeline_args=DIRECT)
+        else:
+            convert.convert_catalog(model_path, src, out, format="png", progress=False)
+        assert (out / "a.png").is_file()
+        save(src / "a.png", noise(8, 8, seed=2))
+        summary = beam_conversion.run_pipeline(model_path, str(src), str(out), format="png", pipeline_args=DIRECT)
+        assert summary.converted == 2, first
+        assert sorted(p.name for p in out.glob("*.png")) == ["a_jpg.png", "a_png.png"], first
+        rows = {r["rel"]: r for r in manifest_rows(out, "manifest.beam-*.jsonl")}
+        assert "its earlier output a.png was removed: another source now wants that name too" in rows["a.jpg"]["reason"]
+    # Not removed: a file put there since, even of the same size.
+    src, out = tmp_path / "bmp" / "in", tmp_path / "bmp" / "out"
+    save(src / "a.bmp", noise(8, 8, seed=1))
+    beam_conversion.run_pipeline(model_path, str(src), str(out), pipeline_args=DIRECT)
+    mine = noise(8, 8, seed=5)
+    save(out / "a.bmp", mine)
+    os.utime(out / "a.bmp", ns=(1, 1))
+    save(src / "a.BMP", noise(8, 8, seed=2))
+    beam_conversion.run_pipeline(model_path, str(src), str(out), pipeline_args=DIRECT)
+    with Image.open(out / "a.bmp") as kept:
+        np.testing.assert_array_equal(np.asarray(kept), mine)
+
+
 def test_remote_paths_list_file_refusals_and_rerun(model_path, catalog, tmp_path, monkeypatch):
     listing = tmp_path / "lists" / "catalog.txt"
     listing.parent.mkdir()
