@@ -52,7 +52,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from gan_style import image_io, image_writer, run_lock, tiling
+from gan_style import atomic, image_io, image_writer, run_lock, tiling
 from gan_style._bundled import bundled_path
 from gan_style.precision import resolve_precision
 from gan_style.translator import Translator, check_context, load_translator
@@ -576,12 +576,8 @@ class Manifest:
         if len(lines) <= 2 * len(newest):
             return
         keep = sorted(number for _, _, number in newest.values())
-        temp = path.with_name(f".{path.name}.{os.getpid()}{image_writer.TEMP_SUFFIX}")
-        with open(temp, "wb") as f:
-            f.writelines(lines[i] if lines[i].endswith(b"\n") else lines[i] + b"\n" for i in keep)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temp, path)
+        with atomic.replacing(path, path.with_name(f".{path.name}.{os.getpid()}{image_writer.TEMP_SUFFIX}")) as temp:
+            temp.write_bytes(b"".join(lines[i] if lines[i].endswith(b"\n") else lines[i] + b"\n" for i in keep))
 
     @staticmethod
     def read(output: pathlib.Path) -> dict[str, dict]:

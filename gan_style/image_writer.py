@@ -9,7 +9,6 @@ folder, ``fsync``, ``os.replace``).
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import pathlib
@@ -17,7 +16,7 @@ import pathlib
 import numpy as np
 from PIL import Image, PngImagePlugin
 
-from gan_style import image_io
+from gan_style import atomic, image_io
 
 #: ``--format`` choices.
 OUTPUT_FORMATS = ("same", "jpg", "png", "webp")
@@ -274,15 +273,7 @@ def write_image(
     if fmt not in _CAPS:
         raise ValueError(f"cannot write format {fmt!r}")
     image = pil_image(rgb, alpha, fmt)
-    temp = path.with_name(temp_file_name(path.name, f"{os.getpid()}{temp_tag}"))
-    try:
-        with open(temp, "wb") as f:
-            image.save(f, format=fmt, **_save_options(fmt, quality, icc_profile, exif, dpi, xmp, text))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temp)
-        raise
+    # Its own temporary name: a catalog run cleans up a killed run's by it.
+    with atomic.replacing(path, path.with_name(temp_file_name(path.name, f"{os.getpid()}{temp_tag}"))) as temp:
+        image.save(temp, format=fmt, **_save_options(fmt, quality, icc_profile, exif, dpi, xmp, text))
     return path.stat()

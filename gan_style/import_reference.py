@@ -29,6 +29,7 @@ from typing import Mapping
 import keras
 import numpy as np
 
+from gan_style import atomic
 from gan_style.networks import build_generator
 
 _WEIGHTED = (keras.layers.Conv2D, keras.layers.Conv2DTranspose, keras.layers.BatchNormalization)
@@ -233,13 +234,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {out} is a folder; give the .keras file to write", file=sys.stderr)
         return 1
     out.parent.mkdir(parents=True, exist_ok=True)
-    # Under a temporary name, then renamed: a save cut short leaves no half-written .keras.
-    temporary = out.with_name(f".{out.stem}.tmp{os.getpid()}.keras")
-    try:
+    with atomic.replacing(out) as temporary:  # a save cut short leaves no half-written .keras
         model.save(temporary)
-        os.replace(temporary, out)
-    finally:
-        temporary.unlink(missing_ok=True)
     print(f"wrote {out}: {model.name}, {model.count_params():,} parameters")
     return 0
 

@@ -23,12 +23,13 @@ import json
 import math
 import os
 import pathlib
-import uuid
 from collections.abc import Mapping
 from typing import Any
 
 import keras
 from keras import ops
+
+from gan_style import atomic
 
 #: Order of the columns of the optional per-image ``[batch, 6]`` parameter
 #: tensor of :class:`TonalAdjustment`.
@@ -404,16 +405,10 @@ class Profile:
         Raises:
           OSError: naming ``path`` (a folder there, no such folder, no permission).
         """
-        path = pathlib.Path(path)
-        # A name of its own (two saves to one path don't share a temporary);
-        # not mkstemp, whose file would keep mode 0600 rather than the umask's.
-        temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
         try:
-            with open(temporary, "x", encoding="utf-8") as f:
-                f.write(self.to_json())
-            os.replace(temporary, path)
+            with atomic.replacing(path) as temporary:
+                temporary.write_text(self.to_json(), encoding="utf-8")
         except OSError as error:
-            temporary.unlink(missing_ok=True)
             raise OSError(error.errno, f"cannot save the tone profile to {str(path)!r}: "
                                        f"{error.strerror or error}") from None
 

@@ -61,7 +61,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from gan_style import input_pipeline, networks, run_lock
+from gan_style import atomic, input_pipeline, networks, run_lock
 from gan_style._bundled import bundled_path
 from gan_style.cyclegan import LOSS_NAMES, CycleGAN
 from gan_style.optimizers import ReferenceAdam
@@ -504,17 +504,13 @@ def export_generators(model: CycleGAN, directory: str | os.PathLike) -> None:
     """
     directory = pathlib.Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    for stale in directory.glob(".gen_*.tmp*.keras"):  # left by a kill during an export
+    for stale in directory.glob(".*.tmp.gen_*.keras"):  # left by a kill during an export
         stale.unlink(missing_ok=True)
-    written = []
-    for name in ("gen_ab", "gen_ba"):
-        temporary = directory / f".{name}.tmp{os.getpid()}.keras"
-        generator_with_precision(getattr(model, name), "float32").save(temporary)
-        written.append((temporary, directory / f"{name}.keras"))
     # Both files are complete before either replaces its old one, so a kill
     # leaves at most a moment in which the pair is from two steps.
-    for temporary, final in written:
-        os.replace(temporary, final)  # atomic on POSIX: a kill leaves the old file
+    with atomic.replacing(directory / "gen_ab.keras") as gen_ab, atomic.replacing(directory / "gen_ba.keras") as gen_ba:
+        generator_with_precision(model.gen_ab, "float32").save(gen_ab)
+        generator_with_precision(model.gen_ba, "float32").save(gen_ba)
 
 
 def export_checkpoint(workdir: str | os.PathLike, step: int) -> pathlib.Path:
@@ -605,10 +601,8 @@ def save_sheet_png(sheet: np.ndarray, path: str | os.PathLike, title: str) -> No
     ax.imshow(sheet, interpolation="nearest")
     ax.set_axis_off()
     fig.text(0.5, 1 - 12 / (h + 30), title, ha="center", va="center", fontsize=8)
-    path = pathlib.Path(path)
-    temporary = path.with_name(f".{path.name}.tmp{os.getpid()}.png")
-    fig.savefig(temporary, dpi=dpi)
-    os.replace(temporary, path)
+    with atomic.replacing(path) as temporary:
+        fig.savefig(temporary, dpi=dpi)
 
 
 class SampleSheets(keras.callbacks.Callback):
@@ -1057,9 +1051,8 @@ def _batches(dataset, data, batch_size: int):
 
 
 def _atomic_write_text(path: pathlib.Path, text: str) -> None:
-    temporary = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    temporary.write_text(text)
-    os.replace(temporary, path)
+    with atomic.replacing(path) as temporary:
+        temporary.write_text(text)
 
 
 class _StopOnSignal:

@@ -27,7 +27,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from gan_style import tonal
+from gan_style import atomic, tonal
 from gan_style.networks import input_requirements, leaf_layers
 from gan_style.precision import generator_with_precision
 
@@ -721,16 +721,9 @@ class Translator(keras.Model):
         spec = tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")
         # ONNX cannot name an output as its input: the output is "translated".
         function = tf.function(lambda images: {"translated": exported(images)}, input_signature=[spec])
-        # Written beside the target and renamed: a failed export leaves no
-        # truncated model, and an earlier one stays as it was.
-        temporary = f"{filepath}.{os.getpid()}.partial"
-        try:
-            with _staged_norms(exported.generator):
-                tf2onnx.convert.from_function(function, input_signature=[spec], output_path=temporary)
-            os.replace(temporary, filepath)
-        finally:
-            if os.path.exists(temporary):
-                os.unlink(temporary)
+        # A failed export leaves no truncated model, and an earlier one as it was.
+        with atomic.replacing(filepath) as temporary, _staged_norms(exported.generator):
+            tf2onnx.convert.from_function(function, input_signature=[spec], output_path=str(temporary))
         return filepath
 
 

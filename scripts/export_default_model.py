@@ -81,7 +81,7 @@ def export_default_model(
     import keras
     import numpy as np
 
-    from gan_style import convert, image_io, tonal
+    from gan_style import atomic, convert, image_io, tonal
     from gan_style.precision import generator_with_precision
     from gan_style.translator import Translator, load_translator
 
@@ -107,8 +107,8 @@ def export_default_model(
     image = image_io.load_rgb(sample)[None]
     expected = np.asarray(translator(image))  # also builds it before saving
     output.parent.mkdir(parents=True, exist_ok=True)
-    temporary = output.with_name(f".{output.stem}.tmp{os.getpid()}.keras")
-    try:
+    # Checked before it replaces the shipped model: a failed check leaves that as it was.
+    with atomic.replacing(output) as temporary:
         translator.save(temporary)
         size = temporary.stat().st_size
         if size > max_mb * 1e6:
@@ -140,9 +140,6 @@ def export_default_model(
                 f"{temporary}: the loaded model converts {sample.name} differently from the saved one "
                 f"(max difference {np.abs(got.astype(int) - expected.astype(int)).max()})"
             )
-        os.replace(temporary, output)
-    finally:
-        temporary.unlink(missing_ok=True)
     return {
         "output": str(output),
         "source": str(source),

@@ -289,7 +289,7 @@ def make_gallery(
     """
     from PIL import Image
 
-    from gan_style import convert, image_io, tonal
+    from gan_style import atomic, convert, image_io, tonal
     from gan_style.translator import load_translator
 
     tones = list(tones)
@@ -335,9 +335,8 @@ def make_gallery(
         dpi = max(30, dpi - 10)
     output = pathlib.Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    temporary = output.with_name(f".{output.name}.tmp")
-    temporary.write_bytes(png)
-    os.replace(temporary, output)
+    with atomic.replacing(output) as temporary:
+        temporary.write_bytes(png)
     with Image.open(output) as written:
         size = written.size
     return {

@@ -34,6 +34,8 @@ import sys
 
 import numpy as np
 
+from gan_style import atomic
+
 # TF-graph block names (as in default_1.pt) -> torchvision / pytorch-fid names.
 _STEM = {
     "conv": "Conv2d_1a_3x3",
@@ -350,9 +352,8 @@ def convert(
                 f"(features up to {scale:g}); {dst} not written"
             )
     dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(dst.name[: -len(".weights.h5")] + ".tmp.weights.h5")
-    model.save_weights(str(tmp))
-    os.replace(tmp, dst)  # atomic: a half-written file is never picked up
+    with atomic.replacing(dst) as temporary:  # a half-written file is never picked up
+        model.save_weights(str(temporary))
     return {"kind": kind, "max_abs_diff": max_diff, "dst": str(dst), "src": src}
 
 
