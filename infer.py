@@ -90,6 +90,13 @@ def _fail(message: str) -> int:
 
 def main(argv):
     extra = [a for a in argv[1:] if a != "--"]
+    if extra and FLAGS.runner != "beam" and FLAGS.input and all(os.path.exists(a) for a in [FLAGS.input, *extra]):
+        # `--input dir/*.jpg`, unquoted: the shell passed the first match as
+        # --input and the rest as arguments.
+        return _fail(
+            f"--input takes one folder, glob or list file; the shell expanded a pattern into {len(extra) + 1} "
+            f"paths ({FLAGS.input}, {extra[0]}, ...): quote it, e.g. --input='{os.path.dirname(FLAGS.input) or '.'}/*'"
+        )
     if extra and FLAGS.runner != "beam":
         raise app.UsageError(f"unexpected arguments: {' '.join(extra)} (Beam options need --runner=beam)")
     model = FLAGS.model

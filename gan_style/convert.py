@@ -323,15 +323,6 @@ def collect_sources(source: str | os.PathLike, output: str | os.PathLike) -> tup
             entries = _list_file_entries(p)
     else:
         raise FileNotFoundError(f"--input {text!r}: no such folder, file, or glob match")
-    if earlier:
-        _warn_earlier_outputs(text, [str(p.relative_to(root)) for p in sorted(earlier)])
-    if others:
-        others.sort()
-        names = _first_names([str(p.relative_to(root)) for p in others])
-        logging.warning("--input %s: %d file(s) not converted, their extensions are not image ones (%s); "
-                        "images are %s", text, len(others), names, " ".join(sorted(image_io.IMAGE_EXTENSIONS)))
-    if not entries:  # an empty drop folder is a quiet night, not an error; but say so
-        logging.warning("--input %s: no image files to convert", text)
     root_real = os.path.realpath(root)
     if output_real == root_real:
         raise ValueError(f"--output {os.fspath(output)!r} is the input folder: outputs would overwrite the inputs")
@@ -355,6 +346,16 @@ def collect_sources(source: str | os.PathLike, output: str | os.PathLike) -> tup
                 f"that no conversion wrote (e.g. {held[0].relative_to(output)}): they would be left out "
                 "of the input and could be overwritten. Choose an empty output folder, or one outside the input"
             )
+    # After the checks above: an --output that is the input hides every input file.
+    if earlier:
+        _warn_earlier_outputs(text, [str(p.relative_to(root)) for p in sorted(earlier)])
+    if others:
+        others.sort()
+        names = _first_names([str(p.relative_to(root)) for p in others])
+        logging.warning("--input %s: %d file(s) not converted, their extensions are not image ones (%s); "
+                        "images are %s", text, len(others), names, " ".join(sorted(image_io.IMAGE_EXTENSIONS)))
+    if not entries:  # an empty drop folder is a quiet night, not an error; but say so
+        logging.warning("--input %s: no image files to convert", text)
     for entry in entries:
         if entry.refused:
             continue

@@ -439,7 +439,14 @@ def main(argv: list[str] | None = None) -> int:
                 )
             if args.target or args.reverse_model:
                 parser.error("--target and --reverse_model go with --model")
+            if os.path.realpath(args.real) == os.path.realpath(args.fake):
+                print(f"warning: --real and --fake are the same folder ({args.fake}): its images are scored "
+                      "against themselves", file=sys.stderr)
             results = evaluate_folders(args.real, args.fake, args.source, **common)
+            if args.source and "n_pairs" not in results and "n_pairs_size_mismatch" not in results:
+                print(f"warning: --source={args.source}: none of the {results['n_fake']} --fake images has a "
+                      "source image of the same name (paired by relative path without extension); PSNR/SSIM "
+                      "not computed", file=sys.stderr)
     except (FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

@@ -809,6 +809,14 @@ def load_translator(
     """
     path = pathlib.Path(path)
     if path.is_dir():
+        # A training workdir, or its export/ folder: name the files in it.
+        exported = [p for p in (path / "gen_ab.keras", path / "gen_ba.keras",
+                                path / "export" / "gen_ab.keras", path / "export" / "gen_ba.keras") if p.is_file()]
+        if exported:
+            raise ValueError(
+                f"{path} is a folder, not a model: pass one of its .keras files, "
+                + " or ".join(f"{p} ({'A->B' if p.stem == 'gen_ab' else 'B->A'})" for p in exported[:2])
+            )
         raise ValueError(
             f"{path} is a directory (a SavedModel?): load_translator reads .keras files; "
             "serve a SavedModel with TF Serving or tf.saved_model.load"

@@ -276,3 +276,22 @@ def test_a_fake_folder_inside_the_real_one_is_not_counted_as_real(tmp_path):
     fakes = metrics.compute_features(model, [np.asarray(Image.open(p)) for p in
                                              sorted((tmp_path / "real" / "fakes").iterdir())])
     assert results["fid"] == pytest.approx(metrics.fid_from_features(alone, fakes), rel=1e-9)
+
+
+def test_cli_warns_of_a_folder_scored_against_itself_and_of_a_source_with_no_pairs(tmp_path, monkeypatch, capsys):
+    _write(tmp_path / "real", ["1.png", "2.png", "3.png"], seed=1)
+    _write(tmp_path / "fake", ["1.png", "2.png", "3.png"], seed=2, shift=20)
+    _write(tmp_path / "other", ["x.png", "y.png"], seed=3)
+    monkeypatch.setattr(metrics, "load_inception", lambda *args, **kwargs: _tiny_features())
+    real, fake = f"--real={tmp_path / 'real'}", f"--fake={tmp_path / 'fake'}"
+    warnings = {}
+    for name, args in {"same": [real, f"--fake={tmp_path / 'real'}/"], "unpaired": [real, fake, f"--source={tmp_path / 'other'}"],
+                       "paired": [real, fake, f"--source={tmp_path / 'real'}"]}.items():
+        assert evaluate.main([*args, "--no_progress"]) == 0
+        warnings[name] = [line for line in capsys.readouterr().err.splitlines() if "--" in line]
+    assert warnings["same"] == [f"warning: --real and --fake are the same folder ({tmp_path / 'real'}/): its images "
+                                "are scored against themselves"]
+    assert warnings["unpaired"] == [f"warning: --source={tmp_path / 'other'}: none of the 3 --fake images has a source "
+                                    "image of the same name (paired by relative path without extension); PSNR/SSIM "
+                                    "not computed"]
+    assert warnings["paired"] == []

@@ -44,8 +44,14 @@ def model_path(tmp_path_factory):
     return save_tiny_translator(tmp_path_factory.mktemp("model") / "tiny.keras", base_filters=8, seed=3)
 
 
-def test_usage_errors_exit_1_with_a_clear_message(model_path, tmp_path):
+def test_usage_errors_exit_1_with_a_clear_message(model_path, tmp_path, tmp_path_factory):
+    # `--input catalog/*.png`, unquoted (outside tmp_path, the other runs' input).
+    catalog = tmp_path_factory.mktemp("catalog")
+    expanded = [catalog / f"{name}.png" for name in "abc"]
+    for path in expanded:
+        path.write_bytes(b"")
     runs = {
+        "shell_glob": ["--input", *map(str, expanded), f"--output={tmp_path / 'out'}", f"--model={model_path}"],
         "no_model": [f"--input={tmp_path}", f"--output={tmp_path / 'out'}"],
         "bad_quality": [f"--input={tmp_path}", f"--output={tmp_path / 'out'}", f"--model={model_path}", "--quality=0"],
         "no_input": [f"--input={tmp_path / 'nowhere'}", f"--output={tmp_path / 'out'}", f"--model={model_path}"],
@@ -71,6 +77,9 @@ def test_usage_errors_exit_1_with_a_clear_message(model_path, tmp_path):
     assert "nowhere" in results["no_input"][1]
     assert "--context" in results["bad_context"][1]
     assert "--output" in results["output_is_a_file"][1]
+    assert results["shell_glob"][1].strip().splitlines()[-1] == (
+        f"infer.py: error: --input takes one folder, glob or list file; the shell expanded a pattern into 3 paths "
+        f"({expanded[0]}, {expanded[1]}, ...): quote it, e.g. --input='{expanded[0].parent}/*'")
     assert all("Traceback" not in stderr for _, stderr, _ in results.values())
 
 

@@ -590,6 +590,22 @@ def test_bad_model_and_bad_flags(tmp_path, capsys):
         studio_main.parse_args(["--context=-1"])
     assert exit_info.value.code == 2 and "--context" in capsys.readouterr().err
     assert studio_main.parse_args(["--context=8"]).context == 8
+    for value in ("inf", "nan"):
+        with pytest.raises(SystemExit) as exit_info:
+            studio_main.parse_args([f"--max_upload_mb={value}"])
+        assert exit_info.value.code == 2 and "--max_upload_mb must be a finite number" in capsys.readouterr().err
+
+
+def test_a_host_or_port_it_cannot_listen_on_is_named(app):
+    with pytest.raises(OSError, match=r"--host=999\.1\.1\.1: no such address or host name"):
+        make_server(app, "999.1.1.1", 0)
+    taken = make_server(app, "127.0.0.1", 0)
+    try:
+        with pytest.raises(OSError, match=rf"--host=127\.0\.0\.1 --port={taken.server_port}: cannot listen there "
+                                          r"\(Address already in use\); another program uses that port"):
+            make_server(app, "127.0.0.1", taken.server_port)
+    finally:
+        taken.server_close()
 
 
 def test_renders_of_many_sizes_share_few_compiled_shapes(translator):

@@ -2,6 +2,7 @@
 
 import io
 import pathlib
+import re
 import zlib
 
 import keras
@@ -376,6 +377,16 @@ def test_load_translator_errors(tmp_path, saved_model_path):
         load_translator(tmp_path / "nope.keras")
     with pytest.raises(ValueError, match="translator_savedmodel is a directory"):
         load_translator(saved_model_path)
+    # A training workdir, or its export folder: the generators in it are named.
+    workdir = tmp_path / "run"
+    (workdir / "export").mkdir(parents=True)
+    for name in ("gen_ab", "gen_ba"):
+        (workdir / "export" / f"{name}.keras").write_bytes(b"")
+    for folder in (workdir, workdir / "export"):
+        with pytest.raises(ValueError, match=re.escape(
+                f"{folder} is a folder, not a model: pass one of its .keras files, {workdir}/export/gen_ab.keras "
+                f"(A->B) or {workdir}/export/gen_ba.keras (B->A)")):
+            load_translator(folder)
     other = tmp_path / "weights.h5"
     other.write_bytes(b"")
     with pytest.raises(ValueError, match="expected a .keras file"):

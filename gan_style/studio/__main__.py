@@ -7,6 +7,7 @@ model cannot be loaded or the port cannot be opened, 2 for bad flags.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 
@@ -90,6 +91,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"--port must be in 0..65535, got {args.port}")
     if args.max_upload_mb <= 0 or args.max_pixels <= 0 or args.preview_size <= 0:
         parser.error("--max_upload_mb, --max_pixels and --preview_size must be positive")
+    if not math.isfinite(args.max_upload_mb):
+        parser.error(f"--max_upload_mb must be a finite number of megabytes, got {args.max_upload_mb}")
     return args
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import pathlib
+import socket
 
 from werkzeug.serving import BaseWSGIServer
 from werkzeug.serving import make_server as _werkzeug_make_server
@@ -46,4 +48,23 @@ def make_server(app, host: str = "127.0.0.1", port: int = 8080) -> BaseWSGIServe
     Werkzeug's server is the right size for a one-person local tool (it is
     not meant to face the internet; see :func:`host_warning`).
     """
+    _check_can_listen(host, port)
     return _werkzeug_make_server(host, port, app, threaded=True)
+
+
+def _check_can_listen(host: str, port: int) -> None:
+    """Raises OSError naming ``--host``/``--port`` when the server could not
+    listen there. Werkzeug prints the bare socket error ("Name or service
+    not known") and exits the process; found first, it is our message."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+    except socket.gaierror as e:
+        raise OSError(f"--host={host}: no such address or host name ({e.strerror})") from None
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server binds
+        try:
+            probe.bind(address)
+        except OSError as e:
+            hint = "; another program uses that port: pick another with --port" if e.errno == errno.EADDRINUSE else ""
+            raise OSError(f"--host={host} --port={port}: cannot listen there ({e.strerror or e}){hint}") from None
