@@ -124,7 +124,12 @@ def main(argv):
         return 130
     print(summary, flush=True)
     if summary.failed:
-        logging.warning("%d file(s) failed; see reasons in %s", summary.failed, summary.manifest)
+        # A few reasons here: when every file fails alike (a list of
+        # absolute paths, say), the first one says why.
+        examples = "".join(f"\n  {rel}: {reason}" for rel, reason in summary.failures)
+        more = " (the first ones above)" if summary.failed > len(summary.failures) else ""
+        logging.warning("%d file(s) failed%s; every reason is in %s%s", summary.failed, more, summary.manifest,
+                        examples)
     return summary.exit_code
 
 

@@ -91,6 +91,10 @@ _WHITE = (255, 255, 255)
 _AHEAD_PIXELS = 1 << 24
 
 
+#: Failures a run's summary keeps to show on the console.
+FAILURES_SHOWN = 3
+
+
 @dataclasses.dataclass
 class ConversionSummary:
     """Counts of one :func:`convert_catalog` run."""
@@ -100,6 +104,8 @@ class ConversionSummary:
     failed: int = 0
     seconds: float = 0.0
     manifest: str = ""
+    #: ``(rel, reason)`` of the first few failures, for the console (all are in the manifest).
+    failures: list[tuple[str, str]] = dataclasses.field(default_factory=list)
 
     @property
     def total(self) -> int:
@@ -951,6 +957,8 @@ class _Converter:
         self.manifest.write(record)
         with self._lock:
             setattr(self.summary, status, getattr(self.summary, status) + 1)
+            if status == FAILED and len(self.summary.failures) < FAILURES_SHOWN:
+                self.summary.failures.append((source.rel, reason))
         self.progress.update()
 
     # decode

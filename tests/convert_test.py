@@ -543,6 +543,8 @@ def test_path_safety(translator, tmp_path, caplog):
     assert "outside the input folder" in status["link.png"][1]
     assert all(r["output"] is None for r in rows if r["status"] == "failed")
     assert summary.converted == 2 and summary.failed == 4  # ./ok.png is ok.png again
+    failed_rows = [(r["rel"], r["reason"]) for r in rows if r["status"] == "failed"]
+    assert summary.failures == failed_rows[:convert.FAILURES_SHOWN]  # the first few, for the console
     assert (tree_digest(tmp_path / "secret"), tree_digest(root)) == before_inputs
     written = {p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*") if p.is_file()}
     assert written == {"ok.png", "sub/deep.png", "manifest.jsonl", ".conversion.lock"}

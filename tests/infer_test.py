@@ -141,6 +141,8 @@ def test_killed_run_resumes_without_loss_or_duplicates(model_path, tmp_path):
     result = infer(*args)
     assert result.returncode == convert.EXIT_SOME_FAILED, result.stderr
     assert "converted" in result.stdout and "failed 1" in result.stdout
+    # The reason shows on the console too, not only in the manifest.
+    assert f"1 file(s) failed; every reason is in {manifest}\n  broken.jpg: " in result.stderr, result.stderr
     rows = [json.loads(line) for line in manifest.read_text().splitlines() if line.strip().endswith("}")]
     converted = collections.Counter(r["rel"] for r in rows if r["status"] == "converted")
     assert set(converted) | {r["rel"] for r in rows if r["status"] == "skipped"} == set(names)
