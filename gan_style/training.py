@@ -168,6 +168,8 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
                 "model.lambda_cycle_b", "model.lambda_identity", "model.dropout",
                 "eval.every_epochs", "eval.num_images", "optim.beta_1", "optim.beta_2"):
         at_least(key, 0)
+    if not 0 <= given["seed"] < 2**32:  # keras.utils.set_random_seed's range
+        raise ConfigError(f"config key seed must be in 0..{2**32 - 1}, got {given['seed']!r}")
     if given["data.num_parallel_calls"] == 0 or given["data.num_parallel_calls"] < -1:
         raise ConfigError("config key data.num_parallel_calls must be -1 (AUTOTUNE) or >= 1")
     for key in ("optim.learning_rate", "optim.epsilon"):
@@ -290,11 +292,49 @@ def _tpu_address(explicit: str) -> str | None:
     return None
 
 
-def _tf_config_workers() -> int:
+_TF_CONFIG_FORM = '{"cluster": {"worker": ["host1:port", "host2:port"]}, "task": {"type": "worker", "index": 0}}'
+
+
+def _tf_config_cluster() -> dict:
+    """``TF_CONFIG``'s cluster (empty when unset), checked where TensorFlow
+    would fail with a traceback or a message that does not name it."""
+    raw = os.environ.get("TF_CONFIG", "")
+    if not raw.strip():
+        return {}
     try:
-        cluster = json.loads(os.environ.get("TF_CONFIG", "{}")).get("cluster", {})
+        tf_config = json.loads(raw)
     except json.JSONDecodeError as error:
         raise ConfigError(f"environment variable TF_CONFIG is not valid JSON: {error}") from None
+
+    def bad(what: str) -> ConfigError:
+        return ConfigError(f"environment variable TF_CONFIG: {what}; the form is {_TF_CONFIG_FORM}")
+
+    if not isinstance(tf_config, dict):
+        raise bad(f"a JSON object is expected, not a {type(tf_config).__name__}")
+    cluster = tf_config.get("cluster", {})
+    if not isinstance(cluster, dict):
+        raise bad(f"'cluster' must be an object of jobs, not a {type(cluster).__name__}")
+    for job, tasks in cluster.items():
+        # TensorFlow takes a list of addresses, or an object of index -> address.
+        if not isinstance(tasks, (list, dict)) or not all(isinstance(t, str) for t in
+                                                          (tasks.values() if isinstance(tasks, dict) else tasks)):
+            raise bad(f"cluster job {job!r} must be a list of 'host:port' strings, got {tasks!r}")
+    if not cluster:
+        return cluster
+    task = tf_config.get("task")
+    if not isinstance(task, dict) or "type" not in task or "index" not in task:
+        raise bad("with a 'cluster', 'task' must say which of its tasks this process is ('type' and 'index')")
+    if task["type"] not in ("chief", "worker"):
+        raise bad(f"task type {task['type']!r}: train.py runs 'chief' and 'worker' tasks (MultiWorkerMirrored"
+                  "Strategy); no evaluator or parameter server (evaluate checkpoints with a separate command)")
+    count = len(cluster.get(task["type"], []))
+    if not isinstance(task["index"], int) or not 0 <= task["index"] < count:
+        raise bad(f"task index {task['index']!r} is not one of the {count} {task['type']} task(s) of 'cluster'")
+    return cluster
+
+
+def _tf_config_workers() -> int:
+    cluster = _tf_config_cluster()
     return len(cluster.get("worker", [])) + len(cluster.get("chief", []))
 
 
@@ -667,7 +707,12 @@ class SampleSheets(keras.callbacks.Callback):
 
 class ScalarLogger(keras.callbacks.Callback):
     """TensorBoard scalars every ``every_steps`` steps: losses (averaged since the
-    last write), ``lr`` and ``images_per_second``."""
+    last write), ``lr`` and ``images_per_second``.
+
+    The rate counts the time from each step's end to the next one's (input,
+    step, saves and sheets within the epoch), not the gap between epochs,
+    where the FID/KID evaluation may take minutes: after every evaluation it
+    would fall to near zero."""
 
     def __init__(self, writer, *, every_steps: int, global_batch_size: int):
         super().__init__()
@@ -676,30 +721,33 @@ class ScalarLogger(keras.callbacks.Callback):
         self.global_batch_size = global_batch_size
         self._sums: dict[str, float] = {}
         self._count = 0
-        self._time = None
+        self._seconds = 0.0
+        self._last = None
 
-    def on_train_begin(self, logs=None):
-        self._time = time.perf_counter()
+    def on_epoch_begin(self, epoch, logs=None):
+        self._last = time.perf_counter()
 
     def on_train_batch_end(self, batch, logs=None):
         for name in LOSS_NAMES:
             self._sums[name] = self._sums.get(name, 0.0) + float(logs[name])
         self._count += 1
+        now = time.perf_counter()
+        self._seconds += now - self._last
+        self._last = now
         step = int(logs["step"])
         if not self.every_steps or step % self.every_steps:
             return
-        now = time.perf_counter()
         with self.writer.as_default():
             for name, total in self._sums.items():
                 summary_scalar(f"train/{name}", total / self._count, step)
             summary_scalar("train/lr", float(logs["lr"]), step)
             summary_scalar(
                 "train/images_per_second",
-                self._count * self.global_batch_size / max(now - self._time, 1e-9),
+                self._count * self.global_batch_size / max(self._seconds, 1e-9),
                 step,
             )
         self.writer.flush()
-        self._sums, self._count, self._time = {}, 0, now
+        self._sums, self._count, self._seconds = {}, 0, 0.0
 
     def on_epoch_end(self, epoch, logs=None):
         self.writer.flush()
@@ -1191,6 +1239,8 @@ def train_and_evaluate(
     # config.json records what ran: auto resolved to a policy.
     config.train.precision = resolve_train_precision(config.train.precision)
     workdir = pathlib.Path(workdir).absolute()
+    if workdir.exists() and not workdir.is_dir():
+        raise ConfigError(f"--workdir {workdir} is a file, not a folder")
 
     strategy = make_strategy(config.distribute)
     chief = is_chief(strategy)
@@ -1215,7 +1265,10 @@ def _workdir_lock(workdir: pathlib.Path, chief: bool):
     if not chief:  # other workers write elsewhere
         yield
         return
-    workdir.mkdir(parents=True, exist_ok=True)
+    try:
+        workdir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"--workdir {workdir}: cannot create it ({e.strerror or e})") from None
 
     def busy(holder):
         return ConfigError(f"--workdir {workdir} is in use by another training run ({holder}); "
@@ -1239,8 +1292,16 @@ def _train(config, workdir, strategy, chief, extra_callbacks, feature_fn, steps_
     changed = {}
     checkpoint_dir = workdir / "checkpoints"
     latest = resume_checkpoint(checkpoint_dir)
-    if latest and (workdir / "config.json").exists():
-        changed = check_resume(json.loads((workdir / "config.json").read_text()), config)
+    recorded_config = workdir / "config.json"
+    if latest and recorded_config.exists():
+        try:
+            trained_with = json.loads(recorded_config.read_text(encoding="utf-8"))
+        except (ValueError, OSError) as e:  # a hand edit: the run writes it whole
+            raise ConfigError(
+                f"{recorded_config} cannot be read ({e}): it records the config {latest} was trained "
+                "with, checked at every resume; restore it, or remove it to resume unchecked"
+            ) from None
+        changed = check_resume(trained_with, config)
     with strategy.scope():
         model = build_model(config)
         _check_sizes(model, config)
@@ -1255,7 +1316,10 @@ def _train(config, workdir, strategy, chief, extra_callbacks, feature_fn, steps_
 
     items = model.checkpoint_items()
     checkpoint = tf.train.Checkpoint(**items, counters=counters, epoch_size=epoch_size)
-    own_dir = checkpoint_dir if chief else workdir / f"tmp_{_worker_id(strategy)}" / "checkpoints"
+    # Other workers save their copies (collective saves need every worker)
+    # into a folder of their own, removed when training ends.
+    worker_dir = workdir / f"tmp_{_worker_id(strategy)}"
+    own_dir = checkpoint_dir if chief else worker_dir / "checkpoints"
     if chief and checkpoint_dir.is_dir():
         _set_aside_unreadable_state(checkpoint_dir)
     manager = tf.train.CheckpointManager(
@@ -1284,10 +1348,9 @@ def _train(config, workdir, strategy, chief, extra_callbacks, feature_fn, steps_
             recorded = int(epoch_size.numpy()) if restore_if_saved("epoch_size", epoch_size) else 0
         except (ValueError, AssertionError, tf.errors.OpError) as e:
             first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise ConfigError(
-                f"the checkpoint {latest} does not fit this config ({first_line}); "
-                f"{workdir / 'config.json'} holds the config it was trained with"
-            ) from e
+            where = (f"{recorded_config} holds the config it was trained with" if recorded_config.exists()
+                     else f"the config it was trained with is not recorded (no {recorded_config})")
+            raise ConfigError(f"the checkpoint {latest} does not fit this config ({first_line}); {where}") from e
         logging.info(
             "Resumed from %s: step %d, epoch %d (+%d steps)", latest,
             int(counters.step.numpy()), int(counters.epoch.numpy()),
@@ -1328,7 +1391,7 @@ def _train(config, workdir, strategy, chief, extra_callbacks, feature_fn, steps_
     ]
     if config.eval.every_epochs:
         callback_list.append(
-            _make_evaluation(config, workdir, model, checkpoint, writer, chief, feature_fn)
+            _make_evaluation(config, workdir, model, checkpoint, writer, chief, feature_fn, worker_dir)
         )
     callback_list.extend(extra_callbacks)
     callbacks = keras.callbacks.CallbackList(
@@ -1413,7 +1476,7 @@ def _train(config, workdir, strategy, chief, extra_callbacks, feature_fn, steps_
         callbacks.on_train_end(logs)
     writer.flush()
     if not chief:
-        shutil.rmtree(workdir / f"tmp_{_worker_id(strategy)}", ignore_errors=True)
+        shutil.rmtree(worker_dir, ignore_errors=True)
     if signalled:
         name = signal.Signals(stop_signal.signum).name if stop_signal.signum else "another worker's signal"
         saved = manager.latest_checkpoint if chief else f"{checkpoint_dir / f'ckpt-{step}'} (the chief's)"
@@ -1426,7 +1489,7 @@ def _train(config, workdir, strategy, chief, extra_callbacks, feature_fn, steps_
     return logs
 
 
-def _make_evaluation(config, workdir, model, checkpoint, writer, chief, feature_fn):
+def _make_evaluation(config, workdir, model, checkpoint, writer, chief, feature_fn, worker_dir):
     """The FID/KID callback with a best checkpoint in checkpoints/best and export/best."""
     data = config.data
     for domain in ("a", "b"):
@@ -1446,7 +1509,11 @@ def _make_evaluation(config, workdir, model, checkpoint, writer, chief, feature_
                 f"(or data.root's test{domain.upper()}/)"
             )
     if feature_fn is None:
-        feature_fn = inception_feature_fn(config.eval.inception_weights)
+        try:
+            feature_fn = inception_feature_fn(config.eval.inception_weights)
+        except (FileNotFoundError, ValueError) as error:
+            raise ConfigError(f"config key eval.every_epochs > 0 scores with Inception "
+                              f"(eval.inception_weights={config.eval.inception_weights!r}): {error}") from None
     best_dir = workdir / "export" / "best"
     scores_file = best_dir / "scores.json"
     best_score = None
@@ -1454,7 +1521,7 @@ def _make_evaluation(config, workdir, model, checkpoint, writer, chief, feature_
         best_score = json.loads(scores_file.read_text())[config.eval.best_metric]
     best_manager = tf.train.CheckpointManager(
         checkpoint,
-        str(workdir / "checkpoints" / "best" if chief else workdir / "tmp_best"),
+        str(workdir / "checkpoints" / "best" if chief else worker_dir / "best"),
         max_to_keep=1,
     )
 

@@ -64,7 +64,9 @@ CHILD = textwrap.dedent(
                 np.savez(dump, *[v.numpy() for v in m.generator_variables + m.discriminator_variables])
 
     try:
-        training.train_and_evaluate(config, workdir, callbacks=[Kill(), Dump()])
+        # Channel means for "Inception" features: scores without the weights.
+        training.train_and_evaluate(config, workdir, callbacks=[Kill(), Dump()],
+                                    feature_fn=lambda images: np.asarray(images, np.float32).mean(axis=(1, 2)))
     except training.TrainingStopped as stopped:
         print(stopped, flush=True)
         sys.exit(128 + stopped.signum)
@@ -215,6 +217,41 @@ def test_train_py_exits_with_the_signal_status_after_a_stop(tmp_path):
     assert "stopped by SIGTERM at step 7; checkpoint X" in result.stderr
 
 
+def test_train_py_says_what_failed_inside_a_training_step(tmp_path):
+    # An error inside a step reads "Graph execution error:", the op's Python
+    # stack, then what went wrong: train.py prints the last, and for a lost
+    # peer worker what to do.
+    script = textwrap.dedent(
+        f"""
+        import os, runpy, sys
+        import tensorflow as tf
+        from gan_style import training
+        def failing(config, workdir):
+            if kind == "lost":
+                os.environ["TF_CONFIG"] = '{{"cluster": {{"worker": ["a:1", "b:2"]}}, "task": {{"type": "worker", "index": 0}}}}'
+                raise tf.errors.UnavailableError(None, None, "Collective ops is aborted by: failed to connect to "
+                                                 "all addresses /job:worker/replica:0/task:1")
+            step = tf.function(lambda x: tf.reshape(x, [3, 5]) * 2, input_signature=[tf.TensorSpec([None], tf.int32)])
+            step(tf.range(7))
+        training.train_and_evaluate = failing
+        kind = sys.argv[1]
+        sys.argv = ["train.py", "--config=configs/smoke.py", "--workdir={tmp_path / 'run'}"]
+        runpy.run_path("train.py", run_name="__main__")
+        """
+    )
+    runs = {kind: subprocess.Popen([sys.executable, "-c", script, kind], cwd=ROOT, env=ENV, stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True) for kind in ("graph", "lost")}
+    said = {}
+    for kind, run in runs.items():
+        said[kind] = run.communicate(timeout=120)[1].strip().splitlines()[-1]
+        assert run.returncode == 1, said[kind]
+    assert said["graph"] == ("error: Input to reshape is a tensor with 7 values, but the requested shape has 15 "
+                             "(--verbosity=1 shows where)")
+    assert said["lost"] == ("error: lost contact with another worker (Collective ops is aborted by: failed to connect "
+                            "to all addresses /job:worker/replica:0/task:1); restart every worker with the same "
+                            "command: training resumes from the last checkpoint (--verbosity=1 shows where)")
+
+
 def test_train_py_names_bad_keys_files_and_data_in_one_line(tmp_path):
     (tmp_path / "empty" / "trainA").mkdir(parents=True)
     (tmp_path / "empty" / "trainB").mkdir()
@@ -241,7 +278,13 @@ def test_train_py_names_bad_keys_files_and_data_in_one_line(tmp_path):
         "empty_data": (smoke + [f"--workdir={tmp_path / 'r3'}", f"--config.data.root={tmp_path / 'empty'}"],
                        "no images"),
         "workdir_is_a_file": (smoke + [f"--workdir={tmp_path / 'a_file'}",
-                                       f"--config.data.root={tmp_path / 'tiny'}"], "a_file"),
+                                       f"--config.data.root={tmp_path / 'tiny'}"],
+                              f"--workdir {tmp_path / 'a_file'} is a file, not a folder"),
+        "workdir_in_a_file": (smoke + [f"--workdir={tmp_path / 'a_file' / 'run'}",
+                                       f"--config.data.root={tmp_path / 'tiny'}"],
+                              f"--workdir {tmp_path / 'a_file' / 'run'}: cannot create it (Not a directory)"),
+        "seed": (smoke + [f"--workdir={tmp_path / 'r6'}", "--config.seed=-1"],
+                 "config key seed must be in 0..4294967295, got -1"),
     }
     processes = {
         name: subprocess.Popen([sys.executable, str(ROOT / "train.py"), *args], cwd=ROOT, env=ENV,
@@ -271,9 +314,11 @@ def test_two_workers_train_to_identical_weights_and_stop_together(tmp_path, shar
     workers = [f"localhost:{port}" for port in _free_ports(2)]
     # Checkpoints at epoch ends only (2 steps). Worker 1 alone gets SIGTERM (a
     # preempted VM) as step 3 begins: both must finish step 3, save it together
-    # (saving is collective) and stop.
+    # (saving is collective) and stop. The evaluation at the first epoch's end
+    # saves a best checkpoint (collective too).
     overrides = {**OVERRIDES, "train.deterministic": False, "distribute.strategy": "multi_worker",
-                 "train.max_steps": 4, "checkpoint.every_steps": 0}
+                 "train.max_steps": 4, "checkpoint.every_steps": 0, "eval.every_epochs": 1,
+                 "eval.num_images": 4}
     runs = []
     for index in range(2):
         env = {**ENV, "TF_CONFIG": json.dumps(
@@ -301,4 +346,5 @@ def test_two_workers_train_to_identical_weights_and_stop_together(tmp_path, shar
     # Only the chief wrote the workdir; the other worker's temporary dir is gone.
     assert tf.train.latest_checkpoint(str(tmp_path / "run" / "checkpoints")).endswith("ckpt-3")
     assert (tmp_path / "run" / "export" / "gen_ab.keras").exists()
+    assert tf.train.latest_checkpoint(str(tmp_path / "run" / "checkpoints" / "best")).endswith("ckpt-2")
     assert not list((tmp_path / "run").glob("tmp_*"))

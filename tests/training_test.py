@@ -98,8 +98,32 @@ def test_strategy_auto_picks_default_without_tpu_gpus_or_cluster(monkeypatch):
     assert training.is_chief(strategy)
     monkeypatch.setenv("TPU_NAME", "my-tpu")
     assert training._tpu_address("") == "my-tpu"
-    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {"worker": ["a:1", "b:2"]}}))
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {"worker": ["a:1", "b:2"]},
+                                                "task": {"type": "worker", "index": 1}}))
     assert training._tf_config_workers() == 2
+
+
+@pytest.mark.parametrize("tf_config, says", [
+    ("[1, 2]", "a JSON object is expected, not a list"),
+    ('{"cluster": {"worker": "a:1,b:2"}, "task": {"type": "worker", "index": 0}}',
+     "cluster job 'worker' must be a list of 'host:port' strings, got 'a:1,b:2'"),
+    ('{"cluster": ["a:1"]}', "'cluster' must be an object of jobs, not a list"),
+    ('{"cluster": {"worker": ["a:1", "b:2"]}}', "with a 'cluster', 'task' must say which of its tasks this process is"),
+    ('{"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": 5}}',
+     "task index 5 is not one of the 2 worker task"),
+    ('{"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "wrker", "index": 0}}',
+     "task type 'wrker': train.py runs 'chief' and 'worker' tasks"),
+    ('{"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "evaluator", "index": 0}}',
+     "task type 'evaluator'"),
+])
+def test_a_malformed_tf_config_is_named(monkeypatch, tf_config, says):
+    monkeypatch.delenv("TPU_NAME", raising=False)
+    monkeypatch.setenv("TF_CONFIG", tf_config)
+    for strategy in ("auto", "multi_worker"):
+        distribute = smoke.get_config().distribute
+        distribute.strategy = strategy
+        with pytest.raises(training.ConfigError, match="environment variable TF_CONFIG: " + re.escape(says)):
+            training.make_strategy(distribute)
 
 
 def test_precision_auto_follows_native_bfloat16_and_is_recorded(tmp_path, monkeypatch):
@@ -346,6 +370,14 @@ def test_too_few_test_images_for_evaluation_are_named_before_training(tmp_path):
     with pytest.raises(training.ConfigError, match=r"at least 2 test images in domain B.*1 could be read"):
         training.train_and_evaluate(config, tmp_path / "run", feature_fn=lambda x: np.zeros((len(x), 4)))
     assert not list((tmp_path / "run").glob("checkpoints/ckpt-*"))
+    # Weights that are not there: the key is named, before training too.
+    config.data.root = str(_tiny_folders(tmp_path / "data2"))
+    config.eval.inception_weights = str(tmp_path / "nope.weights.h5")
+    with pytest.raises(training.ConfigError, match=r"config key eval.every_epochs > 0 scores with Inception "
+                                                   r"\(eval.inception_weights='.*nope.weights.h5'\): Inception "
+                                                   r"weights file not found"):
+        training.train_and_evaluate(config, tmp_path / "run")
+    assert not list((tmp_path / "run").glob("checkpoints/ckpt-*"))
 
 
 def test_sample_sheets_use_training_images_when_a_test_split_has_none(tmp_path, caplog):
@@ -516,8 +548,16 @@ def test_a_checkpoint_that_does_not_fit_is_a_config_error(one_step_run, tmp_path
     config, workdir = _copy_of(one_step_run, tmp_path)
     (workdir / "config.json").unlink()  # no record to compare with: restore itself must say so
     config.model.generator_filters *= 2
-    with pytest.raises(training.ConfigError, match=r"checkpoint .*ckpt-1 does not fit this config"):
+    with pytest.raises(training.ConfigError, match=r"checkpoint .*ckpt-1 does not fit this config .*; "
+                                                   r"the config it was trained with is not recorded \(no .*config.json\)"):
         training.train_and_evaluate(config, workdir)
+    # A config.json broken by hand is named, and the checkpoints are left alone.
+    (workdir / "config.json").write_text('{"data": ')
+    before = sorted((p.name, p.stat().st_size) for p in (workdir / "checkpoints").iterdir())
+    with pytest.raises(training.ConfigError, match=r"config.json cannot be read \(Expecting value: line 1.*\): it "
+                                                   r"records the config .*ckpt-1 was trained with"):
+        training.train_and_evaluate(config, workdir)
+    assert sorted((p.name, p.stat().st_size) for p in (workdir / "checkpoints").iterdir()) == before
 
 
 def test_an_empty_workdir_is_refused_before_any_work(tmp_path, monkeypatch):
@@ -559,7 +599,8 @@ def test_mirrored_devices_that_do_not_exist_are_named():
 def test_multi_worker_without_a_cluster_is_refused(monkeypatch):
     distribute = smoke.get_config().distribute
     distribute.strategy = "multi_worker"
-    for tf_config in (None, '{"clustr": {"worker": ["a:1", "b:2"]}}', '{"cluster": {"worker": ["a:1"]}}'):
+    for tf_config in (None, '{"clustr": {"worker": ["a:1", "b:2"]}}',
+                      '{"cluster": {"worker": ["a:1"]}, "task": {"type": "worker", "index": 0}}'):
         if tf_config is None:
             monkeypatch.delenv("TF_CONFIG", raising=False)
         else:
@@ -572,11 +613,35 @@ def test_log_every_steps_zero_logs_no_scalars(tmp_path):
     writer = tf.summary.create_file_writer(str(tmp_path))
     logger = training.ScalarLogger(writer, every_steps=0, global_batch_size=1)
     logger.on_train_begin()
+    logger.on_epoch_begin(0)
     for step in (1, 2):
         logger.on_train_batch_end(step - 1, {**{name: 1.0 for name in training.LOSS_NAMES}, "lr": 1e-4, "step": step})
     writer.flush()
     events = [e for f in os.listdir(tmp_path) for e in tf.compat.v1.train.summary_iterator(str(tmp_path / f))]
     assert not [v for e in events for v in e.summary.value]
+
+
+def test_images_per_second_leaves_out_the_evaluation_between_epochs(tmp_path, monkeypatch):
+    clock = [100.0]
+    monkeypatch.setattr(training.time, "perf_counter", lambda: clock[0])
+    writer = tf.summary.create_file_writer(str(tmp_path))
+    logger = training.ScalarLogger(writer, every_steps=2, global_batch_size=4)
+    logger.on_train_begin()
+    losses = {name: 1.0 for name in training.LOSS_NAMES}
+    step = 0
+    for epoch in range(2):  # steps of 2 s each (4 images: 2 img/s), 300 s of evaluation after epoch 0
+        logger.on_epoch_begin(epoch)
+        for _ in range(3):
+            clock[0] += 2.0
+            step += 1
+            logger.on_train_batch_end(step - 1, {**losses, "lr": 1e-4, "step": step})
+        logger.on_epoch_end(epoch)
+        clock[0] += 300.0
+    writer.flush()
+    events = [e for f in os.listdir(tmp_path) for e in tf.compat.v1.train.summary_iterator(str(tmp_path / f))]
+    rates = {e.step: tf.make_ndarray(v.tensor) for e in events for v in e.summary.value
+             if v.tag == "train/images_per_second"}
+    assert rates == {2: pytest.approx(2.0), 4: pytest.approx(2.0), 6: pytest.approx(2.0)}
 
 
 def test_native_size_evaluation_with_test_images_of_different_sizes(tmp_path):
