@@ -333,6 +333,14 @@ def check_tiling(translator, tile: int | None, overlap: int, stats_size: int = D
         check_overlap(size, int(overlap), translator.multiple, translator.minimum)
     except ValueError as e:
         raise ValueError(f"--overlap: {e}") from None
+    generator = translator.generator
+    if not hasattr(generator, "_run_through_graph"):
+        # Found now, not at the first large image after the small ones converted.
+        raise ValueError(
+            f"--tile={tile}: images larger than that are translated in tiles, which needs a functional "
+            f"Keras generator; {generator.name!r} is a {type(generator).__name__}. Use --tile=0 to translate "
+            "every image whole"
+        )
 
 
 def tile_size(tile: int, multiple: int, minimum: int) -> int:

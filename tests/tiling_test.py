@@ -278,6 +278,15 @@ def test_bad_overlap_tile_and_stats_size(translator, tmp_path):
     with pytest.raises(ValueError, match=r"--overlap: overlap 1 is too large for tile 256: this generator's "
                        r"tiles start every 256 pixels, so the tile must be at least 512 \(or the overlap at most 0\)"):
         tiling.check_tiling(unet, 300, 1)
+    # A Sequential generator cannot be tiled: refused before any image, unless nothing is tiled.
+    import keras
+
+    plain = Translator(keras.Sequential([keras.Input((None, None, 3)), keras.layers.Conv2D(3, 3, padding="same")],
+                                        name="plain"))
+    with pytest.raises(ValueError, match=r"--tile=512: images larger than that are translated in tiles, which needs "
+                                         r"a functional Keras generator; 'plain' is a Sequential. Use --tile=0"):
+        tiling.check_tiling(plain, 512, 32)
+    tiling.check_tiling(plain, 0, 32)
 
 
 def test_an_rgbx_image_is_tiled_on_its_colour_channels(translator):

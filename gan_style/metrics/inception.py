@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import warnings
 
 import keras
 
@@ -276,11 +277,17 @@ def load_inception(weights_path: str | os.PathLike | None = None) -> keras.Model
     path = resolve_weights_path(weights_path)
     model = build_inception()
     try:
-        model.load_weights(str(path))
+        with warnings.catch_warnings():
+            # Keras warns once per layer of another model's file before it
+            # raises (50 KB of text): the error below says it in one line.
+            warnings.simplefilter("ignore")
+            model.load_weights(str(path))
     except Exception as error:  # h5py/keras raise several types for a bad file
+        # Keras' message lists every layer it could not fill: its first sentence is enough.
+        said = (str(error).split(". Example error message", 1)[0].strip().splitlines() or [type(error).__name__])[0]
         raise ValueError(
-            f"Could not load Inception weights from {path}: {error}. Re-create the file "
-            "with `python -m gan_style.metrics.convert_weights SRC DST`."
+            f"Could not load Inception weights from {path} ({said[:300]}): not the TF-FID InceptionV3 "
+            "weights? Make them with `python -m gan_style.metrics.convert_weights SRC DST`."
         ) from error
     model.trainable = False
     return model
