@@ -127,7 +127,7 @@ def main(argv):
         # A few reasons here: when every file fails alike (a list of
         # absolute paths, say), the first one says why.
         examples = "".join(f"\n  {rel}: {reason}" for rel, reason in summary.failures)
-        more = " (the first ones above)" if summary.failed > len(summary.failures) else ""
+        more = f" (the first {len(summary.failures)} below)" if summary.failed > len(summary.failures) else ""
         logging.warning("%d file(s) failed%s; every reason is in %s%s", summary.failed, more, summary.manifest,
                         examples)
     return summary.exit_code

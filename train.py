@@ -113,21 +113,29 @@ def main(argv):
         # offline) or an unusable --workdir: the message names it; the
         # traceback is for --verbosity=1.
         logging.debug("training stopped", exc_info=True)
-        _fail(f"{_error_text(error, tf)} (--verbosity=1 shows where)")
+        _fail(f"{_error_text(error, tf, training)} (--verbosity=1 shows where)")
 
 
-def _error_text(error: Exception, tf) -> str:
+def _error_text(error: Exception, tf, training) -> str:
     """The line of ``error``'s message that says what went wrong. An error
     inside a training step starts "Graph execution error:", then the Python
-    stack of the op (indented); the op's own message comes after it."""
+    stack of the op (indented); the op's own message comes after it, or
+    "N root error(s) found." and the first of them as "(0) ..."."""
     message = (getattr(error, "message", None) or str(error)).strip()
     said = [line for line in message.splitlines() if line.strip() and not line[0].isspace()
             and not line.startswith(("Graph execution error", "Detected at node"))]
     text = said[0] if said else (message.splitlines() or [type(error).__name__])[0]
+    if re.match(r"\d+ root error", text):
+        first = re.search(r"^\s*\(0\) (.+)$", message, re.MULTILINE)
+        text = first.group(1) if first else text
     text = re.sub(r"^\{\{function_node [^}]*\}\}\s*", "", text)  # which traced function: the stack says
     lost = (tf.errors.UnavailableError, tf.errors.AbortedError, tf.errors.DeadlineExceededError,
             tf.errors.CancelledError)
-    if isinstance(error, lost) and os.environ.get("TF_CONFIG", "").strip():
+    try:
+        several_workers = training._tf_config_workers() > 1
+    except training.ConfigError:
+        several_workers = False
+    if isinstance(error, lost) and several_workers:
         # A worker died or cannot be reached: the collective ops of every
         # other worker fail with it, and only a restart of all of them recovers.
         text = (f"lost contact with another worker ({text}); restart every worker with the same command: "

@@ -4,7 +4,9 @@ Everything gan_style writes for someone else to read (catalog outputs,
 manifests, exported models, tone profiles, training configs and sheets) is
 written under a temporary name in the target's folder, flushed to disk, then
 renamed over the target. A kill, a full disk or an exception part way leaves
-the previous file as it was, never a truncated one, and no temporary behind.
+the previous file as it was, never a truncated one. An exception removes the
+temporary; a kill cannot, so writers whose folders see many writes (catalog
+outputs, manifests, the training export) clean up leftovers by their names.
 """
 
 from __future__ import annotations

@@ -272,6 +272,7 @@ def collect_sources(source: str | os.PathLike, output: str | os.PathLike) -> tup
         entries += _unlisted_folder_entries(unlisted, root)
     elif glob.has_magic(text) and not os.path.exists(text):
         root = _glob_root(text)
+        _check_root(root, output)  # before the matches: an output there would hide every one
         pattern = pathlib.PurePath(text).relative_to(root)
         # pathlib's `**` does not enter symlinked folders (glob.glob's does:
         # two links to a parent made the listing grow without end). Hidden
@@ -329,14 +330,7 @@ def collect_sources(source: str | os.PathLike, output: str | os.PathLike) -> tup
             entries = _list_file_entries(p)
     else:
         raise FileNotFoundError(f"--input {text!r}: no such folder, file, or glob match")
-    root_real = os.path.realpath(root)
-    if output_real == root_real:
-        raise ValueError(f"--output {os.fspath(output)!r} is the input folder: outputs would overwrite the inputs")
-    if _inside(root_real, output_real):
-        raise ValueError(
-            f"--input root {os.fspath(root)!r} is inside --output {os.fspath(output)!r}: "
-            "outputs could overwrite inputs"
-        )
+    root_real = _check_root(root, output)
     if (_inside(output_real, root_real) and os.path.isdir(output)
             and not any(pathlib.Path(output).glob("manifest*.jsonl"))
             and not any(pathlib.Path(output).glob(BEAM_PLANS))):
@@ -371,6 +365,19 @@ def collect_sources(source: str | os.PathLike, output: str | os.PathLike) -> tup
         elif _inside(real, output_real):
             entry.refused = "lies inside the output folder; refused as input"
     return root, entries
+
+
+def _check_root(root: pathlib.Path, output: str | os.PathLike) -> str:
+    """Raises ValueError when ``output`` is the input root or holds it; returns the root's real path."""
+    root_real, output_real = os.path.realpath(root), os.path.realpath(output)
+    if output_real == root_real:
+        raise ValueError(f"--output {os.fspath(output)!r} is the input folder: outputs would overwrite the inputs")
+    if _inside(root_real, output_real):
+        raise ValueError(
+            f"--input root {os.fspath(root)!r} is inside --output {os.fspath(output)!r}: "
+            "outputs could overwrite inputs"
+        )
+    return root_real
 
 
 def _unlisted_under_glob(root: pathlib.Path, pattern: pathlib.PurePath, output_real: str,

@@ -319,7 +319,9 @@ def _tf_config_cluster() -> dict:
         if not isinstance(tasks, (list, dict)) or not all(isinstance(t, str) for t in
                                                           (tasks.values() if isinstance(tasks, dict) else tasks)):
             raise bad(f"cluster job {job!r} must be a list of 'host:port' strings, got {tasks!r}")
-    if not cluster:
+    if len(cluster.get("worker", [])) + len(cluster.get("chief", [])) < 2:
+        # No multi-worker training (a platform may set TF_CONFIG on a single
+        # VM too, with a 'master' task): its task is not ours to check.
         return cluster
     task = tf_config.get("task")
     if not isinstance(task, dict) or "type" not in task or "index" not in task:
@@ -328,7 +330,11 @@ def _tf_config_cluster() -> dict:
         raise bad(f"task type {task['type']!r}: train.py runs 'chief' and 'worker' tasks (MultiWorkerMirrored"
                   "Strategy); no evaluator or parameter server (evaluate checkpoints with a separate command)")
     count = len(cluster.get(task["type"], []))
-    if not isinstance(task["index"], int) or not 0 <= task["index"] < count:
+    try:
+        index = int(task["index"])  # as TensorFlow reads it: "1" is 1
+    except (TypeError, ValueError):
+        index = -1
+    if not 0 <= index < count:
         raise bad(f"task index {task['index']!r} is not one of the {count} {task['type']} task(s) of 'cluster'")
     return cluster
 
@@ -544,7 +550,8 @@ def export_generators(model: CycleGAN, directory: str | os.PathLike) -> None:
     """
     directory = pathlib.Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    for stale in directory.glob(".*.tmp.gen_*.keras"):  # left by a kill during an export
+    # Left by a kill during an export (the second name: before gan_style.atomic).
+    for stale in [*directory.glob(".*.tmp.gen_*.keras"), *directory.glob(".gen_*.tmp*.keras")]:
         stale.unlink(missing_ok=True)
     # Both files are complete before either replaces its old one, so a kill
     # leaves at most a moment in which the pair is from two steps.

@@ -88,6 +88,8 @@ def export_default_model(
     start = time.perf_counter()
     source = model_card.generator_path(workdir, checkpoint)
     output = pathlib.Path(output) if output is not None else convert.DEFAULT_MODEL_PATH
+    if output.suffix != ".keras":  # Keras saves only to that name (and infer.py loads only that)
+        raise ValueError(f"--output {output}: the model file's name must end in .keras")
     sample = pathlib.Path(sample)
     if not sample.exists():
         raise FileNotFoundError(

@@ -250,6 +250,8 @@ def test_export_default_model_writes_a_loadable_neutral_translator(workdir, tmp_
     np.testing.assert_array_equal(got, expected)
     plain = export_default_model.export_default_model(workdir, output=tmp_path / "plain.keras", context=0)
     assert plain["context"] == 0 and load_translator(tmp_path / "plain.keras").context == 0
+    with pytest.raises(ValueError, match=r"--output .*translator.h5: the model file's name must end in .keras"):
+        export_default_model.export_default_model(workdir, output=tmp_path / "translator.h5")
 
     best = export_default_model.export_default_model(
         workdir, "best", output=tmp_path / "best.keras"

@@ -565,6 +565,8 @@ def test_path_safety(translator, tmp_path, caplog):
     assert not [r for r in caplog.records if "no image files" in r.getMessage()]
     with pytest.raises(ValueError, match="inside --output"):
         run(translator, root / "sub", root)
+    with pytest.raises(ValueError, match="is the input folder"):  # a glob's folder: not "matches no image files"
+        run(translator, str(root / "*.png"), root)
 
 
 def test_files_that_are_not_images_are_named_not_passed_over(translator, tmp_path, caplog):

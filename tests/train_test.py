@@ -227,10 +227,16 @@ def test_train_py_says_what_failed_inside_a_training_step(tmp_path):
         import tensorflow as tf
         from gan_style import training
         def failing(config, workdir):
-            if kind == "lost":
-                os.environ["TF_CONFIG"] = '{{"cluster": {{"worker": ["a:1", "b:2"]}}, "task": {{"type": "worker", "index": 0}}}}'
+            if kind in ("lost", "unavailable"):
+                if kind == "lost":
+                    os.environ["TF_CONFIG"] = '{{"cluster": {{"worker": ["a:1", "b:2"]}}, "task": {{"type": "worker", "index": 0}}}}'
+                else:  # one VM of a platform that sets TF_CONFIG everywhere: no peers to lose
+                    os.environ["TF_CONFIG"] = '{{"cluster": {{"master": ["a:1"]}}, "task": {{"type": "master", "index": 0}}}}'
                 raise tf.errors.UnavailableError(None, None, "Collective ops is aborted by: failed to connect to "
                                                  "all addresses /job:worker/replica:0/task:1")
+            if kind == "roots":
+                raise tf.errors.InvalidArgumentError(None, None, "2 root error(s) found.\\n  (0) INVALID_ARGUMENT: "
+                                                     "bad pixel\\n  (1) CANCELLED: the other one\\n0 successful operations.")
             step = tf.function(lambda x: tf.reshape(x, [3, 5]) * 2, input_signature=[tf.TensorSpec([None], tf.int32)])
             step(tf.range(7))
         training.train_and_evaluate = failing
@@ -240,7 +246,7 @@ def test_train_py_says_what_failed_inside_a_training_step(tmp_path):
         """
     )
     runs = {kind: subprocess.Popen([sys.executable, "-c", script, kind], cwd=ROOT, env=ENV, stdout=subprocess.PIPE,
-                                   stderr=subprocess.PIPE, text=True) for kind in ("graph", "lost")}
+                                   stderr=subprocess.PIPE, text=True) for kind in ("graph", "lost", "unavailable", "roots")}
     said = {}
     for kind, run in runs.items():
         said[kind] = run.communicate(timeout=120)[1].strip().splitlines()[-1]
@@ -250,6 +256,9 @@ def test_train_py_says_what_failed_inside_a_training_step(tmp_path):
     assert said["lost"] == ("error: lost contact with another worker (Collective ops is aborted by: failed to connect "
                             "to all addresses /job:worker/replica:0/task:1); restart every worker with the same "
                             "command: training resumes from the last checkpoint (--verbosity=1 shows where)")
+    assert said["unavailable"] == ("error: Collective ops is aborted by: failed to connect to all addresses "
+                                   "/job:worker/replica:0/task:1 (--verbosity=1 shows where)")
+    assert said["roots"] == "error: INVALID_ARGUMENT: bad pixel (--verbosity=1 shows where)"
 
 
 def test_train_py_names_bad_keys_files_and_data_in_one_line(tmp_path):

@@ -101,6 +101,15 @@ def test_strategy_auto_picks_default_without_tpu_gpus_or_cluster(monkeypatch):
     monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {"worker": ["a:1", "b:2"]},
                                                 "task": {"type": "worker", "index": 1}}))
     assert training._tf_config_workers() == 2
+    # An index as a string is TensorFlow's too; a single VM's TF_CONFIG (a
+    # 'master' task, as some platforms set) is no multi-worker cluster to check.
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {"worker": ["a:1", "b:2"]},
+                                                "task": {"type": "worker", "index": "1"}}))
+    assert training._tf_config_workers() == 2
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {"master": ["a:1"]}, "task": {"type": "master", "index": 0}}))
+    assert training._tf_config_workers() == 0
+    monkeypatch.delenv("TPU_NAME")
+    assert training.make_strategy(default.get_config().distribute) is tf.distribute.get_strategy()
 
 
 @pytest.mark.parametrize("tf_config, says", [
@@ -111,6 +120,8 @@ def test_strategy_auto_picks_default_without_tpu_gpus_or_cluster(monkeypatch):
     ('{"cluster": {"worker": ["a:1", "b:2"]}}', "with a 'cluster', 'task' must say which of its tasks this process is"),
     ('{"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": 5}}',
      "task index 5 is not one of the 2 worker task"),
+    ('{"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": "first"}}',
+     "task index 'first' is not one of the 2 worker task"),
     ('{"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "wrker", "index": 0}}',
      "task type 'wrker': train.py runs 'chief' and 'worker' tasks"),
     ('{"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "evaluator", "index": 0}}',

@@ -7,7 +7,7 @@ import ipaddress
 import pathlib
 import socket
 
-from werkzeug.serving import BaseWSGIServer
+from werkzeug.serving import BaseWSGIServer, select_address_family
 from werkzeug.serving import make_server as _werkzeug_make_server
 
 
@@ -56,12 +56,16 @@ def _check_can_listen(host: str, port: int) -> None:
     """Raises OSError naming ``--host``/``--port`` when the server could not
     listen there. Werkzeug prints the bare socket error ("Name or service
     not known") and exits the process; found first, it is our message."""
+    # The address Werkzeug binds: IPv4 unless the host has a ':' (its rule,
+    # not the resolver's order); a unix:// socket is left to it.
+    family = select_address_family(host, port)
+    if family == getattr(socket, "AF_UNIX", None):
+        return
     try:
-        family, kind, proto, _, address = socket.getaddrinfo(
-            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+        address = socket.getaddrinfo(host, port, family, socket.SOCK_STREAM, socket.IPPROTO_TCP)[0][4]
     except socket.gaierror as e:
         raise OSError(f"--host={host}: no such address or host name ({e.strerror})") from None
-    with socket.socket(family, kind, proto) as probe:
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server binds
         try:
             probe.bind(address)
