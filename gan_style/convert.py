@@ -550,21 +550,26 @@ class Manifest:
         return record if isinstance(record, dict) and isinstance(record.get("rel"), str) else None
 
     @staticmethod
-    def newest(files: Iterable[tuple[Any, Iterable[str | bytes]]]) -> dict[str, tuple[dict, Any, int]]:
+    def newest(files: Iterable[tuple[Any, Iterable[str | bytes]]],
+               keep_records: bool = True) -> dict[str, tuple[dict | None, Any, int]]:
         """The newest record per source over manifests given as ``(name, lines)``,
         in reading order: ``{rel: (record, name, line number)}``. Newest by the
         records' ``time``; a tie goes to the one read later. Runs with and
         without ``--num_shards`` (and Beam runs) write different manifests, so
-        file order alone would let an old shard's record hide a newer run's."""
-        newest: dict[str, tuple[dict, Any, int]] = {}
+        file order alone would let an old shard's record hide a newer run's.
+        ``keep_records=False``: None for each record (where only which lines
+        are newest matters: a 100,000-record manifest's dicts are 240 MB)."""
+        newest: dict[str, tuple[dict | None, Any, int]] = {}
+        times: dict[str, str] = {}
         for name, lines in files:
             for number, line in enumerate(lines):
                 record = Manifest._parse(line)  # None: a line cut by a kill
                 if record is None:
                     continue
-                previous = newest.get(record["rel"])
-                if previous is None or str(record.get("time", "")) >= str(previous[0].get("time", "")):
-                    newest[record["rel"]] = (record, name, number)
+                rel, time = record["rel"], str(record.get("time", ""))
+                if rel not in times or time >= times[rel]:
+                    times[rel] = time
+                    newest[rel] = (record if keep_records else None, name, number)
         return newest
 
     @staticmethod
@@ -577,21 +582,27 @@ class Manifest:
         grows without end. The rewrite is atomic (temporary file, then
         ``os.replace``): a kill leaves the old manifest whole.
         """
-        try:
-            with open(path, "rb") as f:
-                lines = f.read().splitlines(keepends=True)
-        except FileNotFoundError:
-            return
         for stale in path.parent.glob(f".{glob.escape(path.name)}.*{image_writer.TEMP_SUFFIX}"):
             stale.unlink(missing_ok=True)  # a compaction that was killed
-        if len(lines) <= 1000:
-            return  # not worth parsing
-        newest = Manifest.newest([(path, lines)])  # lines cut by a kill are dropped with the rest
-        if len(lines) <= 2 * len(newest):
+        # Streamed, twice (which lines to keep, then those lines): a nightly
+        # 100,000-image catalog's manifest holds 200,000-300,000 lines.
+        try:
+            with open(path, "rb") as f:
+                lines = sum(1 for _ in f)
+                if lines <= 1000:
+                    return  # not worth parsing
+                f.seek(0)
+                newest = Manifest.newest([(path, f)], keep_records=False)  # lines cut by a kill are dropped
+        except FileNotFoundError:
             return
-        keep = sorted(number for _, _, number in newest.values())
-        with atomic.replacing(path, path.with_name(f".{path.name}.{os.getpid()}{image_writer.TEMP_SUFFIX}")) as temp:
-            temp.write_bytes(b"".join(lines[i] if lines[i].endswith(b"\n") else lines[i] + b"\n" for i in keep))
+        if lines <= 2 * len(newest):
+            return
+        keep = {number for _, _, number in newest.values()}
+        temporary = path.with_name(f".{path.name}.{os.getpid()}{image_writer.TEMP_SUFFIX}")
+        with atomic.replacing(path, temporary) as temp, open(path, "rb") as source, open(temp, "wb") as out:
+            for number, line in enumerate(source):
+                if number in keep:
+                    out.write(line if line.endswith(b"\n") else line + b"\n")
 
     @staticmethod
     def read(output: pathlib.Path) -> dict[str, dict]:

@@ -868,6 +868,13 @@ def test_manifest_is_compacted_once_mostly_old_lines(tmp_path):
     assert not list(tmp_path.glob(".*"))  # no temporary file left
     convert.Manifest.compact(path)  # already compact: left as it is
     assert len(path.read_text().splitlines()) == 300
+    # The newest record on an unterminated last line is kept, and ended.
+    newer = json.dumps({"rel": "7.jpg", "status": "converted", "time": "2026-02-01T00:00:00"})
+    path.write_text("\n".join(lines * 2) + "\n" + newer)
+    convert.Manifest.compact(path)
+    kept = path.read_text()
+    assert kept.endswith(newer + "\n") and len(kept.splitlines()) == 300
+    assert convert.Manifest.read(tmp_path)["7.jpg"]["status"] == "converted"
 
 
 def test_a_symlinked_folder_is_reported_not_passed_over(translator, tmp_path):
