@@ -551,14 +551,14 @@ class Manifest:
 
     @staticmethod
     def newest(files: Iterable[tuple[Any, Iterable[str | bytes]]],
-               keep_records: bool = True) -> dict[str, tuple[dict | None, Any, int]]:
+               fields: tuple[str, ...] | None = None) -> dict[str, tuple[dict, Any, int]]:
         """The newest record per source over manifests given as ``(name, lines)``,
         in reading order: ``{rel: (record, name, line number)}``. Newest by the
         records' ``time``; a tie goes to the one read later. Runs with and
         without ``--num_shards`` (and Beam runs) write different manifests, so
         file order alone would let an old shard's record hide a newer run's.
-        ``keep_records=False``: None for each record (where only which lines
-        are newest matters: a 100,000-record manifest's dicts are 240 MB)."""
+        ``fields``: keep only these keys of each record (a 100,000-record
+        manifest's whole dicts are 240 MB); None keeps them whole."""
         newest: dict[str, tuple[dict | None, Any, int]] = {}
         times: dict[str, str] = {}
         for name, lines in files:
@@ -569,7 +569,9 @@ class Manifest:
                 rel, time = record["rel"], str(record.get("time", ""))
                 if rel not in times or time >= times[rel]:
                     times[rel] = time
-                    newest[rel] = (record if keep_records else None, name, number)
+                    if fields is not None:
+                        record = {key: record[key] for key in fields if key in record}
+                    newest[rel] = (record, name, number)
         return newest
 
     @staticmethod
@@ -592,7 +594,7 @@ class Manifest:
                 if lines <= 1000:
                     return  # not worth parsing
                 f.seek(0)
-                newest = Manifest.newest([(path, f)], keep_records=False)  # lines cut by a kill are dropped
+                newest = Manifest.newest([(path, f)], fields=())  # lines cut by a kill are dropped
         except FileNotFoundError:
             return
         if lines <= 2 * len(newest):
@@ -605,16 +607,22 @@ class Manifest:
                     out.write(line if line.endswith(b"\n") else line + b"\n")
 
     @staticmethod
-    def read(output: pathlib.Path) -> dict[str, dict]:
+    def read(output: pathlib.Path, fields: tuple[str, ...] | None = None) -> dict[str, dict]:
         """The newest record per relative source path over all manifests in
-        ``output`` (see :meth:`newest`)."""
+        ``output`` (see :meth:`newest`), whole or only ``fields``."""
 
         def lines(path):
             with open(path, encoding="utf-8", errors="replace") as f:
                 yield from f
 
         paths = sorted(output.glob("manifest*.jsonl"))
-        return {rel: record for rel, (record, _, _) in Manifest.newest((p, lines(p)) for p in paths).items()}
+        return {rel: record for rel, (record, _, _) in Manifest.newest(((p, lines(p)) for p in paths), fields).items()}
+
+
+#: What a run reads of the earlier records: whether to skip a source, what a
+#: skipped one's record carries on, and which outputs are whose.
+RESUME_FIELDS = ("status", "settings", "source_size", "source_mtime_ns", "output", "output_rel", "output_size",
+                 "output_mtime_ns", "width", "height", "tiled", "format")
 
 
 def record_time() -> str:
@@ -1354,7 +1362,7 @@ def convert_catalog(
         try:
             output.mkdir(parents=True, exist_ok=True)
             stack.enter_context(output_lock(output, num_shards, shard_index))
-            recorded_before = Manifest.read(output)
+            recorded_before = Manifest.read(output, RESUME_FIELDS)
             previous = {} if overwrite else recorded_before
             owners = output_owners(previous)
             unrecorded = set() if overwrite else outputs_of_killed_beam_runs(
