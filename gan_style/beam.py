@@ -298,11 +298,10 @@ def _skip(item: dict, record: dict | None, settings: dict[str, str], output: str
     """(reason, kept record fields) when ``item`` needs no conversion, else None."""
     from gan_style import convert
 
-    keep_keys = ("output_size", "output_mtime_ns", "width", "height", "tiled", "format", "settings")
     accepted = convert.accepted_settings(settings, item["rel"])
 
     def kept(record: dict, out: str, out_rel: str | None) -> dict:
-        return {**{k: record[k] for k in keep_keys if k in record}, "output": out, "output_rel": out_rel}
+        return {**{k: record[k] for k in convert.CARRIED_FIELDS if k in record}, "output": out, "output_rel": out_rel}
 
     if _is_remote(item["source"]) or _is_remote(item["output"]):
         # No mtimes to trust across object stores: same settings and the recorded output still there.

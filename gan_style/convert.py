@@ -559,7 +559,7 @@ class Manifest:
         file order alone would let an old shard's record hide a newer run's.
         ``fields``: keep only these keys of each record (a 100,000-record
         manifest's whole dicts are 240 MB); None keeps them whole."""
-        newest: dict[str, tuple[dict | None, Any, int]] = {}
+        newest: dict[str, tuple[dict, Any, int]] = {}
         times: dict[str, str] = {}
         for name, lines in files:
             for number, line in enumerate(lines):
@@ -619,10 +619,11 @@ class Manifest:
         return {rel: record for rel, (record, _, _) in Manifest.newest(((p, lines(p)) for p in paths), fields).items()}
 
 
+#: What a skipped source's record carries on from its earlier one (infer.py and Beam).
+CARRIED_FIELDS = ("output_size", "output_mtime_ns", "width", "height", "tiled", "format", "settings")
 #: What a run reads of the earlier records: whether to skip a source, what a
 #: skipped one's record carries on, and which outputs are whose.
-RESUME_FIELDS = ("status", "settings", "source_size", "source_mtime_ns", "output", "output_rel", "output_size",
-                 "output_mtime_ns", "width", "height", "tiled", "format")
+RESUME_FIELDS = ("status", "source_size", "source_mtime_ns", "output", "output_rel", *CARRIED_FIELDS)
 
 
 def record_time() -> str:
@@ -1404,8 +1405,7 @@ def convert_catalog(
                     recorded = recorded_output(record, output)
                     if recorded:
                         entry.output = pathlib.Path(recorded)
-                    keep = {k: record[k] for k in ("output_size", "output_mtime_ns", "width", "height", "tiled", "format",
-                                                   "settings") if k in record}
+                    keep = {k: record[k] for k in CARRIED_FIELDS if k in record}
                     converter.record(entry, SKIPPED, reason, **keep)
                     continue
                 entry.moved_from = _moved_output(recorded_before.get(entry.rel), output, contested, planned)
