@@ -657,7 +657,8 @@ class SampleSheets(keras.callbacks.Callback):
 
     Two sheets (A -> B and B -> A), rows ``input | translated | reconstructed``,
     to TensorBoard (``samples/a2b``, ``samples/b2a``) and as PNG in
-    ``samples_dir``. Also made at the end of training.
+    ``samples_dir``. Also made at the end of training. (``train.sample_every_steps=0``
+    leaves the callback out: no sheets at all.)
     """
 
     def __init__(self, samples_a, samples_b, *, every_steps: int, writer, samples_dir, write: bool):
@@ -1386,16 +1387,15 @@ def _train(config, workdir, strategy, chief, extra_callbacks, feature_fn, steps_
 
     stopping = _any_worker_stopping(strategy)
 
-    # Fixed samples: the first test images (the first training batch without a test split).
-    num = train.num_samples
-    samples = [_sample_images(data, domain, num, batch_size, config.seed) for domain in ("a", "b")]
-    callback_list = [
-        ScalarLogger(writer, every_steps=train.log_every_steps, global_batch_size=batch_size),
-        SampleSheets(
+    callback_list = [ScalarLogger(writer, every_steps=train.log_every_steps, global_batch_size=batch_size)]
+    if train.sample_every_steps:  # 0 = off: no sheets, not even at the end
+        # Fixed samples: the first test images (the first training batch without a test split).
+        num = train.num_samples
+        samples = [_sample_images(data, domain, num, batch_size, config.seed) for domain in ("a", "b")]
+        callback_list.append(SampleSheets(
             samples[0], samples[1], every_steps=train.sample_every_steps, writer=writer,
             samples_dir=workdir / "samples", write=chief,
-        ),
-    ]
+        ))
     if config.eval.every_epochs:
         callback_list.append(
             _make_evaluation(config, workdir, model, checkpoint, writer, chief, feature_fn, worker_dir)

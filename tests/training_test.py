@@ -176,8 +176,13 @@ def test_export_checkpoint_restores_a_kept_checkpoint_as_float32(tmp_path):
     config.train.max_steps = 2
     config.train.progress = False
     config.checkpoint.every_steps = 1
+    config.train.sample_every_steps = 0  # off: no sheets, not even at the end of training
     workdir = tmp_path / "run"
     training.train_and_evaluate(config, workdir)
+    assert not (workdir / "samples").exists()
+    tags = {v.tag for f in (workdir / "tensorboard").iterdir()
+            for e in tf.compat.v1.train.summary_iterator(str(f)) for v in e.summary.value}
+    assert "train/gen_ab_loss" in tags and not {t for t in tags if t.startswith("samples/")}
     folder = training.export_checkpoint(workdir, 1)
     assert folder == workdir / "export" / "ckpt-1"
     generator = keras.saving.load_model(folder / "gen_ab.keras", compile=False)
@@ -395,6 +400,7 @@ def test_sample_sheets_use_training_images_when_a_test_split_has_none(tmp_path, 
     # Only evaluation needs test images: an empty testA/ and a testB/ of
     # unreadable files must not stop a run that does not evaluate.
     config = _tiny_run_config(tmp_path)
+    config.train.sample_every_steps = 2
     root = pathlib.Path(config.data.root)
     for path in (root / "testA").iterdir():
         path.unlink()
@@ -495,11 +501,16 @@ def test_sample_sheet_layout():
 
 
 def _tiny_run_config(tmp_path, **data_kwargs):
+    """The smoke run on tiny random images, one step. Without sample sheets
+    and identity losses, whose traces take a third of a tiny run's time:
+    the tests that need them switch them on."""
     config = smoke.get_config()
     config.data.root = str(_tiny_folders(tmp_path / "data", **data_kwargs))
     config.data.max_images = 0
     config.train.max_steps = 1
     config.train.progress = False
+    config.train.sample_every_steps = 0
+    config.model.lambda_identity = 0.0
     return config
 
 
@@ -507,7 +518,6 @@ def _epoch_saves_config(tmp_path):
     """Both epochs of the tiny run (2 steps each), checkpoints at epoch ends only."""
     config = _tiny_run_config(tmp_path)
     config.train.max_steps = 0
-    config.model.lambda_identity = 0.0
     config.checkpoint.every_steps = 0
     return config
 
@@ -669,6 +679,7 @@ def test_native_size_evaluation_with_test_images_of_different_sizes(tmp_path):
     config.train.epochs_decay = 0  # one epoch, one evaluation
     config.data.max_images = 2
     config.train.num_samples = 4
+    config.train.sample_every_steps = 2
     seen = []
 
     def feature_fn(images):
