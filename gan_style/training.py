@@ -454,7 +454,7 @@ def distributed_train_dataset(strategy, data, *, batch_size: int, seed: int, epo
     if workers == 1:
         dataset = input_pipeline.train_dataset(data, batch_size=batch_size, seed=seed, epoch=epoch)
         return strategy.experimental_distribute_dataset(dataset.skip(skip))
-    logging.info("input: each of %d hosts reads every %d-th sample", workers, workers)
+    logging.info("input: each of %d hosts reads 1 sample in %d (its own shard)", workers, workers)
 
     def per_host(context: tf.distribute.InputContext) -> tf.data.Dataset:
         local = input_pipeline.train_dataset(data, batch_size=batch_size, seed=seed, epoch=epoch,

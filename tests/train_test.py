@@ -345,7 +345,7 @@ def test_two_workers_train_to_identical_weights_and_stop_together(tmp_path, shar
     for run, output in zip(runs, outputs):
         assert run.returncode == 128 + signal.SIGTERM, output[-3000:]
         # Each host's pipeline reads its own half of the samples.
-        assert "input: each of 2 hosts reads every 2-th sample" in output, output[-3000:]
+        assert "input: each of 2 hosts reads 1 sample in 2 (its own shard)" in output, output[-3000:]
     assert "stopped by another worker's signal at step 3" in outputs[0], outputs[0][-3000:]
     assert "stopped by SIGTERM at step 3" in outputs[1], outputs[1][-3000:]
     first, second = np.load(tmp_path / "weights0.npz"), np.load(tmp_path / "weights1.npz")
