@@ -300,12 +300,19 @@ def collect_sources(source: str | os.PathLike, output: str | os.PathLike) -> tup
                     return True
             return False
 
+        folders_in_output: dict[pathlib.Path, bool] = {}  # one realpath a folder, not one a file
+
+        def in_output(folder: pathlib.Path) -> bool:
+            if folder not in folders_in_output:
+                folders_in_output[folder] = _inside(os.path.realpath(folder), output_real)
+            return folders_in_output[folder]
+
         for p in matches:
             # Earlier outputs under an output folder inside the input, or
             # under an earlier run's output folder, are not inputs (as when
             # walking a folder). Anything but a folder is a source: reading a
             # pipe named .jpg fails it with a reason.
-            if p.is_dir() or _inside(os.path.realpath(p.parent), output_real) or in_earlier_output(p):
+            if p.is_dir() or in_output(p.parent) or in_earlier_output(p):
                 continue
             if linked.passes_through(p):  # through a link a `*` matched: not walked, as by the folder walk
                 continue
