@@ -24,7 +24,7 @@ def get_config() -> ml_collections.ConfigDict:
     data.train_b = ""  # folder of domain-B training images (overrides root/trainB)
     data.test_a = ""  # folder of domain-A test images (overrides root/testA)
     data.test_b = ""  # folder of domain-B test images (overrides root/testB)
-    data.tfds_name = ""  # a TFDS dataset such as 'cycle_gan/horse2zebra' (wins when set)
+    data.tfds_name = ""  # a TFDS dataset such as 'cycle_gan/horse2zebra' (wins when set: the folders are not read)
     data.tfds_data_dir = ""  # TFDS data_dir ('' = the TFDS default)
     # resize_and_crop | crop | scale_width | scale_width_and_crop | none (reference --preprocess)
     data.preprocess = "resize_and_crop"
@@ -34,7 +34,7 @@ def get_config() -> ml_collections.ConfigDict:
     data.eval_size = 256  # test images resized to this square (0 = native size, batch 1)
     data.cache = False  # keep decoded, resized images in memory after the first epoch
     data.num_parallel_calls = -1  # decode workers (-1 = tf.data AUTOTUNE)
-    data.max_images = 0  # use at most this many images per domain (0 = all)
+    data.max_images = 0  # use at most this many images per domain in every split, test too (0 = all)
 
     # -- networks and losses (gan_style.networks, gan_style.losses) --------
     model = config.model = ml_collections.ConfigDict()
@@ -44,10 +44,10 @@ def get_config() -> ml_collections.ConfigDict:
     model.discriminator_filters = 64  # filters of the discriminators' first layer (ndf)
     model.discriminator_layers = 3  # strided layers of the n_layers discriminator
     model.norm = "instance"  # instance | batch | none
-    model.dropout = 0.0  # dropout rate in the generators' residual blocks (reference: off)
+    model.dropout = 0.0  # generators' dropout rate: resnet residual blocks, unet inner levels (reference: off)
     model.upsample = "transpose"  # transpose (reference) | resize_conv (no checkerboard)
     model.init = "normal"  # normal | xavier | kaiming | orthogonal
-    model.init_gain = 0.02  # scale of the initialisation
+    model.init_gain = 0.02  # scale of the normal/xavier/orthogonal initialisation (kaiming has none, as the reference)
     model.adversarial_loss = "lsgan"  # lsgan (reference) | vanilla | hinge
     model.lambda_cycle_a = 10.0  # weight of |gen_ba(gen_ab(a)) - a|
     model.lambda_cycle_b = 10.0  # weight of |gen_ab(gen_ba(b)) - b|
@@ -99,7 +99,7 @@ def get_config() -> ml_collections.ConfigDict:
     # to report; they differ somewhat.
     evaluation = config.eval = ml_collections.ConfigDict()
     evaluation.every_epochs = 0  # FID/KID every this many epochs (0 = off)
-    evaluation.num_images = 0  # test images per domain to score (0 = all)
+    evaluation.num_images = 0  # test images per domain to score (0 = all, at most data.max_images)
     # TF-FID InceptionV3 weights ('' = $GAN_STYLE_INCEPTION_WEIGHTS or the default path)
     evaluation.inception_weights = ""
     evaluation.best_metric = "fid_ab"  # fid_ab | fid_ba | fid_mean: keeps the best checkpoint

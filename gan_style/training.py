@@ -219,6 +219,12 @@ def resolve_data_paths(config: ml_collections.ConfigDict) -> ml_collections.Conf
         value = data[key]
         if not value:
             continue
+        if data.tfds_name and key != "tfds_data_dir":
+            # tfds wins: the folders are not read, so one that is missing here
+            # (a bundled config's ../shared/data) is no error, and not recorded.
+            logging.info("data.tfds_name=%r is set: data.%s=%r is not read", data.tfds_name, key, value)
+            data[key] = ""
+            continue
         path = os.path.abspath(os.path.expanduser(value))
         # tfds creates its data_dir for a first download; any other path must exist.
         if not os.path.exists(path) and key != "tfds_data_dir":
@@ -671,6 +677,7 @@ class SampleSheets(keras.callbacks.Callback):
         self.samples_dir = pathlib.Path(samples_dir)
         self.write = write
         self.last_step = -1
+        self.trained = False  # in this session
         self._translate = None
 
     def _make(self, step: int) -> None:
@@ -703,13 +710,18 @@ class SampleSheets(keras.callbacks.Callback):
             )
         self.last_step = step
 
+    def on_train_begin(self, logs=None):
+        self.trained = False
+
     def on_train_batch_end(self, batch, logs=None):
+        self.trained = True
         step = int(logs["step"])
         if self.every_steps and step % self.every_steps == 0:
             self._make(step)
 
     def on_train_end(self, logs=None):
-        if logs and "step" in logs:
+        # Not after a rerun of a finished run: its sheets are there already.
+        if self.trained and logs and "step" in logs:
             self._make(int(logs["step"]))
 
 

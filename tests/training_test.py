@@ -87,6 +87,10 @@ def test_data_paths_resolve_against_cwd_and_missing_ones_are_named(tmp_path, mon
     # tfds makes its data_dir on a first download: it need not exist yet.
     config.data.tfds_name, config.data.tfds_data_dir = "cycle_gan/horse2zebra", "fresh/tfds"
     assert training.resolve_data_paths(config).data.tfds_data_dir == str(tmp_path / "fresh" / "tfds")
+    # tfds wins over folders: a bundled config's root that is not on this machine is not read.
+    config.data.root, config.data.train_a = "../shared/data/horse2zebra", "nowhere"
+    resolved = training.resolve_data_paths(config)
+    assert resolved.data.root == "" and resolved.data.train_a == "" and resolved.data.tfds_name
 
 
 def test_strategy_auto_picks_default_without_tpu_gpus_or_cluster(monkeypatch):
@@ -759,9 +763,11 @@ def test_resume_takes_the_newest_checkpoint_whose_files_are_there(one_step_run, 
 
 def test_a_resume_with_nothing_left_to_train_says_so(one_step_run, tmp_path, caplog):
     config, workdir = _copy_of(one_step_run, tmp_path)  # at step 1; max_steps is 1
+    config.train.sample_every_steps = 2
     with caplog.at_level(logging.WARNING):
         assert training.train_and_evaluate(config, workdir)["step"] == 1
     assert "Nothing to train: the run is at step 1 (1 epoch(s) done), and the config ends at step 1" in caplog.text
+    assert not (workdir / "samples").exists()  # no end-of-training sheets for a step trained before
 
 
 def test_resume_passes_over_a_newest_checkpoint_that_does_not_read(one_step_run, tmp_path, caplog):
