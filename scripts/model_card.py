@@ -207,15 +207,11 @@ def read_run(workdir: str | os.PathLike, checkpoint: str = "latest") -> dict[str
     else:
         run["step"] = _checkpoint_step(workdir)
     run.update(read_events(workdir))
-    data = config.get("data", {})
+    folders = training_folders(config.get("data", {}))
     try:
         from gan_style.image_io import list_images
 
-        sizes = {
-            key: len(list_images(data[key]))
-            for key in ("train_a", "train_b")
-            if data.get(key)
-        }
+        sizes = {key: len(list_images(folder)) for key, folder in folders.items() if folder}
     except (FileNotFoundError, NotADirectoryError):
         sizes = {}
     run["train_sizes"] = sizes
@@ -323,6 +319,24 @@ def _hours(seconds: float) -> str:
     return f"{hours} h {rest // 60:02d} min ({seconds:.0f} s)"
 
 
+def training_folders(data: dict) -> dict[str, str]:
+    """``train_a``/``train_b`` -> the folder the run read ('' for a tfds run):
+    the key itself, else ``root``'s trainA/ or trainB/, as training resolves them."""
+    if data.get("tfds_name"):
+        return {"train_a": "", "train_b": ""}
+    root = data.get("root") or ""
+    return {
+        key: data.get(key) or (os.path.join(root, split) if root else "")
+        for key, split in (("train_a", "trainA"), ("train_b", "trainB"))
+    }
+
+
+def _discriminator_summary(model: dict) -> str:
+    name = model.get("discriminator")
+    layers = {"basic": "3 layers, ", "n_layers": f"{model.get('discriminator_layers')} layers, "}.get(name, "")
+    return f"`{name}` ({layers}{model.get('discriminator_filters')} filters)"
+
+
 def _config_summary(config: dict) -> list[str]:
     model, data, train, optim = (
         config.get(k, {}) for k in ("model", "data", "train", "optim")
@@ -331,8 +345,7 @@ def _config_summary(config: dict) -> list[str]:
         (
             f"generator `{model.get('generator')}`, {model.get('generator_filters')} filters, "
             f"norm `{model.get('norm')}`, upsample `{model.get('upsample')}`; discriminator "
-            f"`{model.get('discriminator')}` ({model.get('discriminator_layers')} layers, "
-            f"{model.get('discriminator_filters')} filters)"
+            f"{_discriminator_summary(model)}"
         ),
         (
             f"{model.get('adversarial_loss')} loss, λ_cycle {model.get('lambda_cycle_a')}/"
@@ -362,10 +375,14 @@ def markdown(
     data = config.get("data", {})
     sizes = run.get("train_sizes", {})
     lines = ["## Training run", ""]
-    lines.append(
-        f"- Data: A = `{data.get('train_a')}` ({sizes.get('train_a', '?')} images), "
-        f"B = `{data.get('train_b')}` ({sizes.get('train_b', '?')} images)"
-    )
+    if data.get("tfds_name"):
+        lines.append(f"- Data: TFDS `{data['tfds_name']}`")
+    else:
+        folders = training_folders(data)
+        lines.append(
+            f"- Data: A = `{folders['train_a']}` ({sizes.get('train_a', '?')} images), "
+            f"B = `{folders['train_b']}` ({sizes.get('train_b', '?')} images)"
+        )
     lines += [f"- Config: {item}" for item in _config_summary(config)]
     step = run.get("step")
     epochs = (

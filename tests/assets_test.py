@@ -215,6 +215,24 @@ def test_read_run_takes_steps_wall_time_and_config_from_the_workdir(workdir):
     assert "`resnet_6blocks`, 4 filters" in card and "Not yet measured" in card
 
 
+def test_read_run_finds_the_training_folders_under_data_root(tmp_path, workdir):
+    import shutil
+
+    copy = tmp_path / "run"
+    shutil.copytree(workdir, copy)
+    for domain, split in (("a", "trainA"), ("b", "trainB")):
+        shutil.copytree(workdir / "data" / domain, tmp_path / "set" / split)
+    config = json.loads((copy / "config.json").read_text())
+    config["data"].update(root=str(tmp_path / "set"), train_a="", train_b="")
+    config["model"].update(discriminator="pixel")
+    (copy / "config.json").write_text(json.dumps(config))
+    run = model_card.read_run(copy)
+    assert run["train_sizes"] == {"train_a": 6, "train_b": 4}
+    card = model_card.markdown(run, None)
+    assert f"A = `{tmp_path / 'set' / 'trainA'}` (6 images)" in card
+    assert "discriminator `pixel` (4 filters)" in card  # no layers: the pixel one has none to set
+
+
 def test_workdir_errors_name_the_problem(tmp_path, workdir):
     with pytest.raises(FileNotFoundError, match="not a directory"):
         model_card.generator_path(tmp_path / "nowhere")
