@@ -157,8 +157,9 @@ def _check_split(split: str) -> None:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
 
 
-def _split_folder(data: Any, split: str) -> tuple[pathlib.Path, str] | None:
-    """``(folder, config key naming it)`` of a split, or None when none is set."""
+def split_folder(data: Any, split: str) -> tuple[pathlib.Path, str] | None:
+    """``(folder, config key naming it)`` of a split (``data.train_a``, else
+    ``data.root/trainA``, ...), or None when none is set."""
     key = _SPLIT_KEYS[split]
     explicit = _get(data, key, "")
     root = _get(data, "root", "")
@@ -175,7 +176,7 @@ def _nested_splits(data: Any, split: str, folder: pathlib.Path) -> list[tuple[pa
     inside = []
     here = os.path.realpath(folder)
     for other in SPLITS:
-        found = _split_folder(data, other) if other != split else None
+        found = split_folder(data, other) if other != split else None
         if found is None:
             continue
         there = os.path.realpath(found[0])
@@ -220,7 +221,7 @@ def domain_files(data: Any, split: str) -> list[pathlib.Path]:
             f"domain_files: data.tfds_name={_get(data, 'tfds_name')!r} is set, so "
             f"{split} comes from TensorFlow Datasets, not a folder"
         )
-    found = _split_folder(data, split)
+    found = split_folder(data, split)
     if found is None:
         key = _SPLIT_KEYS[split]
         raise ValueError(
@@ -321,7 +322,7 @@ def _source(data: Any, split: str) -> _Source:
         return _Source(names, load, f"data.tfds_name={name!r}")
     files = domain_files(data, split)
     names = [str(p) for p in files]
-    return _Source(names, lambda i: image_io.load_rgb(names[i]), _split_folder(data, split)[1])
+    return _Source(names, lambda i: image_io.load_rgb(names[i]), split_folder(data, split)[1])
 
 
 def has_split(data: Any, split: str) -> bool:
@@ -338,7 +339,7 @@ def has_split(data: Any, split: str) -> bool:
         except Exception:  # noqa: BLE001 - loading the split gives the clear error
             return True
         return split in splits or not splits
-    found = _split_folder(data, split)
+    found = split_folder(data, split)
     return found is not None and found[0].is_dir()
 
 

@@ -38,6 +38,8 @@ import tempfile
 import time
 from typing import Any
 
+import ml_collections
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as `python scripts/model_card.py` from anywhere
     sys.path.insert(0, str(ROOT))
@@ -207,12 +209,16 @@ def read_run(workdir: str | os.PathLike, checkpoint: str = "latest") -> dict[str
     else:
         run["step"] = _checkpoint_step(workdir)
     run.update(read_events(workdir))
-    folders = training_folders(config.get("data", {}))
+    data = config.get("data", {})
     try:
-        from gan_style.image_io import list_images
+        from gan_style import input_pipeline
 
-        sizes = {key: len(list_images(folder)) for key, folder in folders.items() if folder}
-    except (FileNotFoundError, NotADirectoryError):
+        # The files training read: data.max_images and nested test folders applied.
+        sizes = {
+            key: len(input_pipeline.domain_files(ml_collections.ConfigDict(data), split))
+            for key, split in (("train_a", "trainA"), ("train_b", "trainB"))
+        } if not data.get("tfds_name") else {}
+    except ValueError:  # a folder gone or empty since (named by domain_files)
         sizes = {}
     run["train_sizes"] = sizes
     batch = config.get("train", {}).get("batch_size")
@@ -320,15 +326,13 @@ def _hours(seconds: float) -> str:
 
 
 def training_folders(data: dict) -> dict[str, str]:
-    """``train_a``/``train_b`` -> the folder the run read ('' for a tfds run):
-    the key itself, else ``root``'s trainA/ or trainB/, as training resolves them."""
-    if data.get("tfds_name"):
-        return {"train_a": "", "train_b": ""}
-    root = data.get("root") or ""
-    return {
-        key: data.get(key) or (os.path.join(root, split) if root else "")
-        for key, split in (("train_a", "trainA"), ("train_b", "trainB"))
-    }
+    """``train_a``/``train_b`` -> the folder a folder-sourced run read, as
+    training resolves it ('' where none is set)."""
+    from gan_style import input_pipeline
+
+    found = {key: input_pipeline.split_folder(ml_collections.ConfigDict(data), split)
+             for key, split in (("train_a", "trainA"), ("train_b", "trainB"))}
+    return {key: str(folder[0]) if folder else "" for key, folder in found.items()}
 
 
 def _discriminator_summary(model: dict) -> str:
